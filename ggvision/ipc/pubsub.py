@@ -1,0 +1,71 @@
+"""Local publish/subscribe between components (PublishToTopic / SubscribeToTopic)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .server import Stream
+from .topics import mqtt_match
+
+EVENT_SHAPE = "SubscriptionResponseMessage"
+
+
+@dataclass(eq=False)
+class Subscription:
+    topic_filter: str
+    stream: Stream
+    from_others_only: bool
+    wildcard: bool
+
+
+class LocalPubSub:
+    """Routes messages to subscriptions; the match list per topic is cached until subscriptions change."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self._cache: dict[str, list[Subscription]] = {}
+        self.published = 0
+        self.delivered = 0
+        self.dropped = 0
+
+    def subscribe(self, topic_filter: str, stream: Stream, from_others_only: bool) -> Subscription:
+        sub = Subscription(topic_filter, stream, from_others_only, "+" in topic_filter or "#" in topic_filter)
+        self._subs.append(sub)
+        self._cache.clear()
+        stream.on_close.append(lambda: self.unsubscribe(sub))
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            return
+        self._cache.clear()
+
+    def _matching(self, topic: str) -> list[Subscription]:
+        subs = self._cache.get(topic)
+        if subs is None:
+            subs = [s for s in self._subs if s.topic_filter == topic or (s.wildcard and mqtt_match(s.topic_filter, topic))]
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[topic] = subs
+        return subs
+
+    def publish(self, publisher: str, topic: str, kind: str, message: object) -> int:
+        """Deliver a `jsonMessage` or `binaryMessage` (base64 text already) to every match."""
+        self.published += 1
+        subs = self._matching(topic)
+        if not subs:
+            return 0
+        payload = json.dumps({kind: {"message": message, "context": {"topic": topic}}}).encode()
+        n = 0
+        for s in subs:
+            if s.from_others_only and s.stream.component == publisher:
+                continue
+            if s.stream.send_event(EVENT_SHAPE, payload):
+                n += 1
+            else:
+                self.dropped += 1
+        self.delivered += n
+        return n

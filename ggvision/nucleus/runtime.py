@@ -1,0 +1,54 @@
+"""Run the kernel as a process: start, deploy the given recipes, run until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from .deployments import DeploymentRequest
+from .kernel import Kernel, KernelOptions
+from .logs import HubHandler
+from .recipe import load_recipe_dir
+
+log = logging.getLogger("ggvision.nucleus")
+
+
+async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact_dir: Path | None = None,
+                stop: asyncio.Event | None = None) -> int:
+    kernel = Kernel(options)
+    handler = HubHandler(kernel.hub)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root_logger = logging.getLogger("ggvision")
+    root_logger.addHandler(handler)
+    root_logger.setLevel(logging.INFO)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await kernel.start()
+        # Startup deployment: persisted roots plus every recipe in --recipes as a root.
+        add: dict[str, str] = {}
+        if recipe_dir is not None:
+            for r in load_recipe_dir(recipe_dir):
+                if r.name not in add or r.semver > kernel.recipes.get(r.name, add[r.name]).semver:  # type: ignore[union-attr]
+                    add[r.name] = r.version
+                    kernel.recipes.add_text(r, Path(r.source).read_text())
+        dep_id = kernel.deployments.submit(DeploymentRequest(recipe_dir=recipe_dir, artifact_dir=artifact_dir, add=add,
+                                                             notify_components=False))
+
+        async def report() -> None:
+            rec = await kernel.deployments.wait(dep_id)
+            if rec.status != "SUCCEEDED":
+                log.error("startup deployment failed: %s: %s", rec.detailed, rec.cause)
+
+        reporter = loop.create_task(report())
+        await stop.wait()
+        reporter.cancel()
+        return 0
+    finally:
+        log.info("ggvision runtime stopping")
+        await kernel.stop()
+        root_logger.removeHandler(handler)
