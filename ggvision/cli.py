@@ -32,6 +32,8 @@ def nucleus(
     region: Annotated[str, typer.Option()] = "us-east-1",
     secrets: Annotated[Path | None, typer.Option(help="JSON file of secrets for GetSecretValue")] = None,
     iot: Annotated[bool, typer.Option(help="start the local IoT Core stand-in (mosquitto + bridge)")] = True,
+    iot_endpoint: Annotated[str | None, typer.Option(help="use this MQTT broker (host:port) instead of mosquitto")] = None,
+    iot_pki: Annotated[Path | None, typer.Option(help="folder with ca/client certificates for the broker")] = None,
     spool_max_bytes: Annotated[int, typer.Option(help="bound of the offline QoS1 spool")] = 64 * 1024 * 1024,
     error_reset_time: Annotated[float, typer.Option(help="seconds after which a component's error count resets")] = 3600.0,
     settle: Annotated[float, typer.Option(help="seconds a changed component must stay healthy in a deployment")] = 3.0,
@@ -41,8 +43,18 @@ def nucleus(
     from .nucleus.runtime import serve
 
     opts = KernelOptions(root=root, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
-                         iot_spool_max_bytes=spool_max_bytes, error_reset_time=error_reset_time, settle_s=settle)
-    raise typer.Exit(asyncio.run(serve(opts, recipes, artifacts)))
+                         iot_spool_max_bytes=spool_max_bytes,
+                         iot_endpoint=iot_endpoint, iot_pki=iot_pki, error_reset_time=error_reset_time, settle_s=settle)
+    from .nucleus.recipe import RecipeError
+    from .nucleus.secrets import SecretError
+
+    try:
+        code = asyncio.run(serve(opts, recipes, artifacts))
+    except (RecipeError, SecretError, OSError) as e:
+        # Bad input at start-up: say what and where, without a traceback.
+        console.print(f"[red]ggvision nucleus: {e}[/red]")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 def _client(root: Path):  # noqa: ANN202 - awsiot types are optional imports

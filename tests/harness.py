@@ -52,9 +52,16 @@ class Agent:
     """A connection to a test agent component's control socket."""
 
     def __init__(self, path: str, timeout: float = 30.0) -> None:
-        wait_until(lambda: os.path.exists(path), timeout, what=f"agent socket {path}")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+        def connect() -> socket.socket | None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                return s
+            except OSError:  # not there yet, or a stale socket file from before a restart
+                s.close()
+                return None
+
+        self.sock = wait_until(connect, timeout, what=f"agent socket {path}")
         self.f = self.sock.makefile("rwb")
 
     def call(self, op: str, **args: Any) -> Any:
@@ -123,10 +130,6 @@ class Runtime:
     def start(self, wait_for: dict[str, tuple[str, ...]] | None = None, timeout: float = 60.0) -> Runtime:
         for name in self.components:
             self.write_component(name)
-        self.secrets_file.write_text(json.dumps({"secrets": [
-            {"name": "camera-1", "secretString": TEST_SECRET,
-             "arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:camera-1"},
-            {"name": "other", "secretString": "other-value"}]}))
         self.launch()
         targets = wait_for if wait_for is not None else {n: ("RUNNING", "FINISHED") for n in self.components}
         for name, states in targets.items():
@@ -134,15 +137,21 @@ class Runtime:
         return self
 
     def launch(self) -> None:
+        if not self.secrets_file.exists():
+            self.secrets_file.write_text(json.dumps({"secrets": [
+                {"name": "camera-1", "secretString": TEST_SECRET,
+                 "arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:camera-1"},
+                {"name": "other", "secretString": "other-value"}]}))
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "ggvision.cli", "nucleus", "--root", str(self.root),
                "--recipes", str(self.recipes), "--artifacts", str(self.artifacts), "--thing-name", "test-thing",
                "--secrets", str(self.secrets_file), "--settle", "0.5", *([] if self.iot else ["--no-iot"]), *self.args]
+        cli = self.root / "cli_ipc_info" / "cli.json"
+        cli.unlink(missing_ok=True)  # left by a previous run: wait for the new runtime's
         self.out = open(self.tmp / "runtime.out", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-        cli = self.root / "cli_ipc_info" / "cli.json"
         wait_until(lambda: cli.exists() or self.proc.poll() is not None, 60, what="runtime start")
         if self.proc.poll() is not None:
             raise AssertionError(f"runtime exited early:\n{self.output()}")

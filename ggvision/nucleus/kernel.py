@@ -44,6 +44,9 @@ class KernelOptions:
     iot: bool = True  # start mosquitto + the IoT Core bridge
     iot_spool_max_bytes: int = 64 * 1024 * 1024
     iot_max_message_bytes: int = 131072
+    # Use an already running MQTT broker (host:port) with the PKI in iot_pki instead of starting mosquitto.
+    iot_endpoint: str | None = None
+    iot_pki: Path | None = None
     error_reset_time: float = 3600.0
     settle_s: float = 3.0  # a changed component must stay healthy this long for a deployment to succeed
     console: bool = True
@@ -107,14 +110,21 @@ class Kernel:
         from ..iotcore.spool import DiskSpool
 
         iot_dir = self.root / "iotcore"
-        self.pki = ensure_pki(iot_dir / "pki", self.options.thing_name)
-        port_file = iot_dir / "port"
-        port = int(port_file.read_text()) if port_file.exists() else 0
-        self.broker = MosquittoBroker(iot_dir / "broker", self.pki, port=port)
-        self.broker.start()
-        port_file.write_text(str(self.broker.port))
+        iot_dir.mkdir(exist_ok=True)
+        self.pki = ensure_pki(self.options.iot_pki or iot_dir / "pki", self.options.thing_name)
+        if self.options.iot_endpoint:
+            host, _, port_s = self.options.iot_endpoint.rpartition(":")
+            host, port = host or "127.0.0.1", int(port_s)
+        else:
+            port_file = iot_dir / "port"
+            # Keep the same port across runtime restarts so outside clients can reconnect.
+            saved = int(port_file.read_text()) if port_file.exists() else 0
+            self.broker = MosquittoBroker(iot_dir / "broker", self.pki, port=saved)
+            self.broker.start()
+            port_file.write_text(str(self.broker.port))
+            host, port = "127.0.0.1", self.broker.port
         spool = DiskSpool(iot_dir / "spool.sqlite", self.options.iot_spool_max_bytes)
-        self.bridge = IoTCoreBridge("127.0.0.1", self.broker.port, self.pki, self.options.thing_name, spool,
+        self.bridge = IoTCoreBridge(host, port, self.pki, self.options.thing_name, spool,
                                     max_message_bytes=self.options.iot_max_message_bytes)
         await self.bridge.start()
 

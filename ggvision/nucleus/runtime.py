@@ -37,7 +37,7 @@ async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact
                     add[r.name] = r.version
                     kernel.recipes.add_text(r, Path(r.source).read_text())
         dep_id = kernel.deployments.submit(DeploymentRequest(recipe_dir=recipe_dir, artifact_dir=artifact_dir, add=add,
-                                                             notify_components=False))
+                                                             notify_components=False, failure_policy="DO_NOTHING"))
 
         async def report() -> None:
             rec = await kernel.deployments.wait(dep_id)
