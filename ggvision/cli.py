@@ -23,33 +23,45 @@ DEFAULT_ROOT = Path(os.environ.get("GGVISION_ROOT", ".ggvision/root"))
 RootOpt = Annotated[Path, typer.Option("--root", help="runtime root folder (GGVISION_ROOT)")]
 
 
+def _opt(help_text: str) -> typer.models.OptionInfo:
+    return typer.Option(help=help_text)
+
+
 @app.command()
 def nucleus(
     root: RootOpt = DEFAULT_ROOT,
-    recipes: Annotated[Path | None, typer.Option(help="folder of recipes to deploy at start")] = None,
-    artifacts: Annotated[Path | None, typer.Option(help="artifact folder: <dir>/<name>/<version>/<file>")] = None,
-    thing_name: Annotated[str, typer.Option(help="AWS_IOT_THING_NAME for components")] = "ggvision-local",
-    region: Annotated[str, typer.Option()] = "us-east-1",
-    secrets: Annotated[Path | None, typer.Option(help="JSON file of secrets for GetSecretValue")] = None,
-    iot: Annotated[bool, typer.Option(help="start the local IoT Core stand-in (mosquitto + bridge)")] = True,
-    iot_endpoint: Annotated[str | None, typer.Option(help="use this MQTT broker (host:port) instead of mosquitto")] = None,
-    iot_pki: Annotated[Path | None, typer.Option(help="folder with ca/client certificates for the broker")] = None,
-    spool_max_bytes: Annotated[int, typer.Option(help="bound of the offline QoS1 spool")] = 64 * 1024 * 1024,
-    error_reset_time: Annotated[float, typer.Option(help="seconds after which a component's error count resets")] = 3600.0,
-    settle: Annotated[float, typer.Option(help="seconds a changed component must stay healthy in a deployment")] = 3.0,
+    recipes: Annotated[Path | None, _opt("folder of recipes to deploy at start")] = None,
+    artifacts: Annotated[Path | None, _opt("artifact folder: <dir>/<name>/<version>/<file>")] = None,
+    thing_name: Annotated[str, _opt("AWS_IOT_THING_NAME for components")] = "ggvision-local",
+    region: Annotated[str, _opt("AWS_REGION for components")] = "us-east-1",
+    secrets: Annotated[Path | None, _opt("JSON file of secrets for GetSecretValue")] = None,
+    iot: Annotated[bool, _opt("start the local IoT Core stand-in (mosquitto + bridge)")] = True,
+    iot_endpoint: Annotated[str | None, _opt("use this MQTT broker (host:port) instead of mosquitto")] = None,
+    iot_pki: Annotated[Path | None, _opt("folder with the CA and client certificates for the broker")] = None,
+    spool_max_bytes: Annotated[int, _opt("bound of the offline QoS1 spool, bytes")] = 64 * 1024 * 1024,
+    error_reset_time: Annotated[float, _opt("seconds after which a component's error count resets")] = 3600.0,
+    settle: Annotated[float, _opt("seconds a changed component must stay healthy in a deployment")] = 3.0,
+    ipc_connect_timeout: Annotated[float, _opt("seconds an IPC client has to send CONNECT")] = 5.0,
+    dashboard: Annotated[bool | None, _opt("live status view (default: when stdout is a terminal)")] = None,
 ) -> None:
     """Run the local Greengrass runtime until Ctrl-C."""
-    from .nucleus.kernel import KernelOptions
-    from .nucleus.runtime import serve
+    import sys
 
-    opts = KernelOptions(root=root, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
-                         iot_spool_max_bytes=spool_max_bytes,
-                         iot_endpoint=iot_endpoint, iot_pki=iot_pki, error_reset_time=error_reset_time, settle_s=settle)
+    from .ipc.server import ServerLimits
+    from .nucleus.kernel import KernelOptions
     from .nucleus.recipe import RecipeError
+    from .nucleus.runtime import serve
     from .nucleus.secrets import SecretError
 
+    show = sys.stdout.isatty() if dashboard is None else dashboard
+    opts = KernelOptions(
+        root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
+        iot_spool_max_bytes=spool_max_bytes, iot_endpoint=iot_endpoint, iot_pki=iot_pki,
+        error_reset_time=error_reset_time, settle_s=settle,
+        limits=ServerLimits(connect_timeout_s=ipc_connect_timeout),
+    )
     try:
-        code = asyncio.run(serve(opts, recipes, artifacts))
+        code = asyncio.run(serve(opts, recipes, artifacts, dashboard=show))
     except (RecipeError, SecretError, OSError) as e:
         # Bad input at start-up: say what and where, without a traceback.
         console.print(f"[red]ggvision nucleus: {e}[/red]")

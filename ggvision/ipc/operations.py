@@ -74,7 +74,8 @@ def build_operations(kernel: Kernel) -> dict[str, Handler]:
         if not is_authorized(acl, ctx.operation, resource):
             kernel.counters["unauthorized"] += 1
             raise UnauthorizedError(
-                f"Principal {ctx.component} is not authorized to perform aws.greengrass#{ctx.operation} on resource {resource}"
+                f"Principal {ctx.component} is not authorized to perform aws.greengrass#{ctx.operation} "
+                f"on resource {resource}"
             )
 
     # -- local pub/sub ------------------------------------------------------------------
@@ -209,7 +210,8 @@ def build_operations(kernel: Kernel) -> dict[str, Handler]:
             raise InvalidArgumentsError("SendConfigurationValidityReport: 'configurationValidityReport' is required")
         status = report.get("status")
         if status not in ("ACCEPTED", "REJECTED"):
-            raise InvalidArgumentsError(f"SendConfigurationValidityReport: status must be ACCEPTED or REJECTED, got {status!r}")
+            raise InvalidArgumentsError(
+                f"SendConfigurationValidityReport: status must be ACCEPTED or REJECTED, got {status!r}")
         dep = report.get("deploymentId")
         if not isinstance(dep, str):
             raise InvalidArgumentsError("SendConfigurationValidityReport: 'deploymentId' is required")

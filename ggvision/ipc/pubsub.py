@@ -46,7 +46,8 @@ class LocalPubSub:
     def _matching(self, topic: str) -> list[Subscription]:
         subs = self._cache.get(topic)
         if subs is None:
-            subs = [s for s in self._subs if s.topic_filter == topic or (s.wildcard and mqtt_match(s.topic_filter, topic))]
+            subs = [s for s in self._subs
+                    if s.topic_filter == topic or (s.wildcard and mqtt_match(s.topic_filter, topic))]
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[topic] = subs

@@ -197,7 +197,8 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _protocol_failure(self, reason: str) -> None:
-        log.warning("IPC protocol error from %s: %s; closing that connection", self.component or "unknown client", reason)
+        log.warning("IPC protocol error from %s: %s; closing that connection",
+                    self.component or "unknown client", reason)
         try:
             self.write(protocol_error(reason))
         finally:

@@ -184,8 +184,8 @@ class DeploymentManager:
             except Exception as e:  # never let one bad deployment kill the worker
                 log.exception("deployment %s crashed", req.id)
                 rec.status, rec.detailed, rec.cause = "FAILED", "FAILED_NO_STATE_CHANGE", f"internal error: {e}"
-            self.kernel.hub.line("ggvision.deployment", "nucleus",
-                                 f"deployment {req.id} {rec.status}" + (f": {rec.detailed}: {rec.cause}" if rec.cause else ""))
+            outcome = f"deployment {req.id} {rec.status}" + (f": {rec.detailed}: {rec.cause}" if rec.cause else "")
+            self.kernel.hub.line("ggvision.deployment", "nucleus", outcome)
             rec.done.set()
 
     def _prepare(self, req: DeploymentRequest) -> tuple[dict[str, str], dict[str, Recipe]]:
@@ -263,7 +263,8 @@ class DeploymentManager:
         except DeploymentFailed as failure:
             if req.failure_policy != "ROLLBACK":
                 raise DeploymentFailed("FAILED_ROLLBACK_NOT_REQUESTED", failure.cause) from None
-            self.kernel.hub.line("ggvision.deployment", "nucleus", f"deployment {req.id} failed ({failure.cause}); rolling back")
+            self.kernel.hub.line("ggvision.deployment", "nucleus",
+                                 f"deployment {req.id} failed ({failure.cause}); rolling back")
             try:
                 restored = await self._restore(snapshot)
                 await self._await_healthy(restored, req.health_timeout_s)

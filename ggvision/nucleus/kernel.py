@@ -101,7 +101,8 @@ class Kernel:
             await self._start_iot()
         self._started = True
         self.deployments.start()
-        log.info("ggvision runtime up: root=%s thing=%s socket=%s", self.root, self.options.thing_name, self.socket_path)
+        log.info("ggvision runtime up: root=%s thing=%s socket=%s",
+                 self.root, self.options.thing_name, self.socket_path)
 
     async def _start_iot(self) -> None:
         from ..iotcore.bridge import IoTCoreBridge

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 import zlib
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -19,6 +20,7 @@ class LogHub:
         self._files: dict[str, TextIO] = {}
         self.console = console
         self.colour = console is not None and (colour if colour is not None else console.isatty())
+        self.recent: deque[tuple[str, str, str]] = deque(maxlen=200)  # (time, component, text) for dashboards
 
     def path(self, component: str) -> Path:
         return self.dir / f"{component}.log"
@@ -35,6 +37,7 @@ class LogHub:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
         self._file(component).write(f"{stamp} [{stream}] {text}\n")
+        self.recent.append((time.strftime("%H:%M:%S", time.localtime(now)), component, text))
         if self.console is not None:
             short = time.strftime("%H:%M:%S", time.localtime(now))
             name = component

@@ -16,7 +16,7 @@ log = logging.getLogger("ggvision.nucleus")
 
 
 async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact_dir: Path | None = None,
-                stop: asyncio.Event | None = None) -> int:
+                stop: asyncio.Event | None = None, dashboard: bool = False) -> int:
     kernel = Kernel(options)
     handler = HubHandler(kernel.hub)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -45,6 +45,10 @@ async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact
                 log.error("startup deployment failed: %s: %s", rec.detailed, rec.cause)
 
         reporter = loop.create_task(report())
+        if dashboard:
+            from .dashboard import Dashboard
+
+            await Dashboard(kernel).run(stop)
         await stop.wait()
         reporter.cancel()
         return 0

@@ -89,7 +89,8 @@ class ShadowStore:
         key = self._key(thing, name)
         doc = self._docs.get(key, {"state": {}, "metadata": {}, "version": 0})
         if "version" in req and req["version"] != doc["version"]:
-            raise ShadowVersionConflict(f"Version conflict: shadow is at version {doc['version']}, request has {req['version']}")
+            raise ShadowVersionConflict(
+                f"Version conflict: shadow is at version {doc['version']}, request has {req['version']}")
         ts = int(time.time())
         for section in ("desired", "reported"):
             if section in req["state"]:

@@ -19,12 +19,12 @@ from typing import Any
 
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
+    QOS,
     BinaryMessage,
     ConfigurationValidityReport,
     JsonMessage,
     Metric,
     PublishMessage,
-    QOS,
 )
 
 

@@ -1,0 +1,51 @@
+# ggvision — two commands on a fresh Debian/Ubuntu machine: `make run` and `make test`.
+# Every target installs what it needs first (virtualenv, pinned pip packages, Debian packages).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ROOT   ?= .ggvision/root
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PACKAGES := mosquitto
+
+.PHONY: run test lint bench deps clean distclean
+
+deps: $(STAMP)
+
+# Debian packages only when missing (apt-get update once, then install).
+.deb-stamp:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMP): pyproject.toml .deb-stamp
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "ggvision needs Python >= 3.10"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+## run: the local Greengrass runtime with the suite, IoT Core stand-in and a live view (Ctrl-C stops)
+run: $(STAMP)
+	$(BIN)/ggvision nucleus --root $(ROOT) --recipes recipes
+
+## test: lint, then the whole test suite
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## bench: IPC throughput benchmarks (results go in docs/performance.md)
+bench: $(STAMP)
+	$(BIN)/python bench/ipc.py
+
+clean:
+	rm -rf .ggvision .pytest_cache .ruff_cache greengrass-build zip-build
+
+distclean: clean
+	rm -rf $(VENV) .deb-stamp
