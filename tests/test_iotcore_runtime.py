@@ -37,6 +37,9 @@ def test_embedded_broker_round_trip_and_limits(tmp_path: Path) -> None:
         with pytest.raises(AgentError) as e:
             a.call("publish_iot", topic="elsewhere/x", b64=b64("no"))
         assert e.value.kind == "UnauthorizedError"
+        with pytest.raises(AgentError) as e:
+            a.call("subscribe_iot", id="deny", topic="#")
+        assert e.value.kind == "UnauthorizedError"
     finally:
         rt.cleanup()
 

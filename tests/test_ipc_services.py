@@ -44,6 +44,9 @@ def test_update_state_and_component_metrics(agents: Runtime) -> None:
         a.call("put_metric", name="bad", value=1, unit="FURLONGS")
     assert e.value.kind in ("InvalidArgumentsError", "ValueError")
     assert agents.state("com.ggvision.test.Agent") == "RUNNING"
+    with pytest.raises(AgentError) as e:  # no aws.greengrass.ipc.componentmetric policy
+        agents.agent("com.ggvision.test.Peer").call("put_metric", name="frames", value=1)
+    assert e.value.kind == "UnauthorizedError"
 
 
 def test_get_secret_value_allow_and_deny_and_never_logged(agents: Runtime) -> None:

@@ -91,3 +91,50 @@ def test_startup_timeout_errors(tmp_path: Path) -> None:
         assert "startup timed out after 1s" in rt.log("com.ggvision.test.SlowStartup")
     finally:
         rt.cleanup()
+
+
+def test_skipif_and_finished(tmp_path: Path) -> None:
+    rt = Runtime(tmp_path, [])
+
+    def skippy(doc: dict) -> None:
+        doc["ComponentName"] = "com.ggvision.test.Skippy"
+        doc["Manifests"] = [{"Lifecycle": {
+            "Install": {"Script": "exit 1", "Skipif": "exists /"},
+            "Run": {"Script": "echo ran-to-completion", "Skipif": "onpath no-such-tool-ggv"}}}]
+
+    rt.write_component("com.ggvision.test.Crasher", edit=skippy)
+    try:
+        rt.launch()
+        rt.wait_state("com.ggvision.test.Skippy", "FINISHED")
+        log = rt.log("com.ggvision.test.Skippy")
+        assert "install: skipped (exists /)" in log and "ran-to-completion" in log
+    finally:
+        rt.cleanup()
+
+
+def test_hard_dependents_restart_with_their_dependency_soft_ones_do_not(tmp_path: Path) -> None:
+    rt = Runtime(tmp_path, [])
+
+    def depends(kind: str):  # noqa: ANN202
+        def edit(doc: dict) -> None:
+            doc["ComponentDependencies"] = {"com.ggvision.test.Base": {"VersionRequirement": "^1.0.0",
+                                                                        "DependencyType": kind}}
+        return edit
+
+    rt.write_component("com.ggvision.test.Base")
+    rt.write_component("com.ggvision.test.Agent", edit=depends("HARD"))
+    rt.write_component("com.ggvision.test.Peer", edit=depends("SOFT"))
+    try:
+        rt.launch()
+        for name in ("com.ggvision.test.Agent", "com.ggvision.test.Peer"):
+            rt.wait_state(name, "RUNNING")
+        hard = rt.log("com.ggvision.test.Agent").count("run: starting")
+        soft = rt.log("com.ggvision.test.Peer").count("run: starting")
+        rt.client.restart_component(component_name="com.ggvision.test.Base")
+        wait_until(lambda: rt.log("com.ggvision.test.Agent").count("run: starting") > hard, 20,
+                   what="the HARD dependent restarted after its dependency")
+        rt.wait_state("com.ggvision.test.Agent", "RUNNING")
+        assert rt.log("com.ggvision.test.Peer").count("run: starting") == soft
+        assert rt.state("com.ggvision.test.Peer") == "RUNNING"
+    finally:
+        rt.cleanup()

@@ -27,6 +27,8 @@ RECIPE_GLOBS = (
     "recipes/*.json", "recipes/*.yaml",
     "components/**/recipe.json", "components/**/recipe.yaml",
     "tests/components/**/recipe.json", "tests/components/**/recipe.yaml",
+    "tests/components/recipes/*.yaml", "tests/components/recipes/*.json",
+    "bench/components/**/*.yaml", "bench/components/**/*.json",
 )
 
 
