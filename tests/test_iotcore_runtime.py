@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import AgentError, Runtime
+from harness import AgentError, Runtime, wait_until
 from test_iotcore import Peer, _have_mosquitto
 
 from ggvision.iotcore.broker import MosquittoBroker
@@ -104,3 +104,33 @@ def test_outage_spools_qos1_and_delivers_in_order_across_runtime_restart(
     # Everything spooled while offline arrives exactly once and in order.
     assert got[0] == b"before"
     assert [m for m in got if m != b"before"] == [f"m{i}".encode() for i in range(40)]
+
+
+def test_embedded_broker_is_restarted_after_it_dies_and_the_spool_drains(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    rt = Runtime(tmp_path, ["com.ggvision.test.Agent"], iot=True)
+    try:
+        rt.start()
+        a = rt.agent()
+        a.call("subscribe_iot", id="back", topic="ggvision/test-thing/back")
+        conf = str(rt.root.resolve() / "iotcore" / "broker")
+        brokers = [p for p in psutil.process_iter(["name", "cmdline"])
+                   if p.info["name"] == "mosquitto" and any(conf in c for c in p.info["cmdline"] or [])]
+        assert len(brokers) == 1
+        os.kill(brokers[0].pid, signal.SIGKILL)  # the uplink dies hard
+        for i in range(10):
+            a.call("publish_iot", topic="ggvision/test-thing/back", b64=b64(f"b{i}"))
+        want = [f"b{i}" for i in range(10)]
+
+        def delivered() -> list[str]:  # at-least-once: keep first occurrences, order must hold
+            seen = [base64.b64decode(e["b64"]).decode() for e in a.call("events", id="back", count=0, timeout=0)]
+            return list(dict.fromkeys(seen))
+
+        assert wait_until(lambda: len(delivered()) >= 10 and delivered(), 30, what="spool drained") == want
+        assert "mosquitto is not running; restarting it" in rt.log("ggvision.nucleus")
+    finally:
+        rt.cleanup()

@@ -169,6 +169,9 @@ class IoTCoreBridge:
         self._disconnected_evt = asyncio.Event()
         self._disconnected_evt.set()
         self._new_conn_evt = asyncio.Event()
+        # Set once subscriptions are re-sent after a (re)connect: spooled messages drain only then,
+        # so a local subscriber to its own IoT Core topics never misses its spooled messages.
+        self._subs_ready = asyncio.Event()
         self._work_evt = asyncio.Event()
         self._drained_evt = asyncio.Event()
         self._stopped_evt = asyncio.Event()
@@ -302,6 +305,7 @@ class IoTCoreBridge:
         self._set_connected(True)
         self._new_conn_evt.set()
         log.info("IoT Core: connected to %s:%s as %s", self.host, self.port, self.client_id)
+        self._subs_ready.clear()
         self._spawn(self._resubscribe())
 
     def _on_disconnected(self, exc: BaseException | None) -> None:
@@ -394,6 +398,7 @@ class IoTCoreBridge:
             await self._work_evt.wait()
             return
         await self._connected_evt.wait()
+        await self._subs_ready.wait()
         gen = self._conn_gen
         if await self._send_batch(batch):
             return
@@ -534,9 +539,12 @@ class IoTCoreBridge:
         # Always resend: cheap, idempotent, and correct whether or not the broker kept our session.
         jobs = [self._broker_subscribe(e) for e in list(self._filters.values())]
         jobs += [self._broker_unsubscribe(f) for f in list(self._pending_unsubscribes)]
-        for result in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(result, BaseException):
-                self._note_error(str(result))
+        try:
+            for result in await asyncio.gather(*jobs, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    self._note_error(str(result))
+        finally:
+            self._subs_ready.set()
 
     def _dispatch(self, topic: str, payload: bytes, sub_ids: list[int]) -> None:
         if sub_ids:

@@ -230,7 +230,11 @@ class Connection(asyncio.Protocol):
             echo = [h for n, h in msg.headers.items() if not n.startswith(":")]
             headers = [int32(":message-type", MessageType.PING_RESPONSE), int32(":message-flags", 0),
                        int32(":stream-id", 0)]
-            self.write(encode_message(encode_headers(headers + echo), msg.payload))
+            try:
+                pong = encode_message(encode_headers(headers + echo), msg.payload)
+            except ValueError as e:  # e.g. a header value over the protocol's 32767 bytes: not echoable
+                raise ProtocolError(f"PING cannot be echoed: {e}") from None
+            self.write(pong)
             return
         if mtype not in (MessageType.APPLICATION_MESSAGE, MessageType.APPLICATION_ERROR):
             raise ProtocolError(f"unexpected message type {mtype} after CONNECT")
@@ -257,7 +261,7 @@ class Connection(asyncio.Protocol):
             obj = json.loads(msg.payload or b"{}")
             if isinstance(obj, dict) and isinstance(obj.get("authToken"), str):
                 token = obj["authToken"]
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             # The client formats the payload with %s, so a token with quotes is not valid JSON.
             m = _TOKEN_RE.search(msg.payload)
             token = m.group(1).decode(errors="replace") if m else None
@@ -288,7 +292,7 @@ class Connection(asyncio.Protocol):
             request = json.loads(payload) if payload else {}
             if not isinstance(request, dict):
                 raise ValueError("request is not a JSON object")
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: JSON nested too deeply
             from .errors import InvalidArgumentsError
 
             self._fail(ctx, InvalidArgumentsError(f"{short}: malformed request payload: {e}"))

@@ -92,6 +92,7 @@ class Kernel:
         self.deployments = DeploymentManager(self)
         self._changed = asyncio.Event()
         self._started = False
+        self._broker_watch: asyncio.Task[None] | None = None
 
     # -- startup / shutdown -------------------------------------------------------------
     async def start(self) -> None:
@@ -124,12 +125,27 @@ class Kernel:
             self.broker.start()
             port_file.write_text(str(self.broker.port))
             host, port = "127.0.0.1", self.broker.port
+            self._broker_watch = asyncio.get_running_loop().create_task(self._watch_broker())
         spool = DiskSpool(iot_dir / "spool.sqlite", self.options.iot_spool_max_bytes)
         self.bridge = IoTCoreBridge(host, port, self.pki, self.options.thing_name, spool,
                                     max_message_bytes=self.options.iot_max_message_bytes)
         await self.bridge.start()
 
+    async def _watch_broker(self, period_s: float = 2.0) -> None:
+        """Restart the embedded mosquitto if it dies; the bridge reconnects and drains its spool."""
+        while True:
+            await asyncio.sleep(period_s)  # process liveness offers no event to await here
+            if self.broker is not None and not self.broker.running:
+                log.warning("IoT Core stand-in: mosquitto is not running; restarting it")
+                try:
+                    # Started from the loop thread on purpose: its parent-death signal is tied to this thread.
+                    self.broker.start()
+                except Exception as e:
+                    log.error("IoT Core stand-in: mosquitto did not restart: %s", e)
+
     async def stop(self) -> None:
+        if self._broker_watch is not None:
+            self._broker_watch.cancel()
         await self.deployments.stop()
         order = self.start_order()
         for name in reversed(order):
