@@ -221,7 +221,8 @@ class Kernel:
         self.hub.line(svc.name, "nucleus", f"state {old} -> {new}{reason}")
         for cb in list(self.state_listeners):
             cb(svc, old, new)
-        if new in HEALTHY:
+        if new in HEALTHY or (new == State.INSTALLED and old == State.STOPPING):
+            # A dependency became healthy, or a dependent finished stopping after it already had.
             asyncio.get_running_loop().call_soon(self.reconcile)
         elif old in HEALTHY and new in (State.ERRORED, State.STOPPING):
             # HARD dependents restart around a dependency's restart, as the nucleus does.
