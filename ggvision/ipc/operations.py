@@ -117,37 +117,34 @@ def build_operations(kernel: Kernel) -> dict[str, Handler]:
         return {"topicName": topic}
 
     # -- IoT Core -----------------------------------------------------------------------
-    @op
-    def PublishToIoTCore(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
-        topic = _str(req, "topicName", "PublishToIoTCore")
+    def _mqtt_request(ctx: CallContext, req: dict[str, Any], is_filter: bool) -> tuple[str, int]:
+        """Topic (checked and authorized) and QoS of an IoT Core request."""
+        topic = _str(req, "topicName", ctx.operation)
         assert topic is not None
-        why = valid_publish_topic(topic)
+        why = valid_topic_filter(topic) if is_filter else valid_publish_topic(topic)
         if why:
-            raise InvalidArgumentsError(f"PublishToIoTCore: {why}")
+            raise InvalidArgumentsError(f"{ctx.operation}: {why}")
         authorize(ctx, topic)
         qos = req.get("qos", "0")
         if str(qos) not in ("0", "1"):
-            raise InvalidArgumentsError(f"PublishToIoTCore: qos must be '0' or '1', got {qos!r}")
+            raise InvalidArgumentsError(f"{ctx.operation}: qos must be '0' or '1', got {qos!r}")
+        return topic, int(qos)
+
+    @op
+    def PublishToIoTCore(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
+        topic, qos = _mqtt_request(ctx, req, is_filter=False)
         payload = _b64(req.get("payload"), "PublishToIoTCore: payload")
         props = req.get("userProperties") or []
         if not isinstance(props, list) or not all(isinstance(p, dict) for p in props):
             raise InvalidArgumentsError("PublishToIoTCore: userProperties must be a list of {key, value}")
         user_props = [(str(p.get("key", "")), str(p.get("value", ""))) for p in props]
-        return kernel.iot_publish(topic, payload, int(qos), bool(req.get("retain", False)), user_props)
+        return kernel.iot_publish(topic, payload, qos, bool(req.get("retain", False)), user_props)
 
     @op
     def SubscribeToIoTCore(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
-        topic = _str(req, "topicName", "SubscribeToIoTCore")
-        assert topic is not None
-        why = valid_topic_filter(topic)
-        if why:
-            raise InvalidArgumentsError(f"SubscribeToIoTCore: {why}")
-        authorize(ctx, topic)
-        qos = req.get("qos", "0")
-        if str(qos) not in ("0", "1"):
-            raise InvalidArgumentsError(f"SubscribeToIoTCore: qos must be '0' or '1', got {qos!r}")
+        topic, qos = _mqtt_request(ctx, req, is_filter=True)
         ctx.keep_open()
-        return kernel.iot_subscribe(ctx.stream, topic, int(qos))
+        return kernel.iot_subscribe(ctx.stream, topic, qos)
 
     # -- configuration ------------------------------------------------------------------
     @op
