@@ -677,7 +677,7 @@ def test_fuzzed_input_never_harms_the_server(agents: Runtime) -> None:
 
 # -- 5. a slow subscriber never stalls anyone else -------------------------------------------
 def test_slow_subscriber_drops_its_own_events_without_stalling_others(agents: Runtime) -> None:
-    topic, n, pad = "test/slow/data", 400, "x" * (64 * 1024)
+    topic, n, pad = "test/slow/data", 800, "x" * (64 * 1024)
     a, p = agents.agent(), agents.agent(PEER)
     with RawClient(ipc_path(agents)) as slow:
         try:
@@ -687,7 +687,7 @@ def test_slow_subscriber_drops_its_own_events_without_stalling_others(agents: Ru
             assert (mtype(sub), flags(sub)) == (MessageType.APPLICATION_MESSAGE, 0)  # stream stays open
             assert sub.get("service-model-type") == "aws.greengrass#SubscribeToTopicResponse"
             p.call("subscribe", id="slow", topic=topic)
-            # From here on `slow` reads nothing. 400 x 64 KiB is far beyond the 8 MiB event backlog.
+            # From here on `slow` reads nothing. 800 x 64 KiB is far beyond the 32 MiB event backlog.
             t0 = time.monotonic()
             for i in range(n):
                 a.call("publish_json", topic=topic, message={"i": i, "pad": pad})

@@ -114,71 +114,59 @@ def encode_message(headers: list[Header] | bytes, payload: bytes = b"") -> bytes
     return b"".join((head, payload, _U32.pack(crc)))
 
 
-def _decode_headers(buf: memoryview) -> dict[str, Header]:
+_FIXED = {  # header type -> (struct, size) for fixed-size values
+    HeaderType.BYTE: (struct.Struct(">b"), 1),
+    HeaderType.INT16: (struct.Struct(">h"), 2),
+    HeaderType.INT32: (struct.Struct(">i"), 4),
+    HeaderType.INT64: (struct.Struct(">q"), 8),
+    HeaderType.TIMESTAMP: (struct.Struct(">q"), 8),
+}
+_U16 = struct.Struct(">H")
+_TYPES = {int(t): t for t in HeaderType}
+
+
+def _decode_headers(buf: bytes) -> dict[str, Header]:
+    # Hot path (every request): plain indexing; a short buffer surfaces as IndexError/struct.error.
     headers: dict[str, Header] = {}
     i, n = 0, len(buf)
-
-    def need(k: int) -> None:
-        if i + k > n:
-            raise ProtocolError("truncated header block")
-
-    while i < n:
-        need(1)
-        nlen = buf[i]
-        i += 1
-        if nlen == 0:
-            raise ProtocolError("empty header name")
-        need(nlen + 1)
-        try:
-            name = bytes(buf[i : i + nlen]).decode()
-        except UnicodeDecodeError as e:
-            raise ProtocolError("header name is not UTF-8") from e
-        i += nlen
-        try:
-            t = HeaderType(buf[i])
-        except ValueError as e:
-            raise ProtocolError(f"header {name!r} has unknown type {buf[i]}") from e
-        i += 1
-        value: HeaderValue
-        if t == HeaderType.BOOL_TRUE:
-            value = True
-        elif t == HeaderType.BOOL_FALSE:
-            value = False
-        elif t == HeaderType.BYTE:
-            need(1)
-            value = struct.unpack_from(">b", buf, i)[0]
+    try:
+        while i < n:
+            nlen = buf[i]
+            if nlen == 0:
+                raise ProtocolError("empty header name")
+            name = buf[i + 1 : i + 1 + nlen].decode()
+            i += 1 + nlen
+            t = _TYPES.get(buf[i])
+            if t is None:
+                raise ProtocolError(f"header {name!r} has unknown type {buf[i]}")
             i += 1
-        elif t == HeaderType.INT16:
-            need(2)
-            value = struct.unpack_from(">h", buf, i)[0]
-            i += 2
-        elif t == HeaderType.INT32:
-            need(4)
-            value = struct.unpack_from(">i", buf, i)[0]
-            i += 4
-        elif t in (HeaderType.INT64, HeaderType.TIMESTAMP):
-            need(8)
-            value = struct.unpack_from(">q", buf, i)[0]
-            i += 8
-        elif t in (HeaderType.BYTES, HeaderType.STRING):
-            need(2)
-            vlen = struct.unpack_from(">H", buf, i)[0]
-            i += 2
-            need(vlen)
-            raw = bytes(buf[i : i + vlen])
-            i += vlen
-            if t == HeaderType.STRING:
-                try:
-                    value = raw.decode()
-                except UnicodeDecodeError as e:
-                    raise ProtocolError(f"header {name!r} string is not UTF-8") from e
-            else:
-                value = raw
-        else:  # UUID
-            need(16)
-            value = uuid.UUID(bytes=bytes(buf[i : i + 16]))
-            i += 16
-        headers[name.lower()] = Header(name, value, t)
+            value: HeaderValue
+            if t == HeaderType.STRING or t == HeaderType.BYTES:
+                (vlen,) = _U16.unpack_from(buf, i)
+                i += 2
+                if i + vlen > n:
+                    raise ProtocolError("truncated header block")
+                raw = buf[i : i + vlen]
+                i += vlen
+                value = raw.decode() if t == HeaderType.STRING else raw
+            elif t in _FIXED:
+                st, size = _FIXED[t]
+                (value,) = st.unpack_from(buf, i)
+                i += size
+            elif t == HeaderType.BOOL_TRUE or t == HeaderType.BOOL_FALSE:
+                value = t == HeaderType.BOOL_TRUE
+            else:  # UUID
+                if i + 16 > n:
+                    raise ProtocolError("truncated header block")
+                value = uuid.UUID(bytes=buf[i : i + 16])
+                i += 16
+            headers[name.lower()] = Header(name, value, t)
+    except (IndexError, struct.error):
+        raise ProtocolError("truncated header block") from None
+    except UnicodeDecodeError:
+        raise ProtocolError("header name or string value is not UTF-8") from None
+    if i != n:
+        raise ProtocolError("truncated header block")
     return headers
 
 
@@ -211,11 +199,11 @@ class FrameDecoder:
                 return
             view = memoryview(self._buf)
             (crc,) = _U32.unpack_from(view, total - TRAILER_LEN)
-            if zlib.crc32(view[: total - TRAILER_LEN]) != crc:
-                view.release()
-                raise ProtocolError("message CRC mismatch")
-            headers = _decode_headers(view[PRELUDE_LEN : PRELUDE_LEN + hlen])
-            payload = bytes(view[PRELUDE_LEN + hlen : total - TRAILER_LEN])
+            ok = zlib.crc32(view[: total - TRAILER_LEN]) == crc
             view.release()
+            if not ok:
+                raise ProtocolError("message CRC mismatch")
+            headers = _decode_headers(bytes(self._buf[PRELUDE_LEN : PRELUDE_LEN + hlen]))
+            payload = bytes(self._buf[PRELUDE_LEN + hlen : total - TRAILER_LEN])
             del self._buf[:total]
             yield Message(headers, payload)

@@ -69,9 +69,21 @@ def build_operations(kernel: Kernel) -> dict[str, Handler]:
         ops[fn.__name__] = fn
         return fn
 
+    decisions: dict[tuple[str, str, str], bool] = {}
+    decided_at = [-1]  # config version the cached decisions were made at
+
     def authorize(ctx: CallContext, resource: str) -> None:
-        acl = kernel.access_control(ctx.component)
-        if not is_authorized(acl, ctx.operation, resource):
+        # Decisions are cached until any configuration changes (accessControl lives in config).
+        if kernel.config.version != decided_at[0]:
+            decisions.clear()
+            decided_at[0] = kernel.config.version
+        key = (ctx.component, ctx.operation, resource)
+        allowed = decisions.get(key)
+        if allowed is None:
+            allowed = is_authorized(kernel.access_control(ctx.component), ctx.operation, resource)
+            if len(decisions) < 65536:
+                decisions[key] = allowed
+        if not allowed:
             kernel.counters["unauthorized"] += 1
             raise UnauthorizedError(
                 f"Principal {ctx.component} is not authorized to perform aws.greengrass#{ctx.operation} "

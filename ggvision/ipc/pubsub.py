@@ -11,6 +11,19 @@ from .topics import mqtt_match
 EVENT_SHAPE = "SubscriptionResponseMessage"
 
 
+def _event_payload(kind: str, message: object, topic: str) -> bytes:
+    """The SubscriptionResponseMessage JSON, encoded once per publish for all subscribers."""
+    if isinstance(message, str) and kind == "binaryMessage" and _json_safe(message):
+        # Base64 text needs no escaping: splice it in rather than re-encoding megabytes of JSON.
+        return b"".join((b'{"binaryMessage": {"message": "', message.encode("ascii"),
+                         b'", "context": {"topic": ', json.dumps(topic).encode(), b"}}}"))
+    return json.dumps({kind: {"message": message, "context": {"topic": topic}}}).encode()
+
+
+def _json_safe(s: str) -> bool:
+    return s.isascii() and s.isprintable() and '"' not in s and "\\" not in s
+
+
 @dataclass(eq=False)
 class Subscription:
     topic_filter: str
@@ -59,7 +72,7 @@ class LocalPubSub:
         subs = self._matching(topic)
         if not subs:
             return 0
-        payload = json.dumps({kind: {"message": message, "context": {"topic": topic}}}).encode()
+        payload = _event_payload(kind, message, topic)
         n = 0
         for s in subs:
             if s.from_others_only and s.stream.component == publisher:

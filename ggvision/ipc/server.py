@@ -39,8 +39,9 @@ _TOKEN_RE = re.compile(rb'"authToken"\s*:\s*"([^"]*)"')
 @dataclass
 class ServerLimits:
     connect_timeout_s: float = 5.0
-    # Subscription events are dropped while a client's unsent bytes exceed this.
-    max_event_backlog_bytes: int = 8 * 1024 * 1024
+    # Subscription events are dropped while a client's unsent bytes exceed this (room for a burst
+    # of 1 MB messages; one message up to the 24 MiB frame limit always fits into an empty buffer).
+    max_event_backlog_bytes: int = 32 * 1024 * 1024
     # Reading a client's requests pauses while its unsent responses exceed this.
     write_high_water: int = 4 * 1024 * 1024
 

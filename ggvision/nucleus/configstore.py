@@ -83,6 +83,7 @@ class ConfigStore:
         self._stamps: dict[str, dict[KeyPath, float]] = {}
         self._listeners: list[tuple[str, KeyPath, Listener]] = []
         self._persist_path = persist_path
+        self.version = 0  # bumped on every change; lets readers cache what they derive from config
         if persist_path and persist_path.exists():
             self._configs = json.loads(persist_path.read_text())
 
@@ -189,6 +190,7 @@ class ConfigStore:
         return copy.deepcopy(self._configs)
 
     def _save(self) -> None:
+        self.version += 1
         if self._persist_path is None:
             return
         tmp = self._persist_path.with_suffix(".tmp")
