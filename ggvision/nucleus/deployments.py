@@ -210,7 +210,7 @@ class DeploymentManager:
             if svc is not None and svc.version == recipe.version:
                 continue
             try:
-                k.make_service(recipe, req.artifact_dir)
+                k.install_artifacts(recipe, req.artifact_dir)
             except (RecipeError, ArtifactError) as e:
                 raise DeploymentFailed("FAILED_NO_STATE_CHANGE", str(e)) from None
         return roots, target

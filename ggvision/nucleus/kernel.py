@@ -326,10 +326,9 @@ class Kernel:
         return env
 
     # -- building services ----------------------------------------------------------------
-    def make_service(self, recipe: Recipe, artifact_dir: Path | None) -> ComponentService:
-        resolved = recipe.resolve(self.options.platform)
-        install_artifacts(resolved, artifact_dir or self.recipes.artifact_dir(recipe), self.root)
-        return ComponentService(self, recipe, resolved)
+    def install_artifacts(self, recipe: Recipe, artifact_dir: Path | None) -> None:
+        """Pick the platform manifest and install its artifacts (RecipeError / ArtifactError on failure)."""
+        install_artifacts(recipe.resolve(self.options.platform), artifact_dir, self.root)
 
     # -- IoT Core -----------------------------------------------------------------------
     async def iot_publish(self, topic: str, payload: bytes, qos: int, retain: bool,

@@ -57,6 +57,3 @@ class RecipeStore:
     def versions(self, name: str) -> list[str]:
         return [v for (n, v) in self._recipes if n == name]
 
-    def artifact_dir(self, recipe: Recipe) -> Path | None:
-        return None  # artifacts are installed under packages/artifacts when the recipe arrives
-

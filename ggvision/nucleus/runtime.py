@@ -10,7 +10,7 @@ from pathlib import Path
 from .deployments import DeploymentRequest
 from .kernel import Kernel, KernelOptions
 from .logs import HubHandler
-from .recipe import load_recipe_dir
+from .recipe import Recipe, load_recipe_dir
 
 log = logging.getLogger("ggvision.nucleus")
 
@@ -30,12 +30,11 @@ async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact
     try:
         await kernel.start()
         # Startup deployment: persisted roots plus every recipe in --recipes as a root.
-        add: dict[str, str] = {}
-        if recipe_dir is not None:
-            for r in load_recipe_dir(recipe_dir):
-                if r.name not in add or r.semver > kernel.recipes.get(r.name, add[r.name]).semver:  # type: ignore[union-attr]
-                    add[r.name] = r.version
-                    kernel.recipes.add_text(r, Path(r.source).read_text())
+        newest: dict[str, Recipe] = {}
+        for r in load_recipe_dir(recipe_dir) if recipe_dir is not None else []:
+            if r.name not in newest or r.semver > newest[r.name].semver:
+                newest[r.name] = r
+        add = {name: r.version for name, r in newest.items()}
         dep_id = kernel.deployments.submit(DeploymentRequest(recipe_dir=recipe_dir, artifact_dir=artifact_dir, add=add,
                                                              notify_components=False, failure_policy="DO_NOTHING"))
 
