@@ -9,7 +9,7 @@ ROOT   ?= .ggvision/root
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto
 
-.PHONY: run test lint bench deps clean distclean
+.PHONY: run test lint bench deps build publish component-build clean distclean
 
 deps: $(STAMP)
 
@@ -29,9 +29,9 @@ $(STAMP): pyproject.toml .deb-stamp
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-## run: the local Greengrass runtime with the suite, IoT Core stand-in and a live view (Ctrl-C stops)
-run: $(STAMP)
-	$(BIN)/ggvision nucleus --root $(ROOT) --recipes recipes
+## run: build the suite, then run it under the local Greengrass runtime with the IoT Core stand-in and a live view (Ctrl-C stops)
+run: build
+	$(BIN)/ggvision nucleus --root $(ROOT) --build greengrass-build
 
 ## test: lint, then the whole test suite
 test: $(STAMP) lint
@@ -40,12 +40,24 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## build: every component into greengrass-build/ the way `gdk component build` lays it out
+build: $(STAMP)
+	$(BIN)/ggvision build
+
+## publish: what `gdk component publish` does, for every component in dependency order (needs AWS credentials)
+publish: build
+	$(BIN)/ggvision publish
+
+# A component's own gdk custom build command (gdk runs it in the component folder).
+component-build: $(STAMP)
+	$(BIN)/python components/$(COMPONENT)/build_component.py
+
 ## bench: IPC throughput benchmarks (results go in docs/performance.md)
 bench: $(STAMP)
 	$(BIN)/python bench/ipc.py
 
 clean:
-	rm -rf .ggvision .pytest_cache .ruff_cache greengrass-build zip-build
+	rm -rf .ggvision .pytest_cache .ruff_cache greengrass-build zip-build components/*/greengrass-build components/*/zip-build
 
 distclean: clean
 	rm -rf $(VENV) .deb-stamp

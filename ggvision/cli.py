@@ -12,11 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .packaging.cli import app as packaging_app
+
 app = typer.Typer(help="ggvision: edge video analytics on AWS IoT Greengrass v2", no_args_is_help=True)
 deployment_app = typer.Typer(help="Local deployments against a running runtime", no_args_is_help=True)
 component_app = typer.Typer(help="Components of a running runtime", no_args_is_help=True)
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(component_app, name="component")
+app.add_typer(packaging_app)  # `ggvision build` and `ggvision publish`
 console = Console()
 
 DEFAULT_ROOT = Path(os.environ.get("GGVISION_ROOT", ".ggvision/root"))
@@ -31,6 +34,7 @@ def _opt(help_text: str) -> typer.models.OptionInfo:
 def nucleus(
     root: RootOpt = DEFAULT_ROOT,
     recipes: Annotated[Path | None, _opt("folder of recipes to deploy at start")] = None,
+    build: Annotated[Path | None, _opt("run a `make build`/gdk build output: <dir>/recipes + <dir>/artifacts")] = None,
     artifacts: Annotated[Path | None, _opt("artifact folder: <dir>/<name>/<version>/<file>")] = None,
     thing_name: Annotated[str, _opt("AWS_IOT_THING_NAME for components")] = "ggvision-local",
     region: Annotated[str, _opt("AWS_REGION for components")] = "us-east-1",
@@ -53,6 +57,17 @@ def nucleus(
     from .nucleus.runtime import serve
     from .nucleus.secrets import SecretError
 
+    if build is not None:
+        if recipes is not None or artifacts is not None:
+            console.print("[red]--build replaces --recipes/--artifacts; give one or the other[/red]")
+            raise typer.Exit(2)
+        from .nucleus.buildoutput import prepare_build_output
+
+        try:
+            recipes, artifacts = prepare_build_output(build, root)
+        except ValueError as e:
+            console.print(f"[red]ggvision nucleus --build: {e}[/red]")
+            raise typer.Exit(2) from None
     show = sys.stdout.isatty() if dashboard is None else dashboard
     opts = KernelOptions(
         root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,

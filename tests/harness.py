@@ -125,6 +125,8 @@ class Runtime:
                 elif fname == "bundle.zip":
                     with zipfile.ZipFile(art / fname, "w") as z:
                         z.write(COMPONENTS / "env" / "dump_env.py", "dump_env.py")
+                else:  # any other payload lives somewhere under tests/components/
+                    shutil.copy(next(COMPONENTS.rglob(fname)), art / fname)
         return path
 
     def start(self, wait_for: dict[str, tuple[str, ...]] | None = None, timeout: float = 60.0) -> Runtime:
@@ -145,8 +147,9 @@ class Runtime:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "ggvision.cli", "nucleus", "--root", str(self.root),
-               "--recipes", str(self.recipes), "--artifacts", str(self.artifacts), "--thing-name", "test-thing",
+        sources = [] if "--build" in self.args else ["--recipes", str(self.recipes), "--artifacts", str(self.artifacts)]
+        cmd = [sys.executable, "-m", "ggvision.cli", "nucleus", "--root", str(self.root), *sources,
+               "--thing-name", "test-thing",
                "--secrets", str(self.secrets_file), "--settle", "0.5", *([] if self.iot else ["--no-iot"]), *self.args]
         cli = self.root / "cli_ipc_info" / "cli.json"
         cli.unlink(missing_ok=True)  # left by a previous run: wait for the new runtime's

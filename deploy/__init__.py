@@ -1,0 +1,1 @@
+"""Deployment documents and their renderer (see deploy/README.md)."""
