@@ -1,0 +1,521 @@
+"""A per-camera shared-memory frame ring: one writer (the camera's capture worker), many readers.
+
+Why a /dev/shm file + mmap and not `multiprocessing.shared_memory`:
+- Before Python 3.13 (no `track=False`) every `SharedMemory(name)` attach registers the segment with the
+  attaching process' resource tracker, which unlinks it when that *reader* exits (and warns about "leaked"
+  segments): a reader would destroy the writer's ring. Readers here must never unlink.
+- We need things SharedMemory does not expose: O_EXCL creation, an explicit mode (owner rw, group r), a
+  read-only mapping for readers (a reader bug cannot scribble on the frames), `posix_fallocate` so a full
+  tmpfs (Docker's default /dev/shm is 64 MiB) fails at create() with ENOSPC instead of a SIGBUS in the
+  middle of a frame copy, and listing the directory to find stale rings.
+On Linux POSIX shm *is* a tmpfs file in /dev/shm (glibc's shm_open is open() there), so this is the same
+memory, just with control. `GGVISION_SHM_DIR` overrides the directory (tests, non-Linux dev machines).
+
+Memory layout (little-endian; every multi-byte field naturally aligned; the mapping is page-aligned):
+
+    0      static header: magic "GGVRING1" (written last at creation), layout version, slots,
+           slot-table offset, slot-header size, max frame bytes, data offset, slot stride,
+           owner pid, owner start time (clock ticks since boot, from /proc: tells pid reuse apart),
+           creation time, camera id length
+    192    written: u64, frames published so far (latest sequence = written - 1); its own cache line
+    256    camera id, UTF-8 (up to 1024 bytes)
+    1280   slot table, 64 bytes (one cache line) per slot:
+             +0  generation u64   even = stable, odd = being written; +2 per write
+             +8  sequence u64, timestamp f64, h u32, w u32, c u32, dtype u32 (1 = uint8), nbytes u64
+    data   page-aligned; slot i's pixels at data_offset + i * slot_stride (stride = max bytes, page-rounded)
+
+Seqlock protocol and memory ordering ("within what Python allows"):
+- Writer:  gen = gen + 1 (odd);  FENCE;  slot fields + pixels (struct.pack_into, numpy copyto = memcpy);
+           FENCE;  gen = gen + 1 (even);  FENCE;  written = seq + 1.
+- Reader:  g1 = gen (must equal the descriptor's);  FENCE;  fields + pixel copy into private memory;
+           FENCE;  g2 = gen;  g1 != g2 means the writer touched the slot while we copied: the copy is
+           discarded (None, counted as torn). Only a copy checked this way is ever returned.
+- The generation and `written` words are read and written through a numpy uint64 view as single
+  elements; numpy does an aligned `*(npy_uint64 *)p = v` / `v = *(npy_uint64 *)p` for a well-behaved
+  array, i.e. one 8-byte access, which is single-copy atomic on x86-64 and AArch64 (aligned LDR/STR), so a
+  generation is never seen half-written. (struct's standard-size '<Q' packs byte by byte, hence not used
+  for these two words.) The other fields are only trusted when the generation check passes.
+- FENCE is C11 `atomic_thread_fence(memory_order_seq_cst)` from libatomic via ctypes: `mfence`/locked op on
+  x86, `dmb ish` on ARM. x86 (TSO) already keeps store→store and load→load order, which is all a seqlock
+  needs, so there the fence is belt and braces; on ARM it is what stops the pixel stores being observed
+  before the odd generation, or the reader's pixel loads being satisfied after its second generation load.
+  The C compiler cannot move memory accesses across these calls: each Python operation is a separate call
+  into opaque C code. Without libatomic: no-op on x86 (TSO suffices); elsewhere a lock acquire/release pair
+  (acquire/release atomics inside pthreads) with a warning, as the best Python offers.
+- The writer never waits: no locks are shared with readers; a slow reader only loses frames.
+
+A reader instance is meant for one thread (its counters are plain ints); attach one ring per thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import errno
+import functools
+import hashlib
+import logging
+import math
+import mmap
+import os
+import platform
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import psutil
+
+from .descriptor import MAX_CAMERA_LEN, MAX_CHANNELS, MAX_SLOT, RING_NAME_RE, FrameDescriptor
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"GGVRING1"
+LAYOUT_VERSION = 1
+PAGE = mmap.PAGESIZE
+_STATIC = struct.Struct("<8sIIIIQQQQQdI")  # 76 bytes, see the layout above
+_WRITTEN_OFF = 192
+_CAMERA_OFF = 256
+_CAMERA_BYTES = 1024  # MAX_CAMERA_LEN characters of UTF-8
+_SLOT_TABLE_OFF = _CAMERA_OFF + _CAMERA_BYTES
+_SLOT_HDR = 64
+_SLOT_FIELDS = struct.Struct("<QdIIIIQ")  # after the generation word, at slot + 8
+_DTYPE_UINT8 = 1
+MAX_SLOTS = MAX_SLOT + 1
+MAX_RING_FRAME_BYTES = 1 << 30
+_SLUG_MAX = 40
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_MODE = 0o640  # owner (capture) writes; components running as another user in the group may read
+
+
+def _shm_dir() -> str:
+    return os.environ.get("GGVISION_SHM_DIR", "/dev/shm")
+
+
+def _round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+# --- memory fence -----------------------------------------------------------------------------------
+
+
+def _make_fence() -> tuple[Callable[[], None], str]:
+    for lib_name in ("libatomic.so.1", ctypes.util.find_library("atomic")):
+        if not lib_name:
+            continue
+        try:
+            # PyDLL: keep the GIL for a call this short (CDLL would release and re-take it).
+            fn = ctypes.PyDLL(lib_name).atomic_thread_fence
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = None
+        return functools.partial(fn, 5), "libatomic atomic_thread_fence(seq_cst)"  # 5: memory_order_seq_cst
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return (lambda: None), "none needed (x86 TSO)"
+    lock = threading.Lock()
+
+    def lock_fence() -> None:
+        lock.acquire()
+        lock.release()
+
+    log.warning("libatomic not found: frame ring ordering relies on a lock acquire/release on %s", platform.machine())
+    return lock_fence, "lock acquire/release (no libatomic)"
+
+
+_fence, FENCE_KIND = _make_fence()
+
+
+# --- naming and liveness ----------------------------------------------------------------------------
+
+
+def camera_slug(camera: str) -> str:
+    """A shm-safe, bounded slug; a short hash of the id is added whenever the id had to be changed."""
+    safe = _UNSAFE.sub("-", camera).strip("-.")
+    if safe == camera and 0 < len(safe) <= _SLUG_MAX:
+        return safe
+    digest = hashlib.blake2s(camera.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{safe[:_SLUG_MAX]}-{digest}" if safe else digest
+
+
+def ring_name(camera: str, pid: int | None = None) -> str:
+    return f"ggv-{camera_slug(camera)}-{os.getpid() if pid is None else pid}"
+
+
+_HAVE_PROC = os.path.isdir("/proc/self")
+
+
+def _proc_start(pid: int) -> int | None:
+    """Start time of a live (non-zombie) process in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()  # comm may contain spaces and ')'
+    if fields[0] in (b"Z", b"X"):  # killed but not yet reaped: dead for our purposes
+        return None
+    return int(fields[19])  # field 22 of proc(5)
+
+
+def _owner_alive(pid: int, start: int) -> bool:
+    if pid <= 0:
+        return False
+    if not _HAVE_PROC:
+        return psutil.pid_exists(pid)
+    now = _proc_start(pid)
+    # start == 0: the header was never completed (or is unreadable); judge by the pid alone.
+    return now is not None and (start == 0 or now == start)
+
+
+def _read_owner(path: str) -> tuple[int, int]:
+    """(owner pid, owner start ticks) from a ring file's header; (0, 0) when it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_STATIC.size)
+    except OSError:
+        return 0, 0
+    if len(raw) < _STATIC.size:
+        return 0, 0
+    fields = _STATIC.unpack(raw)
+    if fields[0] != MAGIC:
+        return 0, 0
+    return fields[8], fields[9]
+
+
+def cleanup_stale(camera: str | None = None) -> list[str]:
+    """Unlink rings (of `camera`, or all) whose owner process is dead; returns the removed names."""
+    shm = _shm_dir()
+    try:
+        names = os.listdir(shm)
+    except FileNotFoundError:
+        return []
+    slug = camera_slug(camera) if camera is not None else None
+    removed: list[str] = []
+    for name in sorted(names):
+        m = RING_NAME_RE.match(name)
+        if not m or (slug is not None and m["slug"] != slug):
+            continue
+        pid = int(m["pid"])
+        path = os.path.join(shm, name)
+        hdr_pid, start = _read_owner(path)
+        if hdr_pid not in (0, pid):
+            start = 0  # header disagrees with the name: trust the name's pid only
+        if _owner_alive(pid, start):
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue  # another process cleaned it up first
+        except PermissionError as e:
+            log.warning("cannot remove stale frame ring %s: %s", path, e)
+            continue
+        removed.append(name)
+    if removed:
+        log.info("removed stale frame rings: %s", ", ".join(removed))
+    return removed
+
+
+# --- the ring ---------------------------------------------------------------------------------------
+
+
+class FrameRing:
+    """Shared-memory ring of `slots` frames. `create` (writer) or `attach` (reader); see the module doc."""
+
+    name: str
+
+    def __init__(self, name: str, path: str, mm: mmap.mmap, writer: bool) -> None:
+        # Use create() or attach().
+        self.name = name
+        self.path = path
+        self._mm: mmap.mmap | None = mm
+        self._writer = writer
+        (magic, version, slots, table_off, slot_hdr, max_bytes, data_off, stride, pid, start, created,
+         cam_len) = _STATIC.unpack_from(mm, 0)
+        if magic != MAGIC:
+            raise ValueError(f"{name}: not a ggvision frame ring (or still being created)")
+        if version != LAYOUT_VERSION:
+            raise ValueError(f"{name}: ring layout version {version}, this reader understands {LAYOUT_VERSION}")
+        if (table_off != _SLOT_TABLE_OFF or slot_hdr != _SLOT_HDR or not 1 <= slots <= MAX_SLOTS
+                or data_off < table_off + slots * slot_hdr or stride < max_bytes
+                or data_off + slots * stride > len(mm)):
+            raise ValueError(f"{name}: inconsistent ring header")
+        self.slots: int = slots
+        self.max_frame_bytes: int = max_bytes
+        self.owner_pid: int = pid
+        self.created: float = created
+        cam = mm[_CAMERA_OFF : _CAMERA_OFF + min(cam_len, _CAMERA_BYTES)]
+        self.camera: str = cam.decode("utf-8", "surrogatepass")
+        self._owner_start = start
+        self._stride = stride
+        # Single-element accesses through these views are single aligned 8-byte loads/stores (module doc).
+        self._gen: np.ndarray | None = np.ndarray((slots,), "<u8", mm, _SLOT_TABLE_OFF, (_SLOT_HDR,))
+        self._written: np.ndarray | None = np.ndarray((1,), "<u8", mm, _WRITTEN_OFF)
+        self._data: np.ndarray | None = np.ndarray((slots * stride,), np.uint8, mm, data_off)
+        self._seq = int(self._written[0])
+        self._final_written = 0
+        self._reads = self._overwritten = self._torn = self._invalid = self._skipped = 0
+        self._last_seen: int | None = None
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, camera: str, slots: int = 8, max_frame_bytes: int = 1920 * 1080 * 3) -> FrameRing:
+        """Create this process' ring for `camera` (writer side), after removing the camera's stale rings."""
+        if not isinstance(camera, str) or not 0 < len(camera) <= MAX_CAMERA_LEN:
+            raise ValueError(f"camera must be a non-empty string of at most {MAX_CAMERA_LEN} characters")
+        if not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be in [1, {MAX_SLOTS}], got {slots}")
+        if not 1 <= max_frame_bytes <= MAX_RING_FRAME_BYTES:
+            raise ValueError(f"max_frame_bytes must be in [1, {MAX_RING_FRAME_BYTES}], got {max_frame_bytes}")
+        cleanup_stale(camera)
+        pid = os.getpid()
+        start = (_proc_start(pid) or 0) if _HAVE_PROC else 0
+        name = ring_name(camera, pid)
+        path = os.path.join(_shm_dir(), name)
+        stride = _round_up(max_frame_bytes, PAGE)
+        data_off = _round_up(_SLOT_TABLE_OFF + slots * _SLOT_HDR, PAGE)
+        total = data_off + slots * stride
+
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, _MODE)
+        except FileExistsError:
+            # Same name = same pid. A dead namespace's or a previous boot's ring (different start time) is
+            # stale; one of ours is a second create() without close() and is refused.
+            _, other_start = _read_owner(path)
+            if not start or other_start == start:  # without /proc we cannot tell: refuse rather than clobber
+                raise FileExistsError(f"frame ring {name} for camera {camera!r} is already open in this process; "
+                                      "close it before creating another") from None
+            os.unlink(path)
+            fd = os.open(path, flags, _MODE)
+        try:
+            os.fchmod(fd, _MODE)  # the umask may have removed the group bit
+            try:
+                os.posix_fallocate(fd, 0, total)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise OSError(e.errno, f"no room for a {total / 2**20:.1f} MiB frame ring in {_shm_dir()} "
+                                  "(size of /dev/shm? Docker's default is 64 MiB: --shm-size)") from e
+                os.ftruncate(fd, total)  # fallocate unsupported here: sparse file
+            mm = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)  # the mapping keeps the memory
+
+        cam = camera.encode("utf-8", "surrogatepass")  # <= 4 * MAX_CAMERA_LEN = _CAMERA_BYTES
+        _STATIC.pack_into(mm, 0, b"\0" * 8, LAYOUT_VERSION, slots, _SLOT_TABLE_OFF, _SLOT_HDR, max_frame_bytes,
+                          data_off, stride, pid, start, time.time(), len(cam))
+        mm[_CAMERA_OFF : _CAMERA_OFF + len(cam)] = cam
+        _fence()
+        mm[0:8] = MAGIC  # last: a reader never sees a half-initialised header as valid
+        ring = cls(name, path, mm, writer=True)
+        atexit.register(ring._atexit)
+        return ring
+
+    @classmethod
+    def attach(cls, name: str) -> FrameRing:
+        """Map an existing ring read-only (reader side). FileNotFoundError when the writer is gone."""
+        if not isinstance(name, str) or not RING_NAME_RE.match(name):
+            raise ValueError(f"{name!r} is not a frame ring name (ggv-<slug>-<pid>)")
+        path = os.path.join(_shm_dir(), name)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(fd).st_size
+            if size < _SLOT_TABLE_OFF + _SLOT_HDR:
+                raise ValueError(f"{name}: too small to be a frame ring ({size} bytes)")
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        try:
+            return cls(name, path, mm, writer=False)
+        except BaseException:
+            mm.close()
+            raise
+
+    # -- writer ---------------------------------------------------------------------------------------
+
+    def write(self, frame: np.ndarray, timestamp: float) -> FrameDescriptor:
+        """Publish `frame` (uint8 HxWxC) into the next slot; never waits for readers."""
+        if not self._writer:
+            raise PermissionError(f"{self.name}: attached rings are read-only")
+        gen, written, data = self._views()
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3:
+            raise ValueError("frame must be a uint8 numpy array of shape (h, w, c)")
+        h, w, c = (int(x) for x in frame.shape)
+        if not (h and w and 1 <= c <= MAX_CHANNELS):
+            raise ValueError(f"frame shape {frame.shape} is not (h>0, w>0, 1..{MAX_CHANNELS})")
+        nbytes = h * w * c
+        if nbytes > self.max_frame_bytes:
+            raise ValueError(f"frame of {nbytes} bytes exceeds this ring's {self.max_frame_bytes} bytes per slot")
+        ts = float(timestamp)
+        if not math.isfinite(ts) or ts < 0:
+            raise ValueError(f"timestamp {timestamp!r} is not a finite epoch time")
+
+        seq = self._seq
+        slot = seq % self.slots
+        g = int(gen[slot]) + 1
+        gen[slot] = g  # odd: readers of this slot will discard what they copy from now on
+        _fence()
+        base = slot * self._stride
+        _SLOT_FIELDS.pack_into(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8, seq, ts, h, w, c, _DTYPE_UINT8,
+                               nbytes)
+        np.copyto(data[base : base + nbytes].reshape(h, w, c), frame)
+        _fence()
+        g += 1
+        gen[slot] = g  # even: stable
+        _fence()
+        written[0] = seq + 1  # advertise as latest only once stable
+        self._seq = seq + 1
+        return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g, timestamp=ts,
+                               shape=(h, w, c), ring=self.name)
+
+    # -- reader ---------------------------------------------------------------------------------------
+
+    def read(self, desc: FrameDescriptor, out: np.ndarray | None = None) -> np.ndarray | None:
+        """Copy the frame `desc` names into `out` (or a new array); None if the slot was overwritten.
+
+        When None is returned, `out` may hold a partial copy. Raises ValueError for a descriptor that can
+        never match this ring (other ring, slot out of range, too big) or an unsuitable `out`.
+        """
+        gen, _, data = self._views()
+        if desc.ring != self.name:
+            raise ValueError(f"frame descriptor field 'ring': {desc.ring!r} is not this ring ({self.name!r})")
+        if desc.slot >= self.slots:
+            raise ValueError(f"frame descriptor field 'slot': {desc.slot} >= {self.slots} slots")
+        if desc.nbytes > self.max_frame_bytes:
+            raise ValueError(f"frame descriptor field 'shape': {desc.shape} exceeds {self.max_frame_bytes} bytes")
+        if out is None:
+            out = np.empty(desc.shape, np.uint8)
+        elif out.dtype != np.uint8 or out.shape != desc.shape or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable uint8 array of shape {desc.shape}")
+
+        slot = desc.slot
+        g1 = int(gen[slot])
+        if g1 != desc.generation:  # already rewritten (or being rewritten): skip the copy
+            self._note(desc.sequence)
+            self._overwritten += 1
+            return None
+        _fence()
+        seq, _ts, h, w, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
+        if seq != desc.sequence or (h, w, c) != desc.shape or dtype != _DTYPE_UINT8:
+            _fence()
+            if int(gen[slot]) != g1:
+                self._note(desc.sequence)
+                self._overwritten += 1  # the fields changed under us: the writer moved on
+            else:
+                self._invalid += 1  # stable slot, and the descriptor does not describe it
+            return None
+        self._note(seq)
+        base = slot * self._stride
+        self._copy(data[base : base + desc.nbytes].reshape(desc.shape), out)
+        _fence()
+        if int(gen[slot]) != g1:
+            self._torn += 1  # overwritten while we copied: discard
+            return None
+        self._reads += 1
+        return out
+
+    def _copy(self, src: np.ndarray, dst: np.ndarray) -> None:
+        # A separate method so tests can stall a reader in the middle of its copy.
+        np.copyto(dst, src)
+
+    def latest(self) -> FrameDescriptor | None:
+        """The newest stable frame's descriptor (None before the first frame, or if the writer keeps
+        lapping the newest slot). Compare `sequence` with the last one to see whether it is new."""
+        gen, written, _ = self._views()
+        for _ in range(4):
+            w = int(written[0])
+            if w == 0:
+                return None
+            seq = w - 1
+            slot = seq % self.slots
+            g1 = int(gen[slot])
+            _fence()
+            s, ts, h, wd, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
+            _fence()
+            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype == _DTYPE_UINT8:
+                self._note(seq)
+                return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g1, timestamp=ts,
+                                       shape=(h, wd, c), ring=self.name)
+        return None
+
+    def _note(self, seq: int) -> None:
+        # Frames this reader never got to see (it was busy and the writer moved on) count as skipped.
+        last = self._last_seen
+        if last is not None and seq > last + 1:
+            self._skipped += seq - last - 1
+        if last is None or seq > last:
+            self._last_seen = seq
+
+    def writer_alive(self) -> bool:
+        """Whether the process that created this ring is still running (readers: drop rings of dead writers)."""
+        return _owner_alive(self.owner_pid, self._owner_start)
+
+    def stats(self) -> dict[str, int]:
+        """written: frames the writer published; read: this instance's good reads; overwritten/torn: reads
+        that returned None (slot reused before / during the copy); skipped: frames this reader never saw;
+        dropped = overwritten + torn + skipped; invalid: descriptors that did not match their slot."""
+        written = int(self._written[0]) if self._written is not None else self._final_written
+        return {
+            "written": written,
+            "read": self._reads,
+            "overwritten": self._overwritten,
+            "torn": self._torn,
+            "skipped": self._skipped,
+            "dropped": self._overwritten + self._torn + self._skipped,
+            "invalid": self._invalid,
+        }
+
+    # -- lifetime -------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._mm is None
+
+    @property
+    def is_writer(self) -> bool:
+        return self._writer
+
+    def close(self) -> None:
+        """Unmap; the writer (in the process that created the ring) also unlinks it. Idempotent."""
+        mm = self._mm
+        if mm is None:
+            return
+        if self._written is not None:
+            self._final_written = int(self._written[0])
+        self._gen = self._written = self._data = None  # drop the buffer exports before closing the map
+        self._mm = None
+        mm.close()
+        if self._writer:
+            atexit.unregister(self._atexit)
+            if os.getpid() == self.owner_pid:  # a forked child must not remove its parent's ring
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+
+    def _atexit(self) -> None:
+        if os.getpid() == self.owner_pid:
+            self.close()
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._gen is None or self._written is None or self._data is None:
+            raise ValueError(f"frame ring {self.name} is closed")
+        return self._gen, self._written, self._data
+
+    def __enter__(self) -> FrameRing:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        role = "writer" if self._writer else "reader"
+        return f"FrameRing({self.name!r}, {role}, slots={self.slots}, max_frame_bytes={self.max_frame_bytes})"
