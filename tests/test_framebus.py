@@ -173,7 +173,7 @@ def test_read_into_out_and_write_validation(ring: FrameRing) -> None:
     with pytest.raises(ValueError, match="exceeds"):
         ring.write(np.zeros((49, 64, 3), np.uint8), 0.0)
     with pytest.raises(ValueError, match="uint8"):
-        ring.write(np.zeros((4, 4, 3), np.float32), 0.0)
+        ring.write(np.zeros((4, 4, 3), np.float64), 0.0)
     with pytest.raises(ValueError, match="timestamp"):
         ring.write(frame, float("nan"))
     reader = FrameRing.attach(ring.name)
@@ -229,7 +229,7 @@ def test_descriptor_json_round_trip(ring: FrameRing) -> None:
         ({"shape": [0, 1920, 3]}, "shape"),
         ({"shape": [1080, 1920, 5]}, "shape"),
         ({"shape": "1080x1920x3"}, "shape"),
-        ({"dtype": "float32"}, "dtype"),
+        ({"dtype": "float64"}, "dtype"),
         ({"ring": "../../etc/passwd"}, "ring"),
         ({"ring": "ggv-cam/x-12"}, "ring"),
         ({"ring": "other-cam-12"}, "ring"),
@@ -588,3 +588,21 @@ def test_writer_does_not_wait_for_a_stalled_reader_process() -> None:
                 proc.kill()
         assert got["old_read"] is False and got["newest"] == N_WRITES
         assert got["stats"]["overwritten"] == 1 and got["stats"]["skipped"] == N_WRITES - 1
+
+
+def test_radiometric_float32_and_uint16_frames_round_trip() -> None:
+    """Thermal frames (°C as float32, raw counts as uint16) travel like video frames."""
+    ring = FrameRing.create("thermal-dtype-test", slots=2, max_frame_bytes=160 * 120 * 4)
+    reader = FrameRing.attach(ring.name)
+    try:
+        celsius = np.linspace(18.0, 420.0, 160 * 120, dtype=np.float32).reshape(120, 160, 1)
+        desc = FrameDescriptor.from_message(ring.write(celsius, 1.0).to_message())
+        assert desc.dtype == "float32" and desc.nbytes == celsius.nbytes
+        assert np.array_equal(reader.read(desc), celsius)
+        counts = (celsius * 100).astype(np.uint16)
+        desc = ring.write(counts, 2.0)
+        latest = reader.latest()
+        assert latest is not None and latest.dtype == "uint16" and np.array_equal(reader.read(latest), counts)
+    finally:
+        reader.close()
+        ring.close()

@@ -27,6 +27,10 @@ MAX_SLOT = 4_095
 _U63 = 2**63 - 1
 
 
+# Pixel types a ring carries, with their sizes: BGR video is uint8; radiometric thermal frames are
+# float32 degrees Celsius (uint16 for raw sensor counts).
+DTYPES: dict[str, int] = {"uint8": 1, "uint16": 2, "float32": 4}
+
 def _fail(field: str, why: str) -> ValueError:
     return ValueError(f"frame descriptor field {field!r}: {why}")
 
@@ -69,7 +73,7 @@ class FrameDescriptor:
     @property
     def nbytes(self) -> int:
         h, w, c = self.shape
-        return h * w * c
+        return h * w * c * DTYPES[self.dtype]
 
     def to_message(self) -> dict[str, Any]:
         """A JSON-ready dict (json.dumps it for PublishToTopic's JSON or binary message)."""
@@ -130,8 +134,8 @@ class FrameDescriptor:
                 raise _fail("shape", f"{name}={d!r} is not an integer in [1, {hi}]")
 
         dtype = _str(obj, "dtype")
-        if dtype != "uint8":
-            raise _fail("dtype", f"{dtype[:20]!r} is not supported (only 'uint8')")
+        if dtype not in DTYPES:
+            raise _fail("dtype", f"{dtype[:20]!r} is not supported (one of {', '.join(DTYPES)})")
         ring = _str(obj, "ring")
         if not RING_NAME_RE.match(ring):
             raise _fail("ring", f"{ring[:80]!r} is not a ring name (ggv-<slug>-<pid>)")

@@ -21,7 +21,7 @@ Memory layout (little-endian; every multi-byte field naturally aligned; the mapp
     256    camera id, UTF-8 (up to 1024 bytes)
     1280   slot table, 64 bytes (one cache line) per slot:
              +0  generation u64   even = stable, odd = being written; +2 per write
-             +8  sequence u64, timestamp f64, h u32, w u32, c u32, dtype u32 (1 = uint8), nbytes u64
+             +8  sequence u64, timestamp f64, h u32, w u32, c u32, dtype u32 (1 uint8, 2 uint16, 3 float32), nbytes u64
     data   page-aligned; slot i's pixels at data_offset + i * slot_stride (stride = max bytes, page-rounded)
 
 Seqlock protocol and memory ordering ("within what Python allows"):
@@ -84,7 +84,8 @@ _CAMERA_BYTES = 1024  # MAX_CAMERA_LEN characters of UTF-8
 _SLOT_TABLE_OFF = _CAMERA_OFF + _CAMERA_BYTES
 _SLOT_HDR = 64
 _SLOT_FIELDS = struct.Struct("<QdIIIIQ")  # after the generation word, at slot + 8
-_DTYPE_UINT8 = 1
+_DTYPE_CODES = {"uint8": 1, "uint16": 2, "float32": 3}  # slot header dtype field
+_DTYPE_NAMES = {v: k for k, v in _DTYPE_CODES.items()}
 MAX_SLOTS = MAX_SLOT + 1
 MAX_RING_FRAME_BYTES = 1 << 30
 _SLUG_MAX = 40
@@ -342,16 +343,17 @@ class FrameRing:
     # -- writer ---------------------------------------------------------------------------------------
 
     def write(self, frame: np.ndarray, timestamp: float) -> FrameDescriptor:
-        """Publish `frame` (uint8 HxWxC) into the next slot; never waits for readers."""
+        """Publish `frame` (HxWxC uint8, uint16 or float32) into the next slot; never waits for readers."""
         if not self._writer:
             raise PermissionError(f"{self.name}: attached rings are read-only")
         gen, written, data = self._views()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3:
-            raise ValueError("frame must be a uint8 numpy array of shape (h, w, c)")
+        if not isinstance(frame, np.ndarray) or frame.dtype.name not in _DTYPE_CODES or frame.ndim != 3:
+            raise ValueError(f"frame must be a numpy array of shape (h, w, c) and dtype {', '.join(_DTYPE_CODES)}")
         h, w, c = (int(x) for x in frame.shape)
         if not (h and w and 1 <= c <= MAX_CHANNELS):
             raise ValueError(f"frame shape {frame.shape} is not (h>0, w>0, 1..{MAX_CHANNELS})")
-        nbytes = h * w * c
+        dtype = frame.dtype.name
+        nbytes = frame.nbytes
         if nbytes > self.max_frame_bytes:
             raise ValueError(f"frame of {nbytes} bytes exceeds this ring's {self.max_frame_bytes} bytes per slot")
         ts = float(timestamp)
@@ -364,9 +366,9 @@ class FrameRing:
         gen[slot] = g  # odd: readers of this slot will discard what they copy from now on
         _fence()
         base = slot * self._stride
-        _SLOT_FIELDS.pack_into(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8, seq, ts, h, w, c, _DTYPE_UINT8,
-                               nbytes)
-        np.copyto(data[base : base + nbytes].reshape(h, w, c), frame)
+        _SLOT_FIELDS.pack_into(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8, seq, ts, h, w, c,
+                               _DTYPE_CODES[dtype], nbytes)
+        np.copyto(data[base : base + nbytes].view(frame.dtype).reshape(h, w, c), frame)
         _fence()
         g += 1
         gen[slot] = g  # even: stable
@@ -374,7 +376,7 @@ class FrameRing:
         written[0] = seq + 1  # advertise as latest only once stable
         self._seq = seq + 1
         return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g, timestamp=ts,
-                               shape=(h, w, c), ring=self.name)
+                               shape=(h, w, c), ring=self.name, dtype=dtype)
 
     # -- reader ---------------------------------------------------------------------------------------
 
@@ -392,9 +394,9 @@ class FrameRing:
         if desc.nbytes > self.max_frame_bytes:
             raise ValueError(f"frame descriptor field 'shape': {desc.shape} exceeds {self.max_frame_bytes} bytes")
         if out is None:
-            out = np.empty(desc.shape, np.uint8)
-        elif out.dtype != np.uint8 or out.shape != desc.shape or not out.flags.writeable:
-            raise ValueError(f"out must be a writeable uint8 array of shape {desc.shape}")
+            out = np.empty(desc.shape, desc.dtype)
+        elif out.dtype.name != desc.dtype or out.shape != desc.shape or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable {desc.dtype} array of shape {desc.shape}")
 
         slot = desc.slot
         g1 = int(gen[slot])
@@ -404,7 +406,7 @@ class FrameRing:
             return None
         _fence()
         seq, _ts, h, w, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
-        if seq != desc.sequence or (h, w, c) != desc.shape or dtype != _DTYPE_UINT8:
+        if seq != desc.sequence or (h, w, c) != desc.shape or dtype != _DTYPE_CODES[desc.dtype]:
             _fence()
             if int(gen[slot]) != g1:
                 self._note(desc.sequence)
@@ -414,7 +416,7 @@ class FrameRing:
             return None
         self._note(seq)
         base = slot * self._stride
-        self._copy(data[base : base + desc.nbytes].reshape(desc.shape), out)
+        self._copy(data[base : base + desc.nbytes].view(desc.dtype).reshape(desc.shape), out)
         _fence()
         if int(gen[slot]) != g1:
             self._torn += 1  # overwritten while we copied: discard
@@ -440,10 +442,10 @@ class FrameRing:
             _fence()
             s, ts, h, wd, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
             _fence()
-            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype == _DTYPE_UINT8:
+            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype in _DTYPE_NAMES:
                 self._note(seq)
                 return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g1, timestamp=ts,
-                                       shape=(h, wd, c), ring=self.name)
+                                       shape=(h, wd, c), ring=self.name, dtype=_DTYPE_NAMES[dtype])
         return None
 
     def _note(self, seq: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .server import Stream
@@ -41,6 +42,8 @@ class LocalPubSub:
         self.published = 0
         self.delivered = 0
         self.dropped = 0
+        # In-process observers (the runtime's own views), called as tap(topic, message) for JSON messages.
+        self.taps: list[tuple[str, Callable[[str, object], None]]] = []
 
     def subscribe(self, topic_filter: str, stream: Stream, from_others_only: bool) -> Subscription:
         sub = Subscription(topic_filter, stream, from_others_only, "+" in topic_filter or "#" in topic_filter)
@@ -69,6 +72,10 @@ class LocalPubSub:
     def publish(self, publisher: str, topic: str, kind: str, message: object) -> int:
         """Deliver a `jsonMessage` or `binaryMessage` (base64 text already) to every match."""
         self.published += 1
+        if self.taps and kind == "jsonMessage":
+            for topic_filter, tap in self.taps:
+                if mqtt_match(topic_filter, topic):
+                    tap(topic, message)
         subs = self._matching(topic)
         if not subs:
             return 0

@@ -19,11 +19,39 @@ _STATE_STYLE = {"RUNNING": "green", "FINISHED": "cyan", "STARTING": "yellow", "I
                 "NEW": "dim", "STOPPING": "yellow", "ERRORED": "red", "BROKEN": "bold red"}
 
 
+def _num(m: dict, key: str, fmt: str = "{:.1f}") -> str:
+    v = m.get(key)
+    return fmt.format(v) if isinstance(v, int | float) else "–"
+
+
 class Dashboard:
     def __init__(self, kernel: Kernel, period_s: float = 0.5) -> None:
         self.kernel = kernel
         self.period = period_s
         self._last = (time.monotonic(), 0, 0)
+        self.capture: dict = {}
+        kernel.pubsub.taps.append(("ggvision/v1/metrics/capture", self._on_capture_metrics))
+
+    def _on_capture_metrics(self, topic: str, message: object) -> None:
+        if isinstance(message, dict) and isinstance(message.get("cameras"), dict):
+            self.capture = message["cameras"]
+
+    def _cameras(self) -> Table | None:
+        if not self.capture:
+            return None
+        t = Table("camera", "status", "input fps", "decoded fps", "decode ms", "reconnects", "dropped",
+                  "segments", expand=True, title="cameras (com.ggvision.Capture)")
+        for cam, m in sorted(self.capture.items()):
+            if not isinstance(m, dict):
+                continue
+            status = str(m.get("status", "?"))
+            style = "green" if status == "connected" else "yellow" if status in ("starting", "reconnecting") else "red"
+            reason = f" {m['reason']}" if m.get("reason") and status != "connected" else ""
+
+            t.add_row(cam, Text(status + reason, style=style), _num(m, "input_fps"), _num(m, "decoded_fps"),
+                      _num(m, "decode_ms"), _num(m, "reconnects", "{:.0f}"), _num(m, "dropped_frames", "{:.0f}"),
+                      _num(m, "segment_bytes", "{:,.0f} B"))
+        return t
 
     def render(self) -> Group:
         k = self.kernel
@@ -44,7 +72,11 @@ class Dashboard:
         ipc = Table.grid(padding=(0, 2))
         ipc.add_row("connections", str(len(k.server.stats())), "published", f"{ps.published} ({rate_pub:.0f}/s)",
                     "delivered", f"{ps.delivered} ({rate_del:.0f}/s)", "dropped", str(ps.dropped))
-        rows = [comps, Panel(ipc, title="local IPC")]
+        rows = [comps]
+        cams = self._cameras()
+        if cams is not None:
+            rows.append(cams)
+        rows.append(Panel(ipc, title="local IPC"))
         if k.bridge is not None:
             st = k.bridge.stats()
             link = Text("connected", style="green") if st.get("connected") else Text("offline", style="red")

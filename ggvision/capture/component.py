@@ -1,0 +1,276 @@
+"""com.ggvision.Capture: one worker per camera, frames into shared-memory rings, descriptors over IPC.
+
+Configuration (component DefaultConfiguration, deployment merges, live updates):
+  cameras:        {camera id: camera settings (see ggvision/capture/config.py), or null to remove one}
+  sensors:        {sensor id: {"type": "thermal-sim", "scenario": normal|heater|sunlight|fire,
+                   "seed": 0, "fps": 8.7}} thermal + gas simulators (radiometric float32 °C frames
+                   into a ring like video; SCD41 readings on ggvision/v1/sensors/{id}), null removes one
+  ringSlots:      slots per camera ring (default 8)
+  metricsPeriodS: seconds between metrics messages (default 5)
+Cameras are added, changed and removed by a configuration update without a restart; an invalid
+configuration is refused through the validation IPC with the reason and the old one stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..component import ComponentApp, configure_logging
+from ..framebus import FrameRing
+from .config import CameraConfig
+from .thermal import HEIGHT, LEPTON_FPS, SCENARIOS, WIDTH, ThermalWorker
+from .worker import CameraWorker
+
+log = logging.getLogger("ggvision.capture")
+
+NAME = "com.ggvision.Capture"
+FRAMES = "ggvision/v1/frames/{camera}"
+SEGMENTS = "ggvision/v1/segments/{camera}"
+SENSORS = "ggvision/v1/sensors/{sensor}"
+METRICS = "ggvision/v1/metrics/capture"
+
+
+def _number(cfg: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    v = cfg.get(key, default)
+    if isinstance(v, str):  # Greengrass recommends numbers as strings in configuration
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"{key}: expected a number, got {v!r}") from None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+        raise ValueError(f"{key}: expected a number from {lo:g} to {hi:g}, got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    sensor_id: str
+    scenario: str
+    seed: int
+    fps: float
+
+    @classmethod
+    def from_dict(cls, sensor_id: str, d: dict[str, Any]) -> SensorConfig:
+        where = f"sensors.{sensor_id}"
+        unknown = sorted(set(d) - {"type", "scenario", "seed", "fps"})
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {', '.join(unknown)}")
+        if d.get("type") != "thermal-sim":
+            raise ValueError(f"{where}.type: must be 'thermal-sim', got {d.get('type')!r}")
+        scenario = d.get("scenario", "normal")
+        if scenario not in SCENARIOS:
+            raise ValueError(f"{where}.scenario: one of {', '.join(SCENARIOS)}, got {scenario!r}")
+        seed = _number(d, "seed", 0, 0, 2**31)
+        fps = _number(d, "fps", LEPTON_FPS, 0.1, 30)
+        return cls(sensor_id, scenario, int(seed), fps)
+
+
+def parse_config(cfg: dict[str, Any]) -> tuple[dict[str, CameraConfig], int, float]:
+    """(cameras, ring slots, metrics period); ValueError naming the key on bad input."""
+    known = {"cameras", "sensors", "ringSlots", "metricsPeriodS", "accessControl"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+    cams = cfg.get("cameras", {})
+    if not isinstance(cams, dict):
+        raise ValueError("cameras: expected an object of camera id -> settings")
+    cameras = {}
+    for cam_id, settings in cams.items():
+        if settings is None:  # a deployment merge cannot delete a key: null removes the camera
+            continue
+        if not isinstance(settings, dict):
+            raise ValueError(f"cameras.{cam_id}: expected an object")
+        cameras[cam_id] = CameraConfig.from_dict(cam_id, settings)
+    slots = int(_number(cfg, "ringSlots", 8, 2, 64))
+    period = _number(cfg, "metricsPeriodS", 5, 0.5, 3600)
+    return cameras, slots, period
+
+
+def parse_sensors(cfg: dict[str, Any]) -> dict[str, SensorConfig]:
+    sensors = cfg.get("sensors", {})
+    if not isinstance(sensors, dict):
+        raise ValueError("sensors: expected an object of sensor id -> settings")
+    out = {}
+    for sensor_id, settings in sensors.items():
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            raise ValueError(f"sensors.{sensor_id}: expected an object")
+        if sensor_id in cfg.get("cameras", {}):
+            raise ValueError(f"sensors.{sensor_id}: the id is also a camera id")
+        out[sensor_id] = SensorConfig.from_dict(sensor_id, settings)
+    return out
+
+
+def validate(cfg: dict[str, Any]) -> str | None:
+    try:
+        parse_config(cfg)
+        parse_sensors(cfg)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@dataclass
+class Camera:
+    config: CameraConfig
+    worker: CameraWorker
+    ring: FrameRing | None = None
+
+
+@dataclass
+class Sensor:
+    config: SensorConfig
+    worker: ThermalWorker
+    ring: FrameRing
+
+
+class CaptureComponent:
+    def __init__(self, app: ComponentApp) -> None:
+        self.app = app
+        self.cameras: dict[str, Camera] = {}
+        self.sensors: dict[str, Sensor] = {}
+        self.slots = 8
+        self.metrics_period = 5.0
+        self._lock = threading.Lock()
+        self.started = time.time()
+
+    def apply(self, cfg: dict[str, Any]) -> None:
+        """Start, restart or stop workers so the running set matches the configuration."""
+        cameras, slots, period = parse_config(cfg)
+        sensors = parse_sensors(cfg)
+        with self._lock:
+            for sid in list(self.sensors):
+                if sid not in sensors or sensors[sid] != self.sensors[sid].config:
+                    self._stop_sensor(sid)
+            for sid, scfg in sensors.items():
+                if sid not in self.sensors:
+                    self._start_sensor(scfg)
+            self.slots, self.metrics_period = slots, period
+            for cam_id in list(self.cameras):
+                if cam_id not in cameras or cameras[cam_id] != self.cameras[cam_id].config:
+                    self._stop(cam_id)
+            for cam_id, cam_cfg in cameras.items():
+                if cam_id not in self.cameras:
+                    self._start(cam_id, cam_cfg)
+
+    def _start(self, cam_id: str, cfg: CameraConfig) -> None:
+        holder: dict[str, Camera] = {}
+        worker = CameraWorker(
+            cfg,
+            on_frame=lambda frame, ts: self._on_frame(holder["cam"], frame, ts),
+            on_segment=lambda seg: self._on_segment(cam_id, seg),
+            secret_lookup=self.app.get_secret,
+        )
+        cam = holder["cam"] = Camera(cfg, worker)
+        self.cameras[cam_id] = cam
+        worker.start()
+        log.info("camera %s started", cam_id)
+
+    def _stop(self, cam_id: str) -> None:
+        cam = self.cameras.pop(cam_id)
+        cam.worker.stop()
+        if cam.ring is not None:
+            cam.ring.close()
+        log.info("camera %s stopped", cam_id)
+
+    def _start_sensor(self, cfg: SensorConfig) -> None:
+        ring = FrameRing.create(cfg.sensor_id, slots=self.slots, max_frame_bytes=WIDTH * HEIGHT * 4)
+
+        def on_frame(frame: np.ndarray, ts: float) -> None:
+            self.app.publish(FRAMES.format(camera=cfg.sensor_id), ring.write(frame, ts).to_message())
+
+        worker = ThermalWorker(cfg.sensor_id, cfg.scenario, cfg.seed, cfg.fps, on_frame,
+                               lambda reading: self.app.publish(SENSORS.format(sensor=cfg.sensor_id), reading))
+        self.sensors[cfg.sensor_id] = Sensor(cfg, worker, ring)
+        worker.start()
+        log.info("sensor %s started (%s)", cfg.sensor_id, cfg.scenario)
+
+    def _stop_sensor(self, sensor_id: str) -> None:
+        sensor = self.sensors.pop(sensor_id)
+        sensor.worker.stop()
+        sensor.ring.close()
+        log.info("sensor %s stopped", sensor_id)
+
+    def _on_frame(self, cam: Camera, frame: np.ndarray, timestamp: float) -> None:
+        ring = cam.ring
+        if ring is None or frame.nbytes > ring.max_frame_bytes:
+            # Sized by the first frame; a camera that changes resolution upwards gets a new ring.
+            if ring is not None:
+                ring.close()
+            ring = cam.ring = FrameRing.create(cam.config.camera_id, slots=self.slots, max_frame_bytes=frame.nbytes)
+        desc = ring.write(frame, timestamp)
+        self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())
+
+    def _on_segment(self, cam_id: str, seg: Any) -> None:
+        self.app.publish(
+            SEGMENTS.format(camera=cam_id),
+            {
+                "schema": "segment/1.0",
+                "camera": cam_id,
+                "path": str(seg.path),
+                "start": seg.start,
+                "end": seg.end,
+                "size": seg.size,
+                "sha256": seg.sha256,
+            },
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        with self._lock:
+            cams = {}
+            for cam_id, cam in self.cameras.items():
+                st = cam.worker.status()
+                cams[cam_id] = {
+                    **cam.worker.stats(),
+                    "status": st.state,
+                    "reason": st.reason,
+                    "ring": cam.ring.stats() if cam.ring else None,
+                }
+            sensors = {sid: {"status": "connected" if s.worker.is_alive() else "stopped", "frames_out": s.worker.frames,
+                             "ring": s.ring.stats()} for sid, s in self.sensors.items()}
+        return {"schema": "capture-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
+                "sensors": sensors}
+
+    def publish_metrics(self) -> None:
+        self.app.publish(METRICS, self.metrics())
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for cam_id in list(self.cameras):
+                self._stop(cam_id)
+            for sid in list(self.sensors):
+                self._stop_sensor(sid)
+
+
+def main() -> int:
+    configure_logging()
+    app = ComponentApp(NAME, validate)
+    try:
+        cfg = app.start()
+    except ValueError as e:
+        log.error("%s", e)
+        return 1
+    comp = CaptureComponent(app)
+    comp.apply(cfg)
+    app.on_config(comp.apply)
+    app.report_running()
+    last = [0.0]
+
+    def tick() -> None:
+        if time.monotonic() - last[0] >= comp.metrics_period:
+            last[0] = time.monotonic()
+            comp.publish_metrics()
+
+    try:
+        app.run(tick, period_s=0.5)
+    finally:
+        comp.stop_all()
+        app.close()
+    return 0

@@ -1,0 +1,215 @@
+"""Recording: remux a camera's compressed packets into MPEG-TS segments, without re-encoding.
+
+- A segment starts on a keyframe and is cut at the first keyframe at least `segment_seconds` after its
+  start, so every segment decodes on its own. (With open GOPs, the few leading B-frames of a segment
+  reference the previous one; cameras normally send closed GOPs.)
+- Timestamps are kept as they come from the source (made monotonic), so segments concatenate into a
+  continuous stream; the MPEG-TS muxer inserts SPS/PPS before keyframes when the source does not
+  repeat them in-band and converts AVCC (mp4/avi/mkv) to Annex B itself.
+- Written as `.<name>.tmp` in `out_dir`, hashed while written, fsync'd, renamed atomically into place,
+  the directory fsync'd, and only then announced with `on_segment`.
+- Times: stream seconds + `time_offset` (the worker passes the offset that maps the stream clock to
+  epoch seconds). Segment i ends exactly where segment i+1 starts (at the cut keyframe's time); the
+  last segment of a connection ends at its last frame's time plus one frame duration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    camera: str
+    path: Path
+    start: float  # epoch seconds (see module doc)
+    end: float
+    size: int  # bytes
+    sha256: str
+    keyframe_start: bool = True
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict:
+        return {
+            "camera": self.camera,
+            "path": str(self.path),
+            "start": self.start,
+            "end": self.end,
+            "size": self.size,
+            "sha256": self.sha256,
+            "keyframeStart": self.keyframe_start,
+        }
+
+
+class RecordError(Exception):
+    """Writing a segment failed; the segment was discarded and the next keyframe starts a new one."""
+
+
+class _HashingWriter:
+    """File-like sink for PyAV that hashes and counts bytes on the way to disk (no second read pass)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+
+class SegmentRecorder:
+    def __init__(
+        self,
+        camera: str,
+        out_dir: str | os.PathLike[str],
+        segment_seconds: float,
+        template_stream: av.stream.Stream,
+        on_segment: Callable[[SegmentInfo], None],
+        time_offset: float = 0.0,
+    ) -> None:
+        self.camera = camera
+        self.out_dir = Path(out_dir)
+        self.segment_seconds = segment_seconds
+        self.template = template_stream
+        self.on_segment = on_segment
+        self.time_offset = time_offset
+        self.bytes_written = 0  # of announced segments
+        self.segments = 0
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._out: av.container.OutputContainer | None = None
+        self._stream: av.stream.Stream | None = None
+        self._file: BinaryIO | None = None
+        self._writer: _HashingWriter | None = None
+        self._tmp: Path | None = None
+        self._start = 0.0
+        self._end = 0.0
+        self._last_dts: int | None = None
+        self._last_tb = None
+        self._frame_s = 0.0
+
+    @property
+    def recording(self) -> bool:
+        return self._out is not None
+
+    def mux(self, packet: av.Packet) -> None:
+        """Add one demuxed packet (after it was decoded, if at all: muxing rescales it in place)."""
+        if packet.size == 0 or packet.time_base is None:
+            return
+        t = self._sanitize(packet)
+        if self._out is None:
+            if not packet.is_keyframe:
+                return  # wait for a keyframe: a segment must decode on its own
+            self._open(t)
+        elif packet.is_keyframe and t - self._start >= self.segment_seconds - 1e-6:
+            self._finish(t)
+            self._open(t)
+        try:
+            packet.stream = self._stream
+            self._out.mux(packet)  # type: ignore[union-attr]
+        except Exception as e:
+            self.abort()
+            raise RecordError(f"muxing failed: {e}") from e
+        self._end = max(self._end, t + self._frame_s)
+
+    def _sanitize(self, packet: av.Packet) -> float:
+        """Make dts strictly increasing and pts >= dts (RTSP's first packets may lack timestamps)."""
+        tb = packet.time_base
+        if self._last_tb is not None and tb != self._last_tb:
+            self._last_dts = None  # a new stream clock: nothing to compare with
+        dts = packet.dts if packet.dts is not None else packet.pts
+        if dts is None:
+            dts = 0 if self._last_dts is None else self._last_dts + 1
+        if self._last_dts is not None:
+            if dts > self._last_dts:
+                self._frame_s = float((dts - self._last_dts) * tb)
+            else:
+                dts = self._last_dts + 1
+        pts = packet.pts if packet.pts is not None and packet.pts >= dts else dts
+        packet.dts, packet.pts = dts, pts
+        self._last_dts, self._last_tb = dts, tb
+        return float(pts * tb)
+
+    def _open(self, t: float) -> None:
+        start = t + self.time_offset
+        stamp = datetime.fromtimestamp(start, timezone.utc).strftime("%Y%m%dT%H%M%S.%f")[:-3]
+        name = f"{self.camera}-{stamp}Z.ts"
+        self._tmp = self.out_dir / f".{name}.tmp"
+        try:
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish/abort
+            self._writer = _HashingWriter(self._file)
+            self._out = av.open(self._writer, "w", format="mpegts")
+            # opaque=True: copy the decoder's parameters instead of opening an encoder just to remux.
+            self._stream = self._out.add_stream_from_template(self.template, opaque=True)
+        except Exception as e:
+            self.abort()
+            raise RecordError(f"cannot start segment: {e}") from e
+        self._start = t
+        self._end = t
+
+    def _finish(self, end_t: float) -> None:
+        out, f, writer, tmp = self._out, self._file, self._writer, self._tmp
+        assert out is not None and f is not None and writer is not None and tmp is not None
+        try:
+            out.close()  # writes the trailer through the hashing writer
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            final = tmp.with_name(tmp.name[1:].removesuffix(".tmp"))
+            os.replace(tmp, final)
+            _fsync_dir(self.out_dir)
+        except Exception as e:
+            self.abort()
+            raise RecordError(f"cannot finish segment: {e}") from e
+        self._out = self._file = self._writer = self._tmp = None
+        self.bytes_written += writer.size
+        self.segments += 1
+        info = SegmentInfo(
+            camera=self.camera,
+            path=final,
+            start=self._start + self.time_offset,
+            end=end_t + self.time_offset,
+            size=writer.size,
+            sha256=writer.sha.hexdigest(),
+        )
+        self.on_segment(info)
+
+    def close(self, end: float | None = None) -> None:
+        """Finish the open segment, if any, at stream time `end` (default: the end of its last frame)."""
+        if self._out is not None:
+            self._finish(max(self._end if end is None else end, self._start))
+
+    def abort(self) -> None:
+        """Drop the open segment and its temp file (used on errors)."""
+        for closer in (self._out, self._file):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:
+                    pass
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._out = self._file = self._writer = self._tmp = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

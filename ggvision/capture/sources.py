@@ -1,0 +1,185 @@
+"""Opening camera sources.
+
+Two families:
+- PyAV containers (rtsp, file, usb/v4l2): `open_container` returns an InputContainer that the worker
+  demuxes packet by packet, so one connection feeds both decoding and the recorder.
+- Frame sources (image folder here, synthetic scene in `synthetic.py`): iterate `SourceFrame`s paced in
+  real time, whose pixels are loaded lazily so frames analytics does not want are never read/rendered.
+
+Blocking reads are bounded by PyAV's interrupt callback: `timeout=(open_timeout, read_poll)`. A read
+that waits longer than `read_poll` raises av.ExitError; the worker then checks stop/stall and simply
+resumes demuxing (measured: resuming after such an interrupt is clean for RTSP over TCP and UDP).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import av
+import cv2
+import numpy as np
+from av.container import InputContainer
+
+from .config import FileSource, ImagesSource, RtspSource, UsbSource, redact_url
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# An uploaded image younger than this may still be being written; uploaders should write `.name.tmp`
+# and rename, but many FTP-style cameras do not.
+UPLOAD_SETTLE_S = 0.5
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix (missing file, no video stream, misconfiguration)."""
+
+
+class Redactor:
+    """Masks a camera's credentials in free text: FFmpeg error messages quote the URL they failed on."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, *secrets: str) -> None:
+        for s in secrets:
+            # Very short strings would mask unrelated text; URLs are redacted structurally anyway.
+            if len(s) >= 4:
+                self._secrets.update({s, quote(s, safe="")})
+
+    def __call__(self, text: str) -> str:
+        text = _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
+        for s in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(s, "***")
+        return text
+
+
+def open_container(
+    source: RtspSource | FileSource | UsbSource,
+    url: str | None,
+    *,
+    open_timeout: float,
+    read_poll: float,
+    stall_timeout: float,
+) -> InputContainer:
+    """Open one connection. `url` is the RTSP URL with credentials already injected (never stored)."""
+    timeout = (open_timeout, read_poll)
+    if isinstance(source, RtspSource):
+        options = {
+            "rtsp_transport": source.transport,
+            # Socket-level backstop for the stall watchdog (FFmpeg >= 5 calls it `timeout`, in µs).
+            "timeout": str(int(stall_timeout * 1_000_000)),
+            # Do not set up audio/metadata RTP sessions we would only throw away.
+            "allowed_media_types": "video",
+        }
+        return av.open(url, options=options, timeout=timeout)
+    if isinstance(source, FileSource):
+        if not os.path.isfile(source.path):
+            raise PermanentError(f"no such file: {source.path}")
+        return av.open(source.path, timeout=timeout)
+    if isinstance(source, UsbSource):
+        if not os.path.exists(source.device):
+            raise FileNotFoundError(f"no such device: {source.device}")  # may be replugged: retry
+        options: dict[str, str] = {}
+        if source.width and source.height:
+            options["video_size"] = f"{source.width}x{source.height}"
+        if source.fps:
+            options["framerate"] = f"{source.fps:g}"
+        if source.input_format:
+            options["input_format"] = source.input_format
+        # v4l2 reads are blocking ioctls that the interrupt callback cannot cut short; frames pace them.
+        return av.open(source.device, format="v4l2", options=options, timeout=(open_timeout, None))
+    raise TypeError(f"not a container source: {source!r}")
+
+
+class PtsGuesser:
+    """FFmpeg's guess_correct_pts: trust frame pts unless it goes backwards more often than dts.
+
+    AVI (and some cameras) carry decode-order timestamps as pts; with B-frames the decoded frames
+    then come out with non-monotonic pts while their packet dts is monotonic.
+    """
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            if self.last_dts is not None and dts <= self.last_dts:
+                self.faulty_dts += 1
+            self.last_dts = dts
+        if pts is not None:
+            if self.last_pts is not None and pts <= self.last_pts:
+                self.faulty_pts += 1
+            self.last_pts = pts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
+@dataclass
+class SourceFrame:
+    """One frame of a frame source. `load` returns (BGR image or None if unreadable, ground truth or None)."""
+
+    timestamp: float  # epoch seconds
+    index: int
+    load: Callable[[], tuple[np.ndarray | None, list | None]]
+
+
+class ImageDirSource:
+    """A folder of images: each image once in name order, then new uploads as they arrive; or looped.
+
+    Paced at `fps` (the worker passes min(fps, detectFps): no uploaded image is skipped); timestamps are
+    the wall-clock time each image is taken.
+    """
+
+    def __init__(self, cfg: ImagesSource, fps: float | None = None) -> None:
+        self.dir = Path(cfg.dir)
+        self.period = 1.0 / (fps or cfg.fps)
+        self.loop = cfg.loop
+        self.dropped = 0
+
+    def _listing(self) -> list[str]:
+        now = time.time()
+        names = []
+        with os.scandir(self.dir) as it:  # FileNotFoundError: the worker retries with backoff
+            for e in it:
+                if e.name.startswith(".") or Path(e.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                try:
+                    if e.is_file() and now - e.stat().st_mtime >= UPLOAD_SETTLE_S:
+                        names.append(e.name)
+                except FileNotFoundError:
+                    continue  # removed while listing
+        return sorted(names)
+
+    def frames(self, stop: threading.Event) -> Iterator[SourceFrame]:
+        done: set[str] = set()
+        next_t = time.time()
+        index = 0
+        while not stop.is_set():
+            names = self._listing()
+            todo = [n for n in names if n not in done]
+            if not todo and self.loop and names:
+                done.clear()
+                todo = names
+            if not todo:
+                if stop.wait(min(1.0, max(self.period, 0.1))):
+                    return
+                continue
+            for name in todo:
+                delay = next_t - time.time()
+                if delay > 0 and stop.wait(delay):
+                    return
+                now = time.time()
+                next_t = max(next_t + self.period, now)  # a slow consumer never causes a burst later
+                done.add(name)
+                path = str(self.dir / name)
+                yield SourceFrame(now, index, lambda p=path: (cv2.imread(p, cv2.IMREAD_COLOR), None))
+                index += 1
