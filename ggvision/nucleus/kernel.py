@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -261,11 +262,18 @@ class Kernel:
                         conn.component, stream.operation, stream.dropped)
 
     # -- installed versions ---------------------------------------------------------------
+    def _install_key(self, name: str, version: str) -> str:
+        # Version plus the installed artifacts' identity: a rebuilt artifact of the same version
+        # (a local development loop) installs again; an unchanged one does not.
+        art = component_paths(self.root, name, version).artifacts_path
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in art.glob("*") if p.is_file())
+        return f"{version}:{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}"
+
     def is_installed(self, name: str, version: str) -> bool:
-        return self.installed.get(name) == version
+        return self.installed.get(name) == self._install_key(name, version)
 
     def mark_installed(self, name: str, version: str) -> None:
-        self.installed[name] = version
+        self.installed[name] = self._install_key(name, version)
         self.save_state()
 
     def save_state(self) -> None:
