@@ -67,6 +67,8 @@ MODES = {
 LAT, TPUT, END = b"L", b"T", b"E"
 _T0 = struct.Struct("<q")
 
+from machine import cpu_model  # noqa: E402 - bench/ is the script's folder
+
 
 def source_frames() -> tuple[list[np.ndarray], str]:
     frames: list[np.ndarray] = []
@@ -253,14 +255,7 @@ def run_mode(mode: str, n_lat: int, seconds: float) -> dict[str, Any]:
 
 
 def machine_facts() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     jpeg_lib = next((ln.split(":", 1)[1].strip() for ln in cv2.getBuildInformation().splitlines()
                      if ln.strip().startswith("JPEG:")), "unknown")
     shm = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None

@@ -37,6 +37,8 @@ PUBLISHER = "com.ggvision.bench.Publisher"
 SUBSCRIBER = "com.ggvision.bench.Subscriber"
 MB = 1024 * 1024
 
+from machine import cpu_model  # noqa: E402 - bench/ is the script's folder
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -258,14 +260,7 @@ def run_repeated(sc: Scenario, quick: bool, repeat: int, profile_dir: Path | Non
 
 # -- report ---------------------------------------------------------------------------------------
 def machine_facts() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {"cpu_count": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "platform": platform.platform(), "awsiotsdk": metadata.version("awsiotsdk"),
             "awscrt": metadata.version("awscrt"), "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}

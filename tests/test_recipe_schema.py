@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ggvision.nucleus.recipe import parse_recipe
+from ggvision.packaging.build import lower_keys
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -58,15 +59,6 @@ def validators() -> Validators:
         jsonschema.Draft7Validator.check_schema(schema)
         out[name] = jsonschema.Draft7Validator(schema)
     return out
-
-
-def lower_keys(value: Any) -> Any:
-    """GDK's recursive key lower-casing (applied to DefaultConfiguration too; validation only)."""
-    if isinstance(value, dict):
-        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [lower_keys(v) for v in value]
-    return value
 
 
 def read_like_gdk(path: Path) -> Any:

@@ -153,11 +153,12 @@ def nucleus_recipe(doc: Mapping[str, Any], source: str) -> Recipe:
     return parse_recipe(data, source)
 
 
-def _keys_to_lower(value: Any) -> Any:
+def lower_keys(value: Any) -> Any:
+    """GDK's recursive key lower-casing before schema validation (DefaultConfiguration included)."""
     if isinstance(value, dict):
-        return {str(k).lower(): _keys_to_lower(v) for k, v in value.items()}
+        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_keys_to_lower(v) for v in value]
+        return [lower_keys(v) for v in value]
     return value
 
 
@@ -192,7 +193,7 @@ class RecipeSchemas:
 
     def validate(self, doc: Mapping[str, Any], source: str) -> None:
         # GDK lower-cases every key before validating (the schemas spell properties in lower case).
-        lowered = _keys_to_lower(doc)
+        lowered = lower_keys(doc)
         for name, validator in self.validators.items():
             error = jsonschema.exceptions.best_match(validator.iter_errors(lowered))
             if error is not None:
