@@ -1,0 +1,355 @@
+"""com.ggvision.Health: hardware, ML, network and application metrics; Prometheus; IoT Core summary; watchdogs.
+
+Every `periodS` it samples the host (psutil), the GPUs (NVML), the component processes, TCP probes and
+ListComponents, merges what the local topics told it (inference/capture/uplink metrics, frame descriptors,
+detections), runs the watchdogs, and swaps the result into the Prometheus collector. Every
+`summaryPeriodS` it publishes a `health-summary/1.0` to IoT Core (`ggvision/{thing}/metrics`, QoS 1,
+≤ 128 KB) and a few values through PutComponentMetric. Alerts go to `ggvision/v1/alerts/health` and to
+IoT Core `ggvision/{thing}/events`. Configuration keys: ggvision/health/config.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..component import ComponentApp, configure_logging
+from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, network_sent_bytes
+from .config import HealthConfig, parse_config, parse_endpoint, validate
+from .exporter import Collected, ComponentInfo, HealthCollector, encode_summary, summary
+from .gpu import GpuSource, NvmlGpuSource
+from .state import AppState
+from .watchdog import Watchdogs
+
+log = logging.getLogger("ggvision.health")
+
+NAME = "com.ggvision.Health"
+ALERTS = "ggvision/v1/alerts/health"
+SUBSCRIPTIONS = ("ggvision/v1/metrics/+", "ggvision/v1/detections/+", "ggvision/v1/frames/+")
+IOT_METRICS = "ggvision/{thing}/metrics"
+IOT_EVENTS = "ggvision/{thing}/events"
+IPC_TIMEOUT_S = 10.0
+ERROR_STATES = ("ERRORED", "BROKEN")
+
+
+class _Once:
+    """Log a recurring failure at its 1st, 10th, 100th... occurrence."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, what: str, err: Any) -> None:
+        n = self.counts[what] = self.counts.get(what, 0) + 1
+        if n in (1, 10, 100) or n % 1000 == 0:
+            log.warning("%s failed (%d so far): %s", what, n, err)
+
+
+class HealthComponent:
+    def __init__(self, app: ComponentApp, cfg: HealthConfig, gpu: GpuSource | None | str = "auto",
+                 procs: ProcessCollector | None | str = "auto", thing: str | None = None) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.thing = thing or os.environ.get("AWS_IOT_THING_NAME", "unknown-thing")
+        self.started = time.monotonic()
+        self.state = AppState()
+        self.watchdogs = Watchdogs(self.started)
+        self.host = HostCollector()
+        self.collector = HealthCollector()
+        self._gpu_arg, self._procs_arg = gpu, procs
+        self.gpu: GpuSource | None = None
+        self.procs: ProcessCollector | None = None
+        self.disk: DiskCollector | None = None
+        self.prober: Prober | None = None
+        self._server: Any = None
+        self._ops: list[Any] = []
+        self._failed = _Once()
+        self._pending: HealthConfig | None = None
+        self._next_collect = self.started
+        self._next_summary = self.started + min(cfg.summary_period_s, max(cfg.period_s * 2, 1.0))
+        self._last_det: dict[str, int] = {}
+        self._last_det_t = self.started
+        self._states: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
+        self._proc_restarts: dict[str, int] = {}
+        self._error_pending: set[str] = set()
+        self.latest: Collected | None = None
+        self.published_summaries = 0
+        self.inference_restarts = 0
+        self._configure(cfg, first=True)
+
+    # -- configuration -----------------------------------------------------------------------
+    def _data_path(self, cfg: HealthConfig) -> str:
+        return cfg.data_path or str(Path.cwd().resolve().parent)  # <root>/work: where components keep data
+
+    def _configure(self, cfg: HealthConfig, first: bool = False) -> None:
+        old = None if first else self.cfg
+        self.cfg = cfg
+        if old is None or old.data_path != cfg.data_path:
+            self.disk = DiskCollector(self._data_path(cfg))
+        if old is None or (old.probes, old.probe_timeout_s, old.probe_window) != (
+                cfg.probes, cfg.probe_timeout_s, cfg.probe_window):
+            if self.prober is not None:
+                self.prober.close()
+            self.prober = Prober([parse_endpoint(p, "probes") for p in cfg.probes], cfg.probe_timeout_s,
+                                 cfg.probe_window)
+        if old is None:
+            self.procs = (ProcessCollector.from_environment(cfg.leak_window) if self._procs_arg == "auto"
+                          else self._procs_arg)  # type: ignore[assignment]
+        elif old.leak_window != cfg.leak_window and self.procs is not None:
+            self.procs.set_window(cfg.leak_window)
+        if old is None or old.gpu != cfg.gpu:
+            if self.gpu is not None and self._gpu_arg == "auto":
+                self.gpu.close()
+            if not cfg.gpu:
+                self.gpu = None
+            else:
+                self.gpu = NvmlGpuSource.open() if self._gpu_arg == "auto" else self._gpu_arg  # type: ignore[assignment]
+        if old is not None and (old.prom_port, old.prom_bind) != (cfg.prom_port, cfg.prom_bind):
+            self._stop_server()
+            self._start_server()
+        self._next_collect = min(self._next_collect, time.monotonic() + cfg.period_s)
+
+    def reconfigure(self, raw: dict[str, Any]) -> None:
+        """ComponentApp callback (IPC thread): applied by the next tick."""
+        self._pending = parse_config(raw)
+
+    # -- start/stop --------------------------------------------------------------------------
+    def _start_server(self) -> None:
+        if self.cfg.prom_port == 0:
+            return
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.collector)
+        try:
+            self._server, _ = start_http_server(self.cfg.prom_port, addr=self.cfg.prom_bind, registry=registry)
+            log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.prom_bind, self.cfg.prom_port)
+        except OSError as e:
+            log.error("Prometheus endpoint %s:%d unavailable: %s", self.cfg.prom_bind, self.cfg.prom_port, e)
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def start(self) -> None:
+        from awsiot.greengrasscoreipc.client import SubscribeToTopicStreamHandler
+        from awsiot.greengrasscoreipc.model import SubscribeToTopicRequest
+
+        outer = self
+
+        class Handler(SubscribeToTopicStreamHandler):
+            # Straight on the connection's event thread: on_message is a few µs and never blocks, and
+            # skipping clientv2's per-event executor hand-off is most of Health's CPU on busy frame topics.
+            def on_stream_event(self, event: Any) -> None:
+                outer._on_event(event)
+
+            def on_stream_error(self, error: Exception) -> bool:
+                return outer._on_stream_error(error)
+
+            def on_stream_closed(self) -> None:
+                pass
+
+        for topic in SUBSCRIPTIONS:
+            op = self.app.client.client.new_subscribe_to_topic(Handler())
+            op.activate(SubscribeToTopicRequest(topic=topic)).result(IPC_TIMEOUT_S)
+            op.get_response().result(IPC_TIMEOUT_S)
+            self._ops.append(op)
+        self._start_server()
+
+    def close(self) -> None:
+        for op in self._ops:
+            try:
+                op.close()
+            except Exception:
+                pass
+        self._stop_server()
+        if self.prober is not None:
+            self.prober.close()
+        if self.gpu is not None and self._gpu_arg == "auto":
+            self.gpu.close()
+
+    def _on_event(self, ev: Any) -> None:
+        if ev.json_message is not None:
+            self.state.on_message(ev.json_message.context.topic, ev.json_message.message)
+        elif ev.binary_message is not None:  # every ggvision message is JSON: a binary one is malformed
+            self.state.on_message(ev.binary_message.context.topic, None)
+
+    def _on_stream_error(self, error: Exception) -> bool:
+        log.error("subscription error: %s", error)
+        return False
+
+    # -- collection --------------------------------------------------------------------------
+    def _list_components(self) -> dict[str, tuple[str, str]] | None:
+        try:
+            return {c.component_name: (str(c.state), c.version or "")
+                    for c in self.app.client.list_components().components}
+        except Exception as e:  # e.g. no aws.greengrass.Cli policy: states are then unknown
+            self._failed("ListComponents", e)
+            return None
+
+    def _track_components(self, listed: dict[str, tuple[str, str]] | None, now: float) -> dict[str, ComponentInfo]:
+        """Restarts: a transition into ERRORED/BROKEN or a new lifecycle process, once per event: a new process
+        after an error already counted (its recovery) is not counted again."""
+        procs = self.procs.restarts if self.procs is not None else {}
+        new_gen = {n for n, k in procs.items() if k > self._proc_restarts.get(n, 0)}
+        self._proc_restarts = dict(procs)
+        errored = set()
+        for name, (state, _) in (listed or {}).items():
+            prev = self._states.get(name)
+            if state in ERROR_STATES and prev is not None and prev not in ERROR_STATES:
+                errored.add(name)
+            if name == self.cfg.inference_component and state == "RUNNING" and prev not in (None, "RUNNING"):
+                self.watchdogs.inference_restarted(now)
+            self._states[name] = state
+        for name in new_gen | errored:
+            if name in new_gen and name in self._error_pending:
+                self._error_pending.discard(name)  # the recovery of an error counted earlier
+                continue
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            if name in errored and name not in new_gen:
+                self._error_pending.add(name)
+        if self.cfg.inference_component in new_gen:
+            self.watchdogs.inference_restarted(now)
+        return {name: ComponentInfo(state, version, self._restarts.get(name, 0))
+                for name, (state, version) in (listed or {}).items()}
+
+    def collect(self, now: float | None = None) -> tuple[Collected, list[dict[str, Any]], bool]:
+        """One tick's measurements, the alert messages to publish, and whether to restart inference."""
+        now = time.monotonic() if now is None else now
+        c = Collected(timestamp=time.time(), uptime_s=now - self.started)
+        c.host = self.host.sample()
+        if self.disk is not None:
+            try:
+                c.disk = self.disk.sample(now)
+            except OSError as e:
+                self._failed(f"disk usage of {self.disk.path}", e)
+        if self.procs is not None:
+            c.procs = self.procs.sample(now)
+        if self.gpu is not None:
+            try:
+                c.gpus = self.gpu.sample()
+            except Exception as e:
+                self._failed("NVML", e)
+        if self.prober is not None:
+            c.probes = self.prober.probe()
+        c.network_sent = network_sent_bytes()
+        listed = self._list_components()
+        c.components = self._track_components(listed, now)
+        app = c.app = self.state.view(self.cfg.camera_silent_s, now)
+        dt = max(1e-6, now - self._last_det_t)
+        counts = {cam: v.detections for cam, v in app.cameras.items()}
+        c.detection_fps = {cam: max(0, n - self._last_det.get(cam, 0) if n >= self._last_det.get(cam, 0) else n) / dt
+                           for cam, n in counts.items()}
+        self._last_det, self._last_det_t = counts, now
+        inf = listed.get(self.cfg.inference_component) if listed is not None else None
+        running = listed is None or (inf is not None and inf[0] == "RUNNING")  # unknown states: assume it runs
+        events, restart = self.watchdogs.evaluate(self.cfg, app, c.host, c.disk, running, now)
+        c.alerts = self.watchdogs.counts()
+        off = time.time() - time.monotonic()
+        c.active_alerts = [a.to_message("firing", now, off) for a in self.watchdogs.active.values()]
+        return c, events, restart
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _iot(self, topic: str, payload: bytes) -> bool:
+        from awsiot.greengrasscoreipc.model import QOS
+
+        try:
+            fut = self.app.client.publish_to_iot_core_async(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload)
+            fut.result(IPC_TIMEOUT_S)
+            return True
+        except Exception as e:  # offline spool full, no IoT Core bridge, not authorized...
+            self._failed(f"PublishToIoTCore {topic}", e)
+            return False
+
+    def restart_inference(self) -> None:
+        name = self.cfg.inference_component
+        try:
+            r = self.app.client.restart_component(component_name=name)
+            self.inference_restarts += 1
+            log.warning("inference looks hung: RestartComponent(%s): %s %s", name, r.restart_status, r.message or "")
+        except Exception as e:
+            log.error("RestartComponent(%s) failed: %s", name, e)
+        self.watchdogs.inference_restarted(time.monotonic())
+
+    def publish_alert(self, msg: dict[str, Any]) -> None:
+        (log.warning if msg["state"] == "firing" else log.info)(
+            "alert %s %s at %s: %s", msg["alert"], msg["state"], msg["where"], msg["message"])
+        self.app.publish(ALERTS, msg)
+        self._iot(IOT_EVENTS.format(thing=self.thing), json.dumps(msg, separators=(",", ":")).encode())
+
+    def publish_summary(self, c: Collected) -> bytes:
+        data = encode_summary(summary(c, self.thing, self.cfg.summary_period_s))
+        if self._iot(IOT_METRICS.format(thing=self.thing), data):
+            self.published_summaries += 1
+        self._put_metrics(c)
+        return data
+
+    def _put_metrics(self, c: Collected) -> None:
+        from awsiot.greengrasscoreipc.model import Metric
+
+        values: list[tuple[str, str, float | None]] = []
+        if c.host is not None:
+            values += [("CpuUsage", "PERCENT", c.host.cpu_all * 100),
+                       ("MemoryAvailable", "MEGABYTES", c.host.memory_available / 2**20)]
+        if c.disk is not None and c.disk.total:
+            values.append(("DiskFree", "PERCENT", c.disk.free / c.disk.total * 100))
+        if c.app is not None:
+            values += [("CamerasUp", "COUNT", sum(1 for v in c.app.cameras.values() if v.up)),
+                       ("DetectionFps", "COUNT_PER_SECOND", sum(c.detection_fps.values()))]
+            p95 = [s.metrics.p95_ms for s in c.app.models.values() if s.metrics.p95_ms is not None]
+            if p95:
+                values.append(("InferenceLatencyP95", "MILLISECONDS", max(p95)))
+            if c.app.models:
+                worst = max(s.error_ratio for s in c.app.models.values())
+                values.append(("InferenceErrorRate", "PERCENT", worst * 100))
+        values.append(("AlertsActive", "COUNT", sum(c.alerts.values())))
+        try:
+            self.app.client.put_component_metric(metrics=[Metric(name=n, unit=u, value=float(v))
+                                                          for n, u, v in values if v is not None])
+        except Exception as e:
+            self._failed("PutComponentMetric", e)
+
+    def tick(self) -> None:
+        if self._pending is not None:
+            cfg, self._pending = self._pending, None
+            self._configure(cfg)
+        now = time.monotonic()
+        if now < self._next_collect:
+            return
+        self._next_collect = max(self._next_collect + self.cfg.period_s, now + self.cfg.period_s / 2)
+        c, events, restart = self.collect(now)
+        self.latest = c
+        self.collector.update(c)
+        if restart:
+            self.restart_inference()
+        for msg in events:
+            self.publish_alert(msg)
+        if now >= self._next_summary:
+            self._next_summary = now + self.cfg.summary_period_s
+            self.publish_summary(c)
+
+
+def main() -> int:
+    configure_logging()
+    app = ComponentApp(NAME, validate)
+    try:
+        cfg = app.start()
+    except ValueError as e:
+        log.error("%s", e)
+        return 1
+    comp = HealthComponent(app, parse_config(cfg))
+    app.on_config(comp.reconfigure)
+    comp.start()
+    app.report_running()
+    try:
+        app.run(comp.tick, period_s=0.25)  # collection is due every periodS; this is its granularity
+    finally:
+        comp.close()
+        app.close()
+    return 0

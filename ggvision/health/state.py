@@ -1,0 +1,277 @@
+"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections.
+
+IPC callbacks (on the client's event thread) call `on_*`; each does a little validation and
+bookkeeping under a lock and returns. A malformed message is counted per topic and dropped.
+The tick reads consistent copies through `view()`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..framebus import FrameDescriptor
+
+FRAMES = "ggvision/v1/frames/"
+DETECTIONS = "ggvision/v1/detections/"
+METRICS = "ggvision/v1/metrics/"
+_CAPTURE = re.compile(r"^capture-metrics/1\.\d+$")
+_INFERENCE = re.compile(r"^inference-metrics/1\.\d+$")
+_UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")
+MAX_TOPIC_LABELS = 256  # malformed-message counters beyond this many topics go under "other"
+MAX_CAMERAS = 1024  # cameras tracked from frames/detections (a runaway publisher cannot grow us without bound)
+MODEL_STALE_S = 600.0  # a model not reported for this long (swapped out) is forgotten
+
+
+class Malformed(ValueError):
+    pass
+
+
+def _num(d: dict[str, Any], key: str, lo: float = 0.0) -> float | None:
+    """An optional finite number ≥ lo; Malformed if present and not one."""
+    if key not in d or d[key] is None:
+        return None
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < lo:
+        raise Malformed(f"{key}: expected a finite number >= {lo:g}, got {v!r}")
+    return float(v)
+
+
+def _text(d: dict[str, Any], key: str, required: bool = False, limit: int = 128) -> str | None:
+    v = d.get(key)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str) or not v or len(v) > limit:
+        raise Malformed(f"{key}: expected a string of 1..{limit} characters, got {str(v)[:40]!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class InferenceMetrics:
+    model: str
+    version: str | None
+    provider: str | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    batches_per_s: float | None
+    load_ms: float | None
+    errors: float | None  # cumulative since the inference process started
+    runs: float | None
+    score_mean: float | None
+
+
+def parse_inference(msg: Any) -> InferenceMetrics:
+    """`inference-metrics/1.x` (produced by com.ggvision.Inference); Malformed names the field."""
+    if not isinstance(msg, dict):
+        raise Malformed("expected a JSON object")
+    if not isinstance(msg.get("schema"), str) or not _INFERENCE.match(msg["schema"]):
+        raise Malformed(f"schema: expected inference-metrics/1.x, got {str(msg.get('schema'))[:40]!r}")
+    lat = msg.get("latency_ms") or {}
+    if not isinstance(lat, dict):
+        raise Malformed("latency_ms: expected an object {p50, p95, p99}")
+    return InferenceMetrics(
+        model=_text(msg, "model", required=True) or "",
+        version=None if msg.get("version") is None else str(msg["version"])[:64],
+        provider=_text(msg, "provider"),
+        p50_ms=_num(lat, "p50"), p95_ms=_num(lat, "p95"), p99_ms=_num(lat, "p99"),
+        batches_per_s=_num(msg, "batches_per_s"), load_ms=_num(msg, "load_ms"),
+        errors=_num(msg, "errors"), runs=_num(msg, "runs"), score_mean=_num(msg, "score_mean", lo=-math.inf),
+    )
+
+
+@dataclass(frozen=True)
+class CaptureCamera:
+    status: str
+    input_fps: float | None
+    decoded_fps: float | None
+
+
+def parse_capture(msg: Any) -> tuple[dict[str, CaptureCamera], set[str]]:
+    """`capture-metrics/1.x` → (cameras, sensor ids)."""
+    if not isinstance(msg, dict):
+        raise Malformed("expected a JSON object")
+    if not isinstance(msg.get("schema"), str) or not _CAPTURE.match(msg["schema"]):
+        raise Malformed(f"schema: expected capture-metrics/1.x, got {str(msg.get('schema'))[:40]!r}")
+    cams, sensors = msg.get("cameras") or {}, msg.get("sensors") or {}
+    if not isinstance(cams, dict) or not isinstance(sensors, dict):
+        raise Malformed("cameras/sensors: expected objects keyed by id")
+    out = {}
+    for cam, m in {**sensors, **cams}.items():
+        if not isinstance(m, dict):
+            raise Malformed(f"cameras.{cam}: expected an object")
+        status = m.get("status")
+        if not isinstance(status, str):
+            raise Malformed(f"cameras.{cam}.status: expected a string")
+        out[cam] = CaptureCamera(status, _num(m, "input_fps"), _num(m, "decoded_fps"))
+    return out, set(sensors) - set(cams)
+
+
+def parse_uplink(msg: Any) -> dict[str, float]:
+    """Uplink metrics: {"backlog_bytes": {"<priority>": n}} (schema uplink-metrics/1.x when given)."""
+    if not isinstance(msg, dict):
+        raise Malformed("expected a JSON object")
+    schema = msg.get("schema")
+    if schema is not None and (not isinstance(schema, str) or not _UPLINK.match(schema)):
+        raise Malformed(f"schema: expected uplink-metrics/1.x, got {str(schema)[:40]!r}")
+    backlog = msg.get("backlog_bytes")
+    if not isinstance(backlog, dict):
+        raise Malformed("backlog_bytes: expected an object of priority -> bytes")
+    out = {}
+    for prio, n in backlog.items():
+        v = _num({"v": n}, "v")
+        if v is None or len(str(prio)) > 64:
+            raise Malformed(f"backlog_bytes.{str(prio)[:64]}: expected a number >= 0")
+        out[str(prio)] = v
+    return out
+
+
+@dataclass
+class ModelState:
+    metrics: InferenceMetrics
+    received: float  # monotonic
+    errors_total: float = 0.0  # accumulated across inference restarts (a Prometheus counter)
+    error_ratio: float = 0.0  # errors / runs over the last reporting interval
+
+
+@dataclass
+class CameraTrack:
+    first_known: float  # monotonic: when Health first heard of the camera
+    frame_last: float | None = None
+    detections: int = 0
+    detection_last: float | None = None
+
+
+@dataclass
+class CameraView:
+    camera: str
+    sensor: bool
+    up: bool
+    input_fps: float | None
+    decoded_fps: float | None
+    frame_age_s: float
+    frame_last: float | None  # monotonic
+    detections: int
+    detection_last: float | None
+    first_known: float
+
+
+@dataclass
+class AppView:
+    cameras: dict[str, CameraView]
+    models: dict[str, ModelState]
+    backlog: dict[str, float]
+    malformed: dict[str, int]
+    any_detection: bool
+
+
+@dataclass
+class AppState:
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    malformed: dict[str, int] = field(default_factory=dict)
+    models: dict[str, ModelState] = field(default_factory=dict)
+    capture: dict[str, CaptureCamera] = field(default_factory=dict)
+    sensors: set[str] = field(default_factory=set)
+    capture_at: float | None = None
+    capture_interval: float = 5.0
+    backlog: dict[str, float] = field(default_factory=dict)
+    tracks: dict[str, CameraTrack] = field(default_factory=dict)
+    any_detection: bool = False
+
+    def _bad(self, topic: str) -> None:
+        key = topic if topic in self.malformed or len(self.malformed) < MAX_TOPIC_LABELS else "other"
+        self.malformed[key] = self.malformed.get(key, 0) + 1
+
+    def _track(self, cam: str, now: float) -> CameraTrack | None:
+        t = self.tracks.get(cam)
+        if t is None:
+            if len(self.tracks) >= MAX_CAMERAS:
+                return None
+            t = self.tracks[cam] = CameraTrack(now)
+        return t
+
+    # -- IPC callbacks ---------------------------------------------------------------------
+    def on_message(self, topic: str, msg: Any, now: float | None = None) -> None:
+        """Any subscribed message (msg: the JSON message, or None for a binary one)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            try:
+                if topic.startswith(FRAMES):
+                    self._on_frame(topic, msg, now)
+                elif topic.startswith(DETECTIONS):
+                    self._on_detection(topic, msg, now)
+                elif topic == METRICS + "inference":
+                    self._on_inference(parse_inference(msg), now)
+                elif topic == METRICS + "capture":
+                    cams, sensors = parse_capture(msg)
+                    if self.capture_at is not None:
+                        self.capture_interval = max(0.1, now - self.capture_at)
+                    self.capture, self.sensors, self.capture_at = cams, sensors, now
+                    for cam in cams:
+                        self._track(cam, now)
+                elif topic == METRICS + "uplink":
+                    self.backlog = parse_uplink(msg)
+                # other components' metrics: not ours to read
+            except Exception:  # Malformed, FrameDescriptor's ValueError, or anything odd: count and drop
+                self._bad(topic)
+
+    def _on_frame(self, topic: str, msg: Any, now: float) -> None:
+        cam = topic[len(FRAMES):]
+        desc = FrameDescriptor.from_message(msg if msg is not None else b"")  # ValueError: malformed
+        if desc.camera != cam:
+            raise Malformed(f"descriptor for {desc.camera} on {topic}")
+        t = self._track(cam, now)
+        if t is not None:
+            t.frame_last = now
+
+    def _on_detection(self, topic: str, msg: Any, now: float) -> None:
+        if not isinstance(msg, dict):
+            raise Malformed("expected a JSON object")
+        t = self._track(topic[len(DETECTIONS):], now)
+        if t is not None:
+            t.detections += 1
+            t.detection_last = now
+            self.any_detection = True
+
+    def _on_inference(self, m: InferenceMetrics, now: float) -> None:
+        prev = self.models.get(m.model)
+        st = ModelState(m, now)
+        errors, runs = m.errors or 0.0, m.runs or 0.0
+        if prev is None:
+            st.errors_total = errors
+            st.error_ratio = errors / runs if runs > 0 else 0.0
+        else:
+            pe, pr = prev.metrics.errors or 0.0, prev.metrics.runs or 0.0
+            if errors < pe or runs < pr:  # the inference process restarted: its counters start over
+                de, dr = errors, runs
+            else:
+                de, dr = errors - pe, runs - pr
+            st.errors_total = prev.errors_total + de
+            st.error_ratio = min(1.0, de / dr) if dr > 0 else (1.0 if de > 0 else 0.0)
+        self.models[m.model] = st
+
+    # -- the tick's view ---------------------------------------------------------------------
+    def view(self, silent_s: float, now: float | None = None) -> AppView:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            stale_after = max(silent_s, 3 * self.capture_interval)
+            fresh = self.capture_at is not None and now - self.capture_at <= stale_after
+            cams = {}
+            for cam, t in list(self.tracks.items()):
+                cap = self.capture.get(cam) if fresh else None
+                recent = any(x is not None and now - x <= stale_after for x in (t.frame_last, t.detection_last))
+                if fresh and cap is None and not recent:
+                    del self.tracks[cam]  # capture no longer lists it and nothing arrives: removed
+                    continue
+                age = now - (t.frame_last if t.frame_last is not None else t.first_known)
+                up = cap.status == "connected" if cap is not None else age < silent_s
+                cams[cam] = CameraView(cam, cam in self.sensors, up, cap.input_fps if cap else None,
+                                       cap.decoded_fps if cap else None, age, t.frame_last, t.detections,
+                                       t.detection_last, t.first_known)
+            for model in [m for m, s in self.models.items() if now - s.received > MODEL_STALE_S]:
+                del self.models[model]
+            return AppView(cams, dict(self.models), dict(self.backlog), dict(self.malformed), self.any_detection)
