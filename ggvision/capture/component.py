@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, configure_logging
+from ..component.settings import number as _number
 from ..framebus import FrameRing
 from .config import CameraConfig
 from .thermal import HEIGHT, LEPTON_FPS, SCENARIOS, WIDTH, ThermalWorker
@@ -34,18 +35,6 @@ FRAMES = "ggvision/v1/frames/{camera}"
 SEGMENTS = "ggvision/v1/segments/{camera}"
 SENSORS = "ggvision/v1/sensors/{sensor}"
 METRICS = "ggvision/v1/metrics/capture"
-
-
-def _number(cfg: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    v = cfg.get(key, default)
-    if isinstance(v, str):  # Greengrass recommends numbers as strings in configuration
-        try:
-            v = float(v)
-        except ValueError:
-            raise ValueError(f"{key}: expected a number, got {v!r}") from None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-        raise ValueError(f"{key}: expected a number from {lo:g} to {hi:g}, got {v!r}")
-    return float(v)
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from ..component.settings import number as _number
+
 DEFAULT_INFERENCE = "com.ggvision.Inference"
-
-
-def _number(cfg: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    v = cfg.get(key, default)
-    if isinstance(v, str):  # Greengrass recommends numbers as strings in configuration
-        try:
-            v = float(v)
-        except ValueError:
-            raise ValueError(f"{key}: expected a number, got {v!r}") from None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-        raise ValueError(f"{key}: expected a number from {lo:g} to {hi:g}, got {v!r}")
-    return float(v)
 
 
 def _int(cfg: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
