@@ -138,3 +138,44 @@ def test_hard_dependents_restart_with_their_dependency_soft_ones_do_not(tmp_path
         assert rt.state("com.ggvision.test.Peer") == "RUNNING"
     finally:
         rt.cleanup()
+
+
+def test_components_left_by_a_killed_runtime_are_stopped_at_the_next_start(tmp_path: Path) -> None:
+    import psutil
+
+    rt = Runtime(tmp_path, [])
+
+    def stubborn(doc: dict) -> None:  # survives its parent's death: ignores SIGTERM and never writes again
+        doc["ComponentName"] = "com.ggvision.test.Stubborn"
+        doc["Manifests"] = [{"Lifecycle": {
+            "Run": "exec python3 -c \"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "print('stubborn up', flush=True); [time.sleep(0.2) for _ in iter(int, 1)]\"",
+            "Shutdown": {"Script": "true", "Timeout": 2}}}]
+
+    rt.write_component("com.ggvision.test.Crasher", edit=stubborn)
+    try:
+        rt.launch()
+        wait_until(lambda: "stubborn up" in rt.log("com.ggvision.test.Stubborn"), 20, what="stubborn up")
+        sock = str(rt.root.resolve() / "ipc.socket")
+
+        def ours() -> list[int]:
+            pids = []
+            for p in psutil.process_iter(["cmdline"]):
+                try:
+                    if "stubborn up" in " ".join(p.info["cmdline"] or []) and p.environ().get(
+                            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT") == sock:
+                        pids.append(p.pid)
+                except psutil.Error:
+                    continue
+            return pids
+
+        before = ours()
+        assert before
+        rt.kill9()  # the runtime dies without stopping its components
+        assert ours() == before  # the component outlives it
+        rt.launch()
+        wait_until(lambda: "a previous runtime left running" in rt.output(), 30, what="orphans reaped")
+        assert not set(before) & set(ours())
+        rt.wait_state("com.ggvision.test.Stubborn", "RUNNING")
+    finally:
+        rt.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -96,7 +97,55 @@ class Kernel:
         self._broker_watch: asyncio.Task[None] | None = None
 
     # -- startup / shutdown -------------------------------------------------------------
+    # -- process groups left by a runtime that was killed -------------------------------------
+    @property
+    def _groups_file(self) -> Path:
+        return self.root / "deployments" / "process-groups.json"
+
+    def track_group(self, pgid: int) -> None:
+        """Remember a component process group, so a runtime killed with -9 can clean up at its next start."""
+        groups = {pgid}
+        if self._groups_file.exists():
+            for g in json.loads(self._groups_file.read_text()):
+                try:
+                    os.killpg(g, 0)
+                    groups.add(g)
+                except (ProcessLookupError, PermissionError):
+                    pass  # that group has ended
+        tmp = self._groups_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(groups)))
+        os.replace(tmp, self._groups_file)
+
+    async def _reap_orphans(self) -> None:
+        """Stop components a previous runtime left running (it was killed before it could stop them)."""
+        if not self._groups_file.exists():
+            return
+        import psutil
+
+        sock = str(self.socket_path)
+        for pgid in json.loads(self._groups_file.read_text()):
+            ours = []
+            for p in psutil.process_iter():
+                try:
+                    if os.getpgid(p.pid) == pgid and p.environ().get(
+                            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT") == sock:
+                        ours.append(p)
+                except (psutil.Error, ProcessLookupError, OSError):
+                    continue
+            if not ours:
+                continue  # ended, or the id now belongs to someone else's processes
+            log.warning("stopping %d process(es) a previous runtime left running (group %d)", len(ours), pgid)
+            for p in ours:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
+            _, alive = await asyncio.to_thread(psutil.wait_procs, ours, 5.0)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        self._groups_file.unlink(missing_ok=True)
+
     async def start(self) -> None:
+        await self._reap_orphans()
         await self.server.start()
         self._write_cli_info()
         if self.options.iot:

@@ -112,6 +112,7 @@ class ComponentService:
             start_new_session=True, preexec_fn=_die_with_parent,
         )
         assert proc.stdout and proc.stderr
+        self.kernel.track_group(proc.pid)  # its own session: the pid is the process group id
         loop = asyncio.get_running_loop()
         loop.create_task(self._pump(proc.stdout, "stdout"))
         loop.create_task(self._pump(proc.stderr, "stderr"))
