@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..component import ComponentApp, configure_logging
+from ..component import ComponentApp, run_component
 from ..component.settings import number as _number
 from ..framebus import FrameRing
 from .config import CameraConfig
@@ -129,6 +129,7 @@ class CaptureComponent:
         self.metrics_period = 5.0
         self._lock = threading.Lock()
         self.started = time.time()
+        self._last_metrics = 0.0
 
     def apply(self, cfg: dict[str, Any]) -> None:
         """Start, restart or stop workers so the running set matches the configuration."""
@@ -230,7 +231,12 @@ class CaptureComponent:
     def publish_metrics(self) -> None:
         self.app.publish(METRICS, self.metrics())
 
-    def stop_all(self) -> None:
+    def tick(self) -> None:
+        if time.monotonic() - self._last_metrics >= self.metrics_period:
+            self._last_metrics = time.monotonic()
+            self.publish_metrics()
+
+    def close(self) -> None:
         with self._lock:
             for cam_id in list(self.cameras):
                 self._stop(cam_id)
@@ -238,28 +244,12 @@ class CaptureComponent:
                 self._stop_sensor(sid)
 
 
-def main() -> int:
-    configure_logging()
-    app = ComponentApp(NAME, validate)
-    try:
-        cfg = app.start()
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+def build(app: ComponentApp, cfg: dict[str, Any]) -> CaptureComponent:
     comp = CaptureComponent(app)
     comp.apply(cfg)
     app.on_config(comp.apply)
-    app.report_running()
-    last = [0.0]
+    return comp
 
-    def tick() -> None:
-        if time.monotonic() - last[0] >= comp.metrics_period:
-            last[0] = time.monotonic()
-            comp.publish_metrics()
 
-    try:
-        app.run(tick, period_s=0.5)
-    finally:
-        comp.stop_all()
-        app.close()
-    return 0
+def main() -> int:
+    return run_component(NAME, validate, build)

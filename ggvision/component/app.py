@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("ggvision.component")
 
@@ -112,6 +112,34 @@ class ComponentApp:
         return False  # keep the stream open
 
     # -- messages, secrets, state ---------------------------------------------------------
+    def subscribe(self, topic: str, on_message: Callable[[str, Any | None], None], timeout: float = 10.0) -> None:
+        """Call on_message(topic, JSON message) for each message on `topic` (None for a binary one: every
+        ggvision message is JSON). Runs straight on the connection's event thread, skipping clientv2's
+        per-event executor hand-off, which dominates the cost on busy topics: on_message must be quick
+        and never block."""
+        from awsiot.greengrasscoreipc.client import SubscribeToTopicStreamHandler
+        from awsiot.greengrasscoreipc.model import SubscribeToTopicRequest
+
+        app = self
+
+        class Handler(SubscribeToTopicStreamHandler):
+            def on_stream_event(self, event: Any) -> None:
+                if event.json_message is not None:
+                    on_message(event.json_message.context.topic, event.json_message.message)
+                elif event.binary_message is not None:
+                    on_message(event.binary_message.context.topic, None)
+
+            def on_stream_error(self, error: Exception) -> bool:
+                return app._on_stream_error(error)
+
+            def on_stream_closed(self) -> None:
+                pass
+
+        op = self.client.client.new_subscribe_to_topic(Handler())
+        op.activate(SubscribeToTopicRequest(topic=topic)).result(timeout)
+        op.get_response().result(timeout)
+        self._ops.append(op)
+
     def publish(self, topic: str, message: dict[str, Any]) -> bool:
         from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
@@ -157,6 +185,32 @@ class ComponentApp:
                 pass
         if self._client is not None:
             self._client.close()
+
+
+class Component(Protocol):
+    def tick(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def run_component(name: str, validate: Validator, build: Callable[[ComponentApp, dict[str, Any]], Component],
+                  tick_period_s: float = 0.5) -> int:
+    """The process of a component: start, build it from the first valid configuration, report RUNNING,
+    tick until SIGTERM, close. Exit 1 (ERRORED already reported) when the configuration is invalid."""
+    configure_logging()
+    app = ComponentApp(name, validate)
+    try:
+        cfg = app.start()
+    except ValueError as e:
+        log.error("%s", e)
+        return 1
+    comp = build(app, cfg)
+    app.report_running()
+    try:
+        app.run(comp.tick, period_s=tick_period_s)
+    finally:
+        comp.close()
+        app.close()
+    return 0
 
 
 def configure_logging(level: int = logging.INFO) -> None:

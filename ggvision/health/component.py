@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..component import ComponentApp, configure_logging
+from ..component import ComponentApp, run_component
 from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, network_sent_bytes
 from .config import HealthConfig, parse_config, parse_endpoint, validate
 from .exporter import Collected, ComponentInfo, HealthCollector, encode_summary, summary
@@ -65,7 +65,6 @@ class HealthComponent:
         self.disk: DiskCollector | None = None
         self.prober: Prober | None = None
         self._server: Any = None
-        self._ops: list[Any] = []
         self._failed = _Once()
         self._pending: HealthConfig | None = None
         self._next_collect = self.started
@@ -138,51 +137,16 @@ class HealthComponent:
             self._server = None
 
     def start(self) -> None:
-        from awsiot.greengrasscoreipc.client import SubscribeToTopicStreamHandler
-        from awsiot.greengrasscoreipc.model import SubscribeToTopicRequest
-
-        outer = self
-
-        class Handler(SubscribeToTopicStreamHandler):
-            # Straight on the connection's event thread: on_message is a few µs and never blocks, and
-            # skipping clientv2's per-event executor hand-off is most of Health's CPU on busy frame topics.
-            def on_stream_event(self, event: Any) -> None:
-                outer._on_event(event)
-
-            def on_stream_error(self, error: Exception) -> bool:
-                return outer._on_stream_error(error)
-
-            def on_stream_closed(self) -> None:
-                pass
-
         for topic in SUBSCRIPTIONS:
-            op = self.app.client.client.new_subscribe_to_topic(Handler())
-            op.activate(SubscribeToTopicRequest(topic=topic)).result(IPC_TIMEOUT_S)
-            op.get_response().result(IPC_TIMEOUT_S)
-            self._ops.append(op)
+            self.app.subscribe(topic, self.state.on_message)
         self._start_server()
 
     def close(self) -> None:
-        for op in self._ops:
-            try:
-                op.close()
-            except Exception:
-                pass
         self._stop_server()
         if self.prober is not None:
             self.prober.close()
         if self.gpu is not None and self._gpu_arg == "auto":
             self.gpu.close()
-
-    def _on_event(self, ev: Any) -> None:
-        if ev.json_message is not None:
-            self.state.on_message(ev.json_message.context.topic, ev.json_message.message)
-        elif ev.binary_message is not None:  # every ggvision message is JSON: a binary one is malformed
-            self.state.on_message(ev.binary_message.context.topic, None)
-
-    def _on_stream_error(self, error: Exception) -> bool:
-        log.error("subscription error: %s", error)
-        return False
 
     # -- collection --------------------------------------------------------------------------
     def _list_components(self) -> dict[str, tuple[str, str]] | None:
@@ -335,21 +299,13 @@ class HealthComponent:
             self.publish_summary(c)
 
 
-def main() -> int:
-    configure_logging()
-    app = ComponentApp(NAME, validate)
-    try:
-        cfg = app.start()
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+def build(app: ComponentApp, cfg: dict[str, Any]) -> HealthComponent:
     comp = HealthComponent(app, parse_config(cfg))
     app.on_config(comp.reconfigure)
     comp.start()
-    app.report_running()
-    try:
-        app.run(comp.tick, period_s=0.25)  # collection is due every periodS; this is its granularity
-    finally:
-        comp.close()
-        app.close()
-    return 0
+    return comp
+
+
+def main() -> int:
+    # Collection is due every periodS; the tick is only its granularity.
+    return run_component(NAME, validate, build, tick_period_s=0.25)
