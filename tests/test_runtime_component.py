@@ -101,3 +101,14 @@ def test_product_pins_match_the_runtime_requirements() -> None:
         name, version = dep.split("==")
         norm = {k.lower().replace("_", "-"): v for k, v in req.items()}
         assert norm.get(name.lower().replace("_", "-")) == version, f"{dep} vs requirements-common.txt"
+
+
+def test_inference_runtime_pins_match_the_device_requirements() -> None:
+    """The `cpu`/`gpu` extras that CI installs are the onnxruntime builds the Runtime installs on devices."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("cpu", "gpu"):
+        text = (REPO / "components" / RUNTIME / f"requirements-{extra}.txt").read_text()
+        pins = set(re.findall(r"^(onnxruntime[A-Za-z0-9_.-]*==\S+)", text, re.M))
+        assert pins == set(extras[extra]), f"pyproject [{extra}] vs requirements-{extra}.txt"

@@ -1,9 +1,15 @@
-"""Live terminal view of a running runtime: components, IPC traffic, IoT Core link, recent log lines."""
+"""Live terminal view of a running runtime: components, cameras (fps, detections), models, uplink backlog,
+IPC traffic, IoT Core link, recent log lines.
+
+It reads the suite's own metric and detection topics through pubsub taps (no IPC connection of its own),
+so what it shows is what the components publish (docs/messages.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 from rich.console import Group
@@ -30,28 +36,115 @@ class Dashboard:
         self.period = period_s
         self._last = (time.monotonic(), 0, 0)
         self.capture: dict = {}
-        kernel.pubsub.taps.append(("ggvision/v1/metrics/capture", self._on_capture_metrics))
+        self.models: dict[tuple[str, str], dict] = {}  # (model, role) -> last inference-metrics message
+        self.uplink: dict = {}
+        self.detections: dict[str, deque[float]] = {}  # camera -> arrival times of detection messages (fps)
+        self.labels: dict[str, Counter[str]] = {}  # camera -> labels in its last detection message
+        self.events: dict[str, int] = {}  # camera -> event messages seen
+        taps = kernel.pubsub.taps
+        taps.append(("ggvision/v1/metrics/capture", self._on_capture_metrics))
+        taps.append(("ggvision/v1/metrics/inference", self._on_inference_metrics))
+        taps.append(("ggvision/v1/metrics/uplink", self._on_uplink_metrics))
+        taps.append(("ggvision/v1/detections/+", self._on_detections))
+        taps.append(("ggvision/v1/events/+", self._on_event))
 
     def _on_capture_metrics(self, topic: str, message: object) -> None:
         if isinstance(message, dict) and isinstance(message.get("cameras"), dict):
             self.capture = message["cameras"]
 
+    def _on_inference_metrics(self, topic: str, message: object) -> None:
+        if isinstance(message, dict) and isinstance(message.get("model"), str):
+            self.models[(message["model"], str(message.get("role", "primary")))] = message
+
+    def _on_uplink_metrics(self, topic: str, message: object) -> None:
+        if isinstance(message, dict):
+            self.uplink = message
+
+    def _on_detections(self, topic: str, message: object) -> None:
+        camera = topic.rsplit("/", 1)[-1]
+        times = self.detections.setdefault(camera, deque(maxlen=256))
+        times.append(time.monotonic())
+        if isinstance(message, dict):
+            found = message.get("detections")
+            if isinstance(found, list):
+                self.labels[camera] = Counter(str(d.get("label", "?")) for d in found if isinstance(d, dict))
+            elif isinstance(message.get("outputs"), dict):
+                out = message["outputs"]
+                self.labels[camera] = Counter({f"{out.get('label', '?')} p={out.get('fire_probability', 0):.2f}": 1})
+
+    def _on_event(self, topic: str, message: object) -> None:
+        camera = topic.rsplit("/", 1)[-1]
+        if isinstance(message, dict) and message.get("kind") == "new":
+            self.events[camera] = self.events.get(camera, 0) + 1
+
+    def _detection_fps(self, camera: str, now: float, window_s: float = 5.0) -> float:
+        times = self.detections.get(camera)
+        if not times:
+            return 0.0
+        recent = [t for t in times if now - t <= window_s]
+        return len(recent) / window_s
+
     def _cameras(self) -> Table | None:
-        if not self.capture:
+        if not self.capture and not self.detections:
             return None
-        t = Table("camera", "status", "input fps", "decoded fps", "decode ms", "reconnects", "dropped",
-                  "segments", expand=True, title="cameras (com.ggvision.Capture)")
-        for cam, m in sorted(self.capture.items()):
+        now = time.monotonic()
+        t = Table("camera", "status", "input fps", "decoded fps", "detect fps", "last detections", "events",
+                  "reconnects", "dropped", "segments", expand=True, title="cameras and sensors")
+        for cam in sorted(set(self.capture) | set(self.detections)):
+            m = self.capture.get(cam, {})
             if not isinstance(m, dict):
                 continue
             status = str(m.get("status", "?"))
             style = "green" if status == "connected" else "yellow" if status in ("starting", "reconnecting") else "red"
             reason = f" {m['reason']}" if m.get("reason") and status != "connected" else ""
 
+            labels = self.labels.get(cam, Counter())
+            found = ", ".join(f"{n}×{label}" if n > 1 else label for label, n in labels.most_common(4)) or "–"
             t.add_row(cam, Text(status + reason, style=style), _num(m, "input_fps"), _num(m, "decoded_fps"),
-                      _num(m, "decode_ms"), _num(m, "reconnects", "{:.0f}"), _num(m, "dropped_frames", "{:.0f}"),
+                      f"{self._detection_fps(cam, now):.1f}", found, str(self.events.get(cam, 0)),
+                      _num(m, "reconnects", "{:.0f}"), _num(m, "dropped_frames", "{:.0f}"),
                       _num(m, "segment_bytes", "{:,.0f} B"))
         return t
+
+    def _models(self) -> Table | None:
+        if not self.models:
+            return None
+        t = Table("model", "version", "role", "provider", "p50 ms", "p95 ms", "batch", "runs", "dropped", "errors",
+                  expand=True, title="models (com.ggvision.Inference)")
+        for (name, role), m in sorted(self.models.items()):
+            lat = m.get("latency_ms") if isinstance(m.get("latency_ms"), dict) else {}
+            errors = m.get("errors", 0)
+            provider = str(m.get("provider", "?")).replace("ExecutionProvider", "")
+            t.add_row(name, str(m.get("version", "?")), role, provider,
+                      _num(lat, "p50"), _num(lat, "p95"), _num(m, "batch_size_mean"), _num(m, "runs", "{:.0f}"),
+                      _num(m, "dropped_frames", "{:.0f}"),
+                      Text(str(errors), style="red" if errors else ""))
+        return t
+
+    def _uplink(self) -> Panel | None:
+        if not self.uplink:
+            return None
+        backlog = self.uplink.get("backlog_bytes") if isinstance(self.uplink.get("backlog_bytes"), dict) else {}
+        g = Table.grid(padding=(0, 2))
+        cells: list[str | Text] = ["backlog"]
+        for prio in ("alerts", "results", "clips", "video"):
+            cells += [prio, f"{backlog.get(prio, 0):,} B"]
+        online = self.uplink.get("online")
+        if isinstance(online, dict):
+            for sink, up in online.items():
+                cells += [sink, Text("online", style="green") if up else Text("offline", style="red")]
+        g.add_row(*cells)
+        extra = [("uploaded", "uploaded_bytes", "{:,.0f} B"), ("oldest", "oldest_age_s", "{:.0f} s")]
+        row2: list[str] = []
+        for label, key, fmt in extra:
+            row2 += [label, _num(self.uplink, key, fmt)]
+        evicted = self.uplink.get("evicted")
+        if isinstance(evicted, dict) and any(evicted.values()):
+            row2 += ["evicted", ", ".join(f"{k} {v}" for k, v in evicted.items() if v)]
+        if self.uplink.get("last_error"):
+            row2 += ["last error", str(self.uplink["last_error"])[:60]]
+        g.add_row(*row2)
+        return Panel(g, title="uplink (com.ggvision.Uplink)")
 
     def render(self) -> Group:
         k = self.kernel
@@ -73,9 +166,9 @@ class Dashboard:
         ipc.add_row("connections", str(len(k.server.stats())), "published", f"{ps.published} ({rate_pub:.0f}/s)",
                     "delivered", f"{ps.delivered} ({rate_del:.0f}/s)", "dropped", str(ps.dropped))
         rows = [comps]
-        cams = self._cameras()
-        if cams is not None:
-            rows.append(cams)
+        for part in (self._cameras(), self._models(), self._uplink()):
+            if part is not None:
+                rows.append(part)
         rows.append(Panel(ipc, title="local IPC"))
         if k.bridge is not None:
             st = k.bridge.stats()
