@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .packaging.cli import app as packaging_app
+from .uplink.cli import app as uplink_app
 
 app = typer.Typer(help="ggvision: edge video analytics on AWS IoT Greengrass v2", no_args_is_help=True)
 deployment_app = typer.Typer(help="Local deployments against a running runtime", no_args_is_help=True)
@@ -20,6 +21,7 @@ component_app = typer.Typer(help="Components of a running runtime", no_args_is_h
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(component_app, name="component")
 app.add_typer(packaging_app)  # `ggvision build` and `ggvision publish`
+app.add_typer(uplink_app, name="uplink")  # `ggvision uplink status`
 console = Console()
 
 DEFAULT_ROOT = Path(os.environ.get("GGVISION_ROOT", ".ggvision/root"))

@@ -1,0 +1,195 @@
+"""com.ggvision.Uplink: uplink-put/1.0 requests in, acks after they are on disk, the drain engine out.
+
+Configuration (recipe DefaultConfiguration, deployment merges, live updates; see config.py and docs/uplink.md):
+  site, sink {type directory|s3, ...}, iot {enabled, maxBatchBytes}, sqs / kinesis {enabled, ...},
+  bandwidthKbps, cameraBandwidthKbps {camera: kbit/s}, defaultCameraBandwidthKbps, quotaBytes, retentionDays,
+  multipartThresholdBytes, multipartPartBytes, metricsPeriodS, backoffMaxS, queuePath.
+Relative paths (queuePath, sink.path) are under the component's work folder (its current directory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue as stdqueue
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..component import ComponentApp, run_component
+from .config import UplinkConfig, parse_config, validate
+from .engine import Engine, MessageSink, object_sink, stream_sinks
+from .messages import ACK_TOPIC, METRICS_TOPIC, PUT_TOPIC, STATUS_TOPIC, PutRequest, Refused, ack, parse_put
+from .msgsinks import IotSink
+from .queue import UplinkQueue
+
+log = logging.getLogger("ggvision.uplink")
+
+NAME = "com.ggvision.Uplink"
+INTAKE_BATCH = 256  # requests stored per group commit
+ENVELOPE_BYTES = 1024  # room kept for the uplink-batch/1.0 envelope and the entry's own fields
+EXPIRE_PERIOD_S = 10.0
+
+
+class UplinkComponent:
+    def __init__(self, app: ComponentApp, cfg: UplinkConfig, work: Path | None = None) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.work = work or Path.cwd()
+        self.thing = os.environ.get("AWS_IOT_THING_NAME", "ggvision-local")
+        self.queue = UplinkQueue(self.work / cfg.queue_path, ("object", *cfg.message_lanes), cfg.quota_bytes,
+                                 cfg.retention_s)
+        self.engine = Engine(self.queue, cfg, self.thing, object_sink(cfg, self.work), self._message_sinks(cfg),
+                             on_change=self._on_change)
+        self.malformed = 0
+        self.refused = 0
+        self.persisted = 0
+        self._intake: stdqueue.Queue[Any] = stdqueue.Queue()
+        self._changes: list[dict[str, Any]] = []
+        self._changes_lock = threading.Lock()
+        self._last_metrics = 0.0
+        self._last_expire = 0.0
+        self._stop = threading.Event()
+        self._intake_thread = threading.Thread(target=self._intake_loop, name="uplink-intake", daemon=True)
+
+    def _message_sinks(self, cfg: UplinkConfig) -> dict[str, MessageSink]:
+        sinks = stream_sinks(cfg)
+        if cfg.iot_enabled:
+            sinks["iot"] = IotSink(self.app.client)
+        return sinks
+
+    def start(self) -> None:
+        self._intake_thread.start()
+        self.engine.start()
+        self.app.subscribe(PUT_TOPIC, lambda _topic, msg: self._intake.put(msg))  # quick: the IPC thread
+
+    def apply(self, raw: dict[str, Any]) -> None:
+        cfg = parse_config(raw)
+        old, self.cfg = self.cfg, cfg
+        objects = object_sink(cfg, self.work) if cfg.sink != old.sink or \
+            (cfg.multipart_threshold_bytes, cfg.multipart_part_bytes) != \
+            (old.multipart_threshold_bytes, old.multipart_part_bytes) else None
+        messages = self._message_sinks(cfg) if (cfg.sqs, cfg.kinesis, cfg.iot_enabled) != \
+            (old.sqs, old.kinesis, old.iot_enabled) else None
+        self.engine.configure(cfg, objects, messages)
+        log.info("configuration applied (sink %s, cap %g kbit/s, quota %d bytes)", cfg.sink.type,
+                 cfg.bandwidth_kbps, cfg.quota_bytes)
+
+    # -- intake ---------------------------------------------------------------------------------
+    def _intake_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msgs = [self._intake.get(timeout=0.5)]
+            except stdqueue.Empty:
+                continue
+            while len(msgs) < INTAKE_BATCH:
+                try:
+                    msgs.append(self._intake.get_nowait())
+                except stdqueue.Empty:
+                    break
+            try:
+                self._store(msgs)
+            except Exception:  # e.g. the disk failed: nothing was acked, producers send again
+                log.exception("storing %d uplink requests failed", len(msgs))
+
+    def _store(self, msgs: list[Any]) -> None:
+        reqs: list[PutRequest] = []
+        for msg in msgs:
+            try:
+                reqs.append(parse_put(msg, self.thing, self.cfg.iot_max_batch_bytes - ENVELOPE_BYTES))
+            except Refused as e:
+                self.malformed += 1
+                rid = msg.get("id") if isinstance(msg, dict) else None
+                if self.malformed in (1, 10, 100) or self.malformed % 1000 == 0:
+                    log.warning("malformed uplink-put %r (%d so far): %s", rid, self.malformed, e)
+                if isinstance(rid, str) and rid:
+                    self.app.publish(ACK_TOPIC, ack(rid, "refused", f"malformed: {e}"))
+        for req, (status, reason) in zip(reqs, self.queue.put_many(reqs), strict=True):
+            if status == "refused":
+                self.refused += 1
+                log.warning("uplink-put %s refused: %s", req.id, reason)
+                self.app.publish(ACK_TOPIC, ack(req.id, "refused", reason))
+            else:
+                self.persisted += status == "persisted"
+                self.app.publish(ACK_TOPIC, ack(req.id, "persisted", "duplicate id" if status == "duplicate" else ""))
+
+    # -- reports --------------------------------------------------------------------------------
+    def _on_change(self, lane: str, online: bool, error: str) -> None:
+        name = self.engine.objects.name if lane == "object" else lane
+        log.log(logging.INFO if online else logging.WARNING, "uplink %s is %s%s", name,
+                "online" if online else "offline", f": {error}" if error else "")
+        with self._changes_lock:
+            self._changes.append({"link": name, "online": online, "error": error, "at": time.time()})
+
+    def report(self) -> None:
+        """Evictions and link changes to IoT Core ggvision/{thing}/status, through the queue itself (as an
+        alert: durable, and first in line). Marked reported only once queued, so none is ever lost silently."""
+        pending = self.queue.unreported(100)
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        if not pending and not changes:
+            return
+        evictions = [e.to_dict() for _, e in pending]
+        for e in evictions:
+            log.warning("uplink evicted %s (%s, camera %s, %d bytes, %.0f s old): %s %s", e["id"], e["priority"],
+                        e["camera"], e["size"], e["age_s"], e["reason"], e["detail"])
+        if self.cfg.iot_enabled:
+            now = time.time()
+            stats = self.queue.stats()
+            msg = {"schema": "uplink-status/1.0", "thing": self.thing, "site": self.cfg.site, "timestamp": now,
+                   "evictions": evictions, "evicted": stats["evicted"], "evicted_by_reason": stats["evicted_by_reason"],
+                   "links": changes, "backlog_bytes": stats["backlog_bytes"]}
+            req = PutRequest(f"uplink:status:{uuid.uuid4().hex}", NAME, 0, "uplink", now, now, "iot",
+                             topic=STATUS_TOPIC.format(thing=self.thing),
+                             payload=json.dumps(msg, separators=(",", ":")).encode(), lanes=("iot",))
+            status, reason = self.queue.put_many([req])[0]
+            if status == "refused":
+                log.error("uplink status could not be queued: %s", reason)
+                with self._changes_lock:
+                    self._changes[:0] = changes
+                return
+        if pending:
+            self.queue.mark_reported(pending[-1][0])
+
+    def metrics(self) -> dict[str, Any]:
+        s = self.engine.save_state()
+        online = {(self.engine.objects.name if lane == "object" else lane): v for lane, v in s["online"].items()}
+        return {"schema": "uplink-metrics/1.0", "component": NAME, "timestamp": time.time(),
+                "backlog_bytes": s["backlog_bytes"], "backlog_items": s["backlog_items"],
+                "oldest_age_s": s["oldest_age_s"], "online": online, "uploaded_bytes": s["uploaded_bytes"],
+                "uploaded_items": s["uploaded_items"], "evicted": s["evicted"],
+                "evicted_by_reason": s["evicted_by_reason"], "last_error": s["last_error"],
+                "cameras": {c: {"items": v["items"], "bytes": v["bytes"]} for c, v in s["cameras"].items()},
+                "drain_eta_s": s["drain_eta_s"], "rate_bytes_per_s": s["rate_bytes_per_s"],
+                "bytes_queued": self.queue.bytes_queued, "quota_bytes": self.cfg.quota_bytes,
+                "persisted": self.persisted, "refused": self.refused, "malformed": self.malformed}
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_expire >= EXPIRE_PERIOD_S:
+            self._last_expire = now
+            self.queue.expire()
+        self.report()
+        if now - self._last_metrics >= self.cfg.metrics_period_s:
+            self._last_metrics = now
+            self.app.publish(METRICS_TOPIC, self.metrics())
+
+    def close(self) -> None:
+        self._stop.set()
+        self.engine.stop()
+        self._intake_thread.join(5)
+        self.queue.close()
+
+
+def build(app: ComponentApp, raw: dict[str, Any]) -> UplinkComponent:
+    comp = UplinkComponent(app, parse_config(raw))
+    comp.start()
+    app.on_config(comp.apply)
+    return comp
+
+
+def main() -> int:
+    return run_component(NAME, validate, build)

@@ -1,0 +1,161 @@
+"""Messages (results, events, Uplink's own status) to IoT Core, and optionally to SQS / Kinesis Data Streams.
+
+Batching: consecutive queued messages with the same topic and camera travel as one `uplink-batch/1.0`
+message of at most 128 KB (IoT Core's limit); each entry keeps its producer id, so a consumer can drop the
+duplicates that at-least-once delivery allows. Batches leave in queue order and a lane stops at the first
+failure, so per camera and topic nothing overtakes an earlier message.
+
+IoT Core semantics: a batch counts as delivered when PublishToIoTCore (QoS 1) returns success, i.e. when the
+runtime has accepted it. Our local runtime answers after the message is fsynced in its own disk spool (also
+while the broker is down) and refuses with ServiceError when that spool is full; the Greengrass nucleus
+answers once its MQTT client/spooler took it. Either way the message is then the runtime's to deliver; an
+error or no answer within the timeout leaves it in our queue for the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ItemError, TransientError
+from .queue import Item
+
+_ENVELOPE_SLACK = 256  # envelope fields outside the entries
+
+
+@dataclass
+class Batch:
+    topic: str
+    camera: str
+    items: list[Item] = field(default_factory=list)
+    entries: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def body(self, thing: str) -> bytes:
+        head = json.dumps({"schema": "uplink-batch/1.0", "thing": thing, "camera": self.camera, "topic": self.topic,
+                           "count": len(self.items)}, separators=(",", ":"))[:-1].encode()
+        return head + b',"items":[' + b",".join(self.entries) + b"]}"
+
+
+def _entry(item: Item) -> bytes:
+    assert item.data is not None
+    meta = json.dumps({"id": item.id, "producer": item.producer, "priority": item.priority_name,
+                       "start": item.start, "end": item.end}, separators=(",", ":"))[:-1].encode()
+    return meta + b',"payload":' + item.data + b"}"
+
+
+def build_batches(items: list[Item], max_bytes: int) -> list[Batch]:
+    """Group items (already in delivery order) by (topic, camera) into batches of at most max_bytes, keeping
+    each group's order; batches are returned in the order of their first item."""
+    out: list[Batch] = []
+    open_batch: dict[tuple[str, str], Batch] = {}
+    for it in items:
+        entry = _entry(it)
+        k = (it.target, it.camera)
+        b = open_batch.get(k)
+        if b is None or b.size + len(entry) + 1 + _ENVELOPE_SLACK > max_bytes:
+            b = open_batch[k] = Batch(it.target, it.camera)
+            out.append(b)
+        b.items.append(it)
+        b.entries.append(entry)
+        b.size += len(entry) + 1
+    return out
+
+
+class IotSink:
+    """PublishToIoTCore through the component's IPC client."""
+    name = "iot"
+
+    def __init__(self, client: Any, timeout_s: float = 10.0) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+
+    def send(self, batch: Batch, body: bytes) -> None:
+        from awsiot.greengrasscoreipc.model import InvalidArgumentsError, UnauthorizedError
+
+        try:
+            self.client.publish_to_iot_core_async(topic_name=batch.topic, qos="1", payload=body).result(self.timeout_s)
+        except (UnauthorizedError, InvalidArgumentsError) as e:
+            raise ItemError(f"PublishToIoTCore {batch.topic} refused: {e}") from e
+        except Exception as e:  # ServiceError (spool full, bridge down), timeout, IPC connection lost
+            raise TransientError(f"PublishToIoTCore {batch.topic}: {type(e).__name__}: {e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+class FunctionSink:
+    """A sink around a plain function(topic, body): for the engine without IPC (bench, tests)."""
+
+    def __init__(self, name: str, fn: Callable[[str, bytes], None]) -> None:
+        self.name = name
+        self.fn = fn
+
+    def send(self, batch: Batch, body: bytes) -> None:
+        try:
+            self.fn(batch.topic, body)
+        except ItemError:
+            raise
+        except Exception as e:
+            raise TransientError(f"{self.name}: {e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+def _aws_client(service: str, region: str, endpoint_url: str, timeout_s: float = 20.0) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(service, region_name=region or None, endpoint_url=endpoint_url or None,
+                                          config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                                                        retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def _classify(what: str, e: Exception) -> Exception:
+    from botocore.exceptions import ClientError
+
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        if err.get("Code") in ("InvalidParameterValue", "InvalidMessageContents", "ValidationException"):
+            return ItemError(f"{what} refused the batch: {err.get('Code')}: {err.get('Message', '')}")
+    return TransientError(f"{what}: {e}")
+
+
+class SqsSink:
+    name = "sqs"
+
+    def __init__(self, queue_url: str, region: str = "", endpoint_url: str = "", client: Any = None) -> None:
+        self.queue_url = queue_url
+        self.client = client or _aws_client("sqs", region, endpoint_url)
+
+    def send(self, batch: Batch, body: bytes) -> None:
+        try:
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body.decode(), MessageAttributes={
+                "topic": {"DataType": "String", "StringValue": batch.topic},
+                "camera": {"DataType": "String", "StringValue": batch.camera}})
+        except Exception as e:
+            raise _classify(f"SQS {self.queue_url}", e) from e
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class KinesisSink:
+    """PutRecord with the camera as partition key: a camera's batches stay in order within its shard."""
+    name = "kinesis"
+
+    def __init__(self, stream: str, region: str = "", endpoint_url: str = "", client: Any = None) -> None:
+        self.stream = stream
+        self.client = client or _aws_client("kinesis", region, endpoint_url)
+
+    def send(self, batch: Batch, body: bytes) -> None:
+        try:
+            self.client.put_record(StreamName=self.stream, Data=body, PartitionKey=batch.camera)
+        except Exception as e:
+            raise _classify(f"Kinesis {self.stream}", e) from e
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,91 @@
+"""The product Uplink recipe adapted to run from the development venv under the test runtime, and moto's
+server mode in a subprocess that a test can pause (an S3 outage that keeps the bucket's state)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from harness import REPO, wait_until
+
+NAME = "com.ggvision.test.UplinkDev"
+BUCKET = "ggvision-test-bucket"
+
+
+def uplink_dev_recipe(out_dir: Path, **config: Any) -> Path:
+    """Same recipe and code as com.ggvision.Uplink; only the name, Run (no Runtime venv) and the configuration
+    given differ."""
+    doc = yaml.safe_load((REPO / "components" / "com.ggvision.Uplink" / "recipe.yaml").read_text())
+    doc["ComponentName"] = NAME
+    doc.pop("ComponentDependencies")
+    doc["ComponentConfiguration"]["DefaultConfiguration"].update(config)
+    doc["Manifests"][0]["Lifecycle"]["Run"] = "python3 -u -m ggvision.uplink"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{NAME}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoProcess:
+    """`moto_server` on a loopback port. pause() = SIGSTOP: connections hang like a dropped VPN (the kernel
+    still accepts them, nobody answers) and the bucket's state survives; resume() = SIGCONT."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                return True
+            except OSError:
+                return self.proc.poll() is not None
+
+        wait_until(up, 30, interval=0.1, what="moto server")
+        assert self.proc.poll() is None, "moto server exited"
+
+    def client(self, service: str = "s3") -> Any:
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def aws_test_env() -> None:
+    """Credentials for moto (any value works); never real ones."""
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        os.environ.pop(k, None)
