@@ -1,0 +1,320 @@
+"""com.ggvision.Filter: the policy engine between the cameras and the uplink.
+
+Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
+Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
+(ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
+(ggvision/v1/metrics/filter). Configuration: ggvision/filter/config.py.
+
+Threads: IPC handlers only parse and enqueue (they run on the connection's event thread and must not
+block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the
+pipeline thread handles detections, segments, acks and configuration changes in arrival order, so the
+per-camera state has one owner. The frame rings are attached per thread (a ring reader is single-threaded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..component import ComponentApp, run_component
+from ..framebus import FrameDescriptor, FrameRing
+from .config import FilterConfig, parse_config, validate
+from .events import PUT_TOPIC, CameraPipeline, Out
+from .messages import Detections, parse_ack, parse_detections, parse_segment
+from .policy import Ledger
+
+log = logging.getLogger("ggvision.filter")
+
+NAME = "com.ggvision.Filter"
+FRAMES = "ggvision/v1/frames/+"
+DETECTIONS = "ggvision/v1/detections/+"
+SEGMENTS = "ggvision/v1/segments/+"
+ACKS = "ggvision/v1/uplink/acks"
+METRICS = "ggvision/v1/metrics/filter"
+SNAPSHOT_TTL_S = 3600.0  # snapshots the Uplink never took are removed after this long
+
+
+class Rings:
+    """Ring readers by name, for one thread; rings of gone writers are dropped."""
+
+    def __init__(self) -> None:
+        self.rings: dict[str, FrameRing] = {}
+        self.by_camera: dict[str, str] = {}
+
+    def read(self, camera: str, desc: FrameDescriptor) -> np.ndarray | None:
+        ring = self.rings.get(desc.ring)
+        if ring is None:
+            old = self.by_camera.get(camera)
+            if old and old in self.rings:
+                self.rings.pop(old).close()
+            try:
+                ring = self.rings[desc.ring] = FrameRing.attach(desc.ring)
+            except (OSError, ValueError) as e:
+                log.debug("cannot attach %s: %s", desc.ring, e)
+                return None
+            self.by_camera[camera] = desc.ring
+        try:
+            return ring.read(desc)
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        for r in self.rings.values():
+            r.close()
+        self.rings.clear()
+
+
+class FilterComponent:
+    def __init__(self, app: ComponentApp, cfg: FilterConfig) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.work_dir = Path(cfg.work_dir or Path.cwd() / "filter")
+        self.pipelines: dict[str, CameraPipeline] = {}
+        self.ledger = Ledger()
+        self.malformed: Counter[str] = Counter()
+        self.unconfigured: Counter[str] = Counter()
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=20_000)
+        self.queue_full = 0
+        self.motion_skipped = 0
+        self._frames: dict[str, dict[str, Any]] = {}  # latest descriptor per camera for the motion thread
+        self._frames_cv = threading.Condition()
+        self._last_det: dict[str, float] = {}  # wall time of the last detections per camera
+        self._last_metrics = 0.0
+        self._last_prune = 0.0
+        self._stop = threading.Event()
+        self._configure(cfg)
+        self._worker = threading.Thread(target=self._run_pipeline, name="filter-pipeline", daemon=True)
+        self._motion = threading.Thread(target=self._run_motion, name="filter-motion", daemon=True)
+        self._worker.start()
+        self._motion.start()
+
+    # -- configuration ------------------------------------------------------------------------------
+    def _configure(self, cfg: FilterConfig) -> None:
+        self.cfg = cfg
+        self.work_dir = Path(cfg.work_dir or Path.cwd() / "filter")
+        out: list[Out] = []
+        for cam in list(self.pipelines):
+            if cam not in cfg.cameras or cfg.cameras[cam] != self.pipelines[cam].cfg:
+                out += self.pipelines.pop(cam).flush()  # its open events end; a new pipeline starts afresh
+        for cam, ccfg in cfg.cameras.items():
+            if cam not in self.pipelines:
+                self.pipelines[cam] = CameraPipeline(ccfg, self.work_dir)
+        self._publish(out)
+
+    def on_config(self, raw: dict[str, Any]) -> None:
+        self._enqueue("config", parse_config(raw))
+
+    # -- IPC handlers (event thread: parse, enqueue, return) ----------------------------------------------
+    def _enqueue(self, kind: str, item: Any) -> None:
+        try:
+            self.queue.put_nowait((kind, item))
+        except queue.Full:
+            self.queue_full += 1
+
+    def on_frame(self, topic: str, msg: Any) -> None:
+        cam = topic.rsplit("/", 1)[-1]
+        if cam not in self.pipelines:
+            self.unconfigured[cam] += 1
+            return
+        with self._frames_cv:
+            if cam in self._frames:
+                self.motion_skipped += 1
+            self._frames[cam] = msg
+            self._frames_cv.notify()
+
+    def on_detections(self, topic: str, msg: Any) -> None:
+        try:
+            det = parse_detections(msg)
+        except ValueError as e:
+            self._bad("detections", e)
+            return
+        self._enqueue("detections", det)
+
+    def on_segment(self, topic: str, msg: Any) -> None:
+        try:
+            seg = parse_segment(msg)
+        except ValueError as e:
+            self._bad("segment", e)
+            return
+        self._enqueue("segment", seg)
+
+    def on_ack(self, topic: str, msg: Any) -> None:
+        try:
+            ack = parse_ack(msg)
+        except ValueError as e:
+            self._bad("uplink-ack", e)
+            return
+        self._enqueue("ack", ack)
+
+    def _bad(self, what: str, e: Exception) -> None:
+        self.malformed[what] += 1
+        n = self.malformed[what]
+        if n in (1, 10, 100) or n % 1000 == 0:
+            log.warning("dropped a malformed %s message (%d so far): %s", what, n, e)
+
+    # -- the motion thread ------------------------------------------------------------------------
+    def _run_motion(self) -> None:
+        rings = Rings()
+        try:
+            while not self._stop.is_set():
+                with self._frames_cv:
+                    self._frames_cv.wait_for(lambda: self._frames or self._stop.is_set(), timeout=0.5)
+                    batch, self._frames = self._frames, {}
+                for cam, msg in batch.items():
+                    pipe = self.pipelines.get(cam)
+                    if pipe is None:
+                        continue
+                    try:
+                        desc = FrameDescriptor.from_message(msg)
+                    except ValueError as e:
+                        self._bad("frame", e)
+                        continue
+                    frame = rings.read(cam, desc)
+                    try:
+                        out = pipe.on_frame(desc.to_message(), frame)
+                    except Exception:
+                        log.exception("motion gate failed on %s", cam)
+                        continue
+                    if out is not None:
+                        self.app.publish(out.topic, out.message)
+        finally:
+            rings.close()
+
+    # -- the pipeline thread ------------------------------------------------------------------------
+    def _run_pipeline(self) -> None:
+        rings = Rings()
+        try:
+            while not self._stop.is_set():
+                try:
+                    kind, item = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    self._handle(kind, item, rings)
+                except Exception:
+                    log.exception("filter pipeline failed on a %s message", kind)
+        finally:
+            rings.close()
+
+    def _handle(self, kind: str, item: Any, rings: Rings) -> None:
+        if kind == "config":
+            self._configure(item)
+        elif kind == "detections":
+            det: Detections = item
+            pipe = self.pipelines.get(det.camera)
+            if pipe is None:
+                self.unconfigured[det.camera] += 1
+                return
+            self._last_det[det.camera] = time.monotonic()
+            self._publish(pipe.on_detections(det, lambda: self._read(rings, det)))
+        elif kind == "segment":
+            pipe = self.pipelines.get(item.camera)
+            if pipe is None:
+                self.unconfigured[item.camera] += 1
+                return
+            self._publish(pipe.on_segment(item))
+        elif kind == "ack":
+            p = self.ledger.ack(item.id, item.status, item.reason)
+            if p is not None and item.status == "refused":
+                log.warning("uplink refused %s: %s", item.id, item.reason[:200])
+                if p.own_file:  # ours and nobody will take it now
+                    Path(p.own_file).unlink(missing_ok=True)
+        elif kind == "tick":
+            self._tick()
+
+    @staticmethod
+    def _read(rings: Rings, det: Detections) -> np.ndarray | None:
+        f = det.frame
+        if f is None or f.shape[2] != 3:
+            return None
+        try:
+            desc = FrameDescriptor(det.camera, det.sequence, f.slot, f.generation, det.timestamp, f.shape, f.ring)
+        except ValueError:
+            return None
+        return rings.read(det.camera, desc)
+
+    def _publish(self, outs: list[Out]) -> None:
+        for o in outs:
+            if o.topic == PUT_TOPIC and o.pending is not None:
+                self.ledger.add(o.message["id"], o.pending)
+            self.app.publish(o.topic, o.message)
+
+    # -- periodic work (on the pipeline thread, through the queue) -----------------------------------
+    def tick(self) -> None:
+        self._enqueue("tick", None)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for cam, pipe in self.pipelines.items():
+            # No detections for a while (camera or inference down): let time pass for its tracks.
+            idle = now - self._last_det.get(cam, now)
+            if idle > 1.0 and pipe.tracker.tracks:
+                self._publish(pipe.expire(pipe.clock + idle))
+        if now - self._last_metrics >= self.cfg.metrics_period_s:
+            self._last_metrics = now
+            self.app.publish(METRICS, self.metrics())
+        if now - self._last_prune >= 60:
+            self._last_prune = now
+            self._prune()
+
+    def _prune(self) -> None:
+        snaps = self.work_dir / "snapshots"
+        if not snaps.is_dir():
+            return
+        cutoff = time.time() - SNAPSHOT_TTL_S
+        for p in snaps.iterdir():
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+            except OSError:
+                pass
+
+    def metrics(self) -> dict[str, Any]:
+        cams = {}
+        waiting = self.ledger.waiting(self.pipelines)
+        for cam, pipe in self.pipelines.items():
+            m = pipe.metrics()
+            m["persisted_bytes"] = self.ledger.persisted.get(cam, 0)
+            m["persisted_items"] = self.ledger.persisted_items.get(cam, 0)
+            m["refused_items"] = self.ledger.refused.get(cam, 0)
+            m["awaiting_ack"] = waiting.get(cam, 0)
+            cams[cam] = m
+        return {"schema": "filter-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
+                "malformed": dict(self.malformed), "unconfigured": sum(self.unconfigured.values()),
+                "queue_depth": self.queue.qsize(), "queue_full": self.queue_full,
+                "motion_skipped": self.motion_skipped, "publish_errors": self.app.publish_errors,
+                "last_refusals": list(self.ledger.refusals)}
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._frames_cv:
+            self._frames_cv.notify_all()
+        self._worker.join(5)
+        self._motion.join(5)
+        for pipe in self.pipelines.values():  # open events end on shutdown so the cloud sees them closed
+            self._publish(pipe.flush())
+
+
+def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
+    comp = FilterComponent(app, parse_config(raw))
+    comp.work_dir.mkdir(parents=True, exist_ok=True)
+    app.on_config(comp.on_config)
+    app.subscribe(ACKS, comp.on_ack)
+    app.subscribe(SEGMENTS, comp.on_segment)
+    app.subscribe(DETECTIONS, comp.on_detections)
+    app.subscribe(FRAMES, comp.on_frame)
+    log.info("filter running for %s in %s (pid %d)", ", ".join(comp.pipelines) or "no cameras", comp.work_dir,
+             os.getpid())
+    return comp
+
+
+def main() -> int:
+    return run_component(NAME, validate, build)

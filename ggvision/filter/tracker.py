@@ -1,0 +1,154 @@
+"""A small IoU tracker with constant-velocity prediction, per label, plus stationary-object handling.
+
+Why not norfair: see docs/filter.md (its 2.3.0 release pins numpy<2 and rich<14 and pulls filterpy →
+matplotlib; on our detect rate and scenes this tracker measured as well). Matching is greedy by overlap
+between each track's predicted box and the detections of the same label (the classic IoU tracker; at the
+few-per-camera object counts here greedy equals optimal assignment almost always). At a low detect rate a
+small fast object may not overlap its previous box, so the prediction moves the box by the track's
+velocity first (the last box is tried as well, for sudden stops and turns), and a detection whose centre is
+within half a box of either still matches.
+
+Stationary objects: a track whose box keeps overlapping its anchor box (IoU >= move_iou) for after_s is
+stationary; it then lives through missed detections for stationary max_age_s instead of max_age_s. When a
+stationary track ends its box is remembered for remember_s: a new track of the same label on that spot is
+"suppressed" (it is the same parked car, flickering detections or an occlusion) until it moves away.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from .config import StationaryConfig, TrackerConfig
+from .messages import Detection
+from .rules import Box, iou
+
+
+@dataclass
+class Track:
+    track_id: int
+    label: str
+    box: Box
+    score: float
+    first_t: float
+    last_t: float
+    hits: int = 1
+    vx: float = 0.0  # box centre velocity, pixels per second (smoothed)
+    vy: float = 0.0
+    anchor: Box = (0.0, 0.0, 0.0, 0.0)
+    anchor_t: float = 0.0
+    stationary: bool = False
+    suppressed: bool = False  # the spot of a remembered stationary object: makes no event until it moves
+    detection: Detection | None = None  # this frame's detection (None when missed)
+    data: dict = field(default_factory=dict)  # the event layer's per-track state
+
+    def predicted(self, t: float) -> Box:
+        dt = t - self.last_t
+        dx, dy = self.vx * dt, self.vy * dt
+        x1, y1, x2, y2 = self.box
+        return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+
+
+def _centre(b: Box) -> tuple[float, float]:
+    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+
+
+def _similarity(pred: Box, det: Box, min_iou: float) -> float:
+    o = iou(pred, det)
+    if o >= min_iou:
+        return o
+    (px, py), (dx, dy) = _centre(pred), _centre(det)
+    w = max(pred[2] - pred[0], det[2] - det[0], 1.0)
+    h = max(pred[3] - pred[1], det[3] - det[1], 1.0)
+    d = ((px - dx) / w) ** 2 + ((py - dy) / h) ** 2
+    return 0.01 * (1 - 4 * d) if d < 0.25 else 0.0  # within half a box: a weak match, below any overlap
+
+
+@dataclass
+class Update:
+    """What one frame did to the tracks."""
+
+    started: list[Track]
+    updated: list[Track]  # matched this frame (started ones excluded)
+    ended: list[Track]
+
+
+class IouTracker:
+    def __init__(self, cfg: TrackerConfig, stationary: StationaryConfig) -> None:
+        self.cfg, self.st = cfg, stationary
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._remembered: list[tuple[str, Box, float]] = []  # (label, box, until t)
+
+    def update(self, dets: list[Detection], t: float) -> Update:
+        ended = self.expire(t)
+        for tr in self.tracks:
+            tr.detection = None
+        pairs = []
+        for ti, tr in enumerate(self.tracks):
+            pred = tr.predicted(t)
+            for di, d in enumerate(dets):
+                if d.label == tr.label:
+                    # the last box too: a sudden stop or turn must not break the track
+                    s = max(_similarity(pred, d.box, self.cfg.iou), _similarity(tr.box, d.box, self.cfg.iou))
+                    if s > 0:
+                        pairs.append((s, ti, di))
+        pairs.sort(reverse=True)
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        updated = []
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            tr = self.tracks[ti]
+            self._move(tr, dets[di], t)
+            updated.append(tr)
+        started = []
+        for di, d in enumerate(dets):
+            if di in used_d:
+                continue
+            tr = Track(next(self._ids), d.label, d.box, d.score, t, t, anchor=d.box, anchor_t=t, detection=d)
+            tr.suppressed = tr.stationary = self._remembers(tr.label, tr.box, t)
+            self.tracks.append(tr)
+            started.append(tr)
+        return Update(started, updated, ended)
+
+    def _move(self, tr: Track, d: Detection, t: float) -> None:
+        dt = t - tr.last_t
+        if dt > 0:
+            (ox, oy), (nx, ny) = _centre(tr.box), _centre(d.box)
+            a = 0.5 if tr.hits > 1 else 1.0
+            tr.vx = (1 - a) * tr.vx + a * (nx - ox) / dt
+            tr.vy = (1 - a) * tr.vy + a * (ny - oy) / dt
+        tr.box, tr.score, tr.last_t, tr.detection = d.box, d.score, t, d
+        tr.hits += 1
+        if iou(tr.anchor, d.box) >= self.st.move_iou:
+            if not tr.stationary and t - tr.anchor_t >= self.st.after_s:
+                tr.stationary = True
+        else:  # it moved: a new anchor, and a suppressed object that drives off becomes an event after all
+            tr.anchor, tr.anchor_t = d.box, t
+            tr.stationary = tr.suppressed = False
+        if tr.stationary:
+            tr.vx = tr.vy = 0.0
+
+    def _remembers(self, label: str, box: Box, t: float) -> bool:
+        self._remembered = [r for r in self._remembered if r[2] >= t]
+        return any(lbl == label and iou(b, box) >= self.st.move_iou for lbl, b, _ in self._remembered)
+
+    def expire(self, t: float) -> list[Track]:
+        """End the tracks not seen for their max age at time t."""
+        ended, kept = [], []
+        for tr in self.tracks:
+            age = self.st.max_age_s if tr.stationary else self.cfg.max_age_s
+            (ended if t - tr.last_t > age else kept).append(tr)
+        self.tracks = kept
+        for tr in ended:
+            if tr.stationary and self.st.remember_s > 0:
+                self._remembered.append((tr.label, tr.anchor, tr.last_t + self.st.remember_s))
+        return ended
+
+    def end_all(self) -> list[Track]:
+        ended, self.tracks = self.tracks, []
+        return ended
