@@ -322,6 +322,7 @@ def test_configuration_errors_name_the_key() -> None:
     assert "no such zone gate" in validate({"cameras": {"door": {"alerts": [{"name": "a", "zones": ["gate"]}]}}})
     assert "cameras.door: unknown keys colour" in validate({"cameras": {"door": {"colour": 1}}})
     assert "cameras.door.motion.threshold" in validate({"cameras": {"door": {"motion": {"threshold": 0}}}})
+    assert "cameras.door.events.cloudBoxes" in validate({"cameras": {"door": {"events": {"cloudBoxes": 1}}}})
     cfg = parse_config({"defaults": {"policy": "metadata", "motion": {"width": 100}},
                         "cameras": {"a": {}, "b": {"motion": {"threshold": 9}}, "c": None}})
     assert set(cfg.cameras) == {"a", "b"} and cfg.cameras["b"].policy == "metadata"
@@ -352,3 +353,76 @@ def test_malformed_messages_are_refused_naming_the_field() -> None:
         parse_segment({**_segments(1)[0], "path": "relative.ts"})
     with pytest.raises(ValueError, match="status"):
         parse_ack({"schema": "uplink-ack/1.0", "id": "x", "status": "maybe"})
+
+
+def _walk(p: CameraPipeline, n: int, score, img: np.ndarray | None = None) -> tuple[list, list]:
+    """A person walking right for n frames (score(i) per frame); the outputs before and at the flush."""
+    img = np.full((360, 640, 3), 100, np.uint8) if img is None else img
+    before = []
+    for i in range(n):
+        d = {"label": "person", "class_id": 0, "score": score(i), "box": [10 + 5 * i, 100, 50 + 5 * i, 200]}
+        before += p.on_detections(parse_detections(det_msg(i, [d])), lambda: img)
+    return before, p.flush()
+
+
+def cloud(outs: list) -> list[dict]:
+    return [m["payload"] for m in puts(outs, "results")]
+
+
+def test_an_event_uploads_its_best_snapshot_once_at_its_end(tmp_path: Path) -> None:
+    # 10 ever better pictures in an 8 s event: each after "new" is a local update, none goes up before the end
+    p = CameraPipeline(parse_camera("cam", {"events": {"updateMinS": 0, "snapshotGain": 0.01}}), tmp_path)
+    before, at_end = _walk(p, 40, lambda i: min(0.5 + 0.05 * i, 0.95))
+    assert len(events(before, "update")) == 8 and not puts(before, "clips")
+    snaps = puts(at_end, "clips")
+    assert len(snaps) == 1 and snaps[0]["metadata"]["event_ids"] == [events(at_end, "end")[0]["event_id"]]
+    end = cloud(at_end)[0]
+    assert end["kind"] == "end" and end["best"]["snapshot"] == snaps[0]["id"] and end["best"]["score"] == 0.95
+    # the cloud hears "new" once the event is cloudNewAfterS (5 s) old, and its end; updates stay local
+    assert [e["kind"] for e in cloud(before)] == ["new"] and cloud(before)[0]["end"] - T0 >= 5
+    assert cloud(before)[0]["best"]["snapshot"] is None
+    # the cloud's box history is thinned to cloudBoxes, keeping the first and the last box
+    local_end = events(at_end, "end")[0]
+    assert len(end["boxes"]) == 8 < len(local_end["boxes"])
+    assert end["boxes"][0] == local_end["boxes"][0] and end["boxes"][-1] == local_end["boxes"][-1]
+    # a short event goes to the cloud as its end only
+    short = CameraPipeline(parse_camera("cam", {}), tmp_path)
+    before, at_end = _walk(short, 10, lambda i: 0.9)
+    assert not cloud(before) and [e["kind"] for e in cloud(at_end)] == ["end"] and len(puts(at_end, "clips")) == 1
+    assert [e["kind"] for e in events(before + at_end)] == ["new", "end"]
+
+
+def test_an_alert_uploads_the_snapshot_it_names_at_once(tmp_path: Path) -> None:
+    cfg = parse_camera("cam", {"alerts": [{"name": "sure", "classes": ["person"], "minScore": 0.7}]})
+    p = CameraPipeline(cfg, tmp_path)
+    before, at_end = _walk(p, 20, lambda i: min(0.5 + 0.05 * i, 0.95))  # 0.7 at frame 4; better until 9
+    alert = puts(before, "alerts")[0]["payload"]
+    early = puts(before, "clips")
+    assert len(early) == 1 and alert["snapshot"] == early[0]["id"]
+    assert [(e["kind"], e["best"]["snapshot"]) for e in cloud(before)] == [("new", early[0]["id"])]
+    late = puts(at_end, "clips")  # the picture got better after the alert: one more, at the end
+    assert len(late) == 1 and cloud(at_end)[0]["best"]["snapshot"] == late[0]["id"] != early[0]["id"]
+    # no better picture after the alert: nothing more at the end
+    p = CameraPipeline(cfg, tmp_path)
+    before, at_end = _walk(p, 20, lambda i: 0.9)
+    assert len(puts(before, "clips")) == 1 and not puts(at_end, "clips")
+    assert cloud(at_end)[0]["best"]["snapshot"] == puts(before, "clips")[0]["id"]
+
+
+def test_a_long_event_uploads_a_snapshot_after_snapshot_after_s_and_zone_changes_go_to_the_cloud(
+        tmp_path: Path) -> None:
+    cfg = parse_camera("cam", {"zones": {"left": LEFT}, "events": {"snapshotAfterS": 6}})
+    p = CameraPipeline(cfg, tmp_path)
+    img = np.full((360, 640, 3), 100, np.uint8)
+    by_frame = []
+    for i in range(80):  # walks right at 25 px/s: its feet leave the left half at frame 58 (11.6 s)
+        d = {"label": "person", "class_id": 0, "score": 0.3 + 0.005 * i, "box": [10 + 5 * i, 100, 50 + 5 * i, 200]}
+        by_frame.append(p.on_detections(parse_detections(det_msg(i, [d])), lambda: img))
+    at_end = p.flush()
+    assert [i for i, o in enumerate(by_frame) if puts(o, "clips")] == [30]  # once, after 6 s
+    snap = puts(by_frame[30], "clips")[0]["id"]
+    sent = [(i, e["kind"], e["zones"], e["best"]["snapshot"]) for i, o in enumerate(by_frame) for e in cloud(o)]
+    assert sent == [(25, "new", ["left"], None), (30, "update", ["left"], snap), (58, "update", [], snap)]
+    end = cloud(at_end)
+    assert [e["kind"] for e in end] == ["end"] and len(puts(at_end, "clips")) == 1  # a better picture since
+    assert [(z["zone"], z["action"]) for z in end[0]["zone_events"]] == [("left", "enter"), ("left", "leave")]

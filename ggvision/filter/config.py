@@ -142,8 +142,11 @@ class EventsConfig:
     pre_roll_s: float = 5.0
     post_roll_s: float = 5.0
     update_min_s: float = 5.0  # at most one "update" per event this often (zone changes always go)
-    max_boxes: int = 32  # box history sent with an event's end (evenly thinned)
+    max_boxes: int = 32  # box history on the local "end" message (evenly thinned)
+    cloud_boxes: int = 8  # box history on the "end" sent to the cloud (the path is a sketch; bytes count there)
     snapshot_gain: float = 0.05  # a new best snapshot needs this much more score
+    snapshot_after_s: float = 30.0  # an event still open this long uploads its best snapshot so far (once)
+    cloud_new_after_s: float = 5.0  # the cloud hears of an event once it is this old (or alerts); shorter: its end
 
 
 @dataclass(frozen=True)
@@ -257,11 +260,13 @@ def parse_camera(camera: str, d: Mapping[str, Any]) -> CameraConfig:
     sw = f"{w}.stationary"
     stationary = StationaryConfig(_num(s, sw, "afterS", 10, 0.5, 86400), _num(s, sw, "maxAgeS", 60, 0.1, 86400),
                                   _num(s, sw, "moveIou", 0.6, 0.05, 0.99), _num(s, sw, "rememberS", 600, 0, 86400))
-    e = _obj(d, w, "events", {"preRollS", "postRollS", "updateMinS", "maxBoxes", "snapshotGain"})
+    e = _obj(d, w, "events", {"preRollS", "postRollS", "updateMinS", "maxBoxes", "cloudBoxes", "snapshotGain",
+                              "snapshotAfterS", "cloudNewAfterS"})
     ew = f"{w}.events"
     events = EventsConfig(_num(e, ew, "preRollS", 5, 0, 300), _num(e, ew, "postRollS", 5, 0, 300),
                           _num(e, ew, "updateMinS", 5, 0, 3600), _int(e, ew, "maxBoxes", 32, 2, 1000),
-                          _num(e, ew, "snapshotGain", 0.05, 0, 1))
+                          _int(e, ew, "cloudBoxes", 8, 2, 1000), _num(e, ew, "snapshotGain", 0.05, 0, 1),
+                          _num(e, ew, "snapshotAfterS", 30, 0, 86400), _num(e, ew, "cloudNewAfterS", 5, 0, 86400))
     r = _obj(d, w, "redact", {"classes", "method", "masks", "minScore", "margin"})
     rw = f"{w}.redact"
     redact = RedactConfig(_labels(r, rw, "classes"), _choice(r, rw, "method", "pixelate", REDACT_METHODS),

@@ -11,6 +11,13 @@ when the tracker drops it. Each carries the best snapshot (uploaded as its own i
 item id), a bounded box history, zones and zone enter/leave events, and the ids of the recorded segments
 that cover [start − preRollS, last seen + postRollS] as far as they are known when the message is made
 (later segments of the post-roll still go up as clips, with the event id in their metadata).
+
+What goes to the cloud is less than what is published locally (bytes there are the cost; docs/filter.md has
+the measurements): results are "end" (box history thinned to events.cloudBoxes), "new" once the event is
+events.cloudNewAfterS old or raises an alert, and after that the updates that change zones or name a newly
+uploaded snapshot; snapshot-only updates stay local. The best snapshot goes up once, at the end — earlier
+only when an alert fires (the alert names it) or when the event is still open after events.snapshotAfterS —
+and again at the end only if a better one was taken since.
 """
 
 from __future__ import annotations
@@ -109,6 +116,8 @@ class EventState:
     best_box: tuple[float, float, float, float] | None = None
     best_t: float = 0.0
     best_image: bytes | None = None  # encoded, not uploaded yet
+    improved: bool = False  # a better snapshot since the last event message
+    cloud_open: bool = False  # its "new" went to the cloud
     best_frame: np.ndarray | None = None  # redacted pixels, kept only until the alert image is made
     snapshot_id: str | None = None
     snapshots: int = 0
@@ -266,6 +275,7 @@ class CameraPipeline:
                     st.best_score, st.best_box, st.best_t = d.score, d.box, t
             else:
                 st.best_score, st.best_box, st.best_t = d.score, d.box, t
+                st.improved = True
                 if self.cfg.policy != "metadata":
                     st.best_image = frame.encoded(d.box)
                 st.best_frame = img if self.cfg.alerts and self.cfg.alert_image else None
@@ -277,20 +287,31 @@ class CameraPipeline:
             st.clips = self.cfg.clips_for == "all" or self.cfg.policy == "continuous"
             if st.clips:
                 out += self._open_window(st, tr)
-            out += self._snapshot(st, tr)
-            out += self._emit("new", tr, st)
+            out += self._early_snapshot(st, tr, t)
+            out += self._emit("new", tr, st, cloud=t - tr.first_t >= self.cfg.events.cloud_new_after_s)
             self.stats.event_times.append(time.time())
         else:
             if st.clips:
                 self.windows[st.event_id][1] = tr.last_t + self.cfg.events.post_roll_s
-            if st.zone_changed or (st.best_image is not None and not tr.stationary
-                                   and t - st.last_update_t >= self.cfg.events.update_min_s):
-                out += self._snapshot(st, tr)
-                out += self._emit("update", tr, st)
+            early = self._early_snapshot(st, tr, t)
+            out += early
+            if st.zone_changed or early:
+                out += self._emit("update", tr, st, cloud=st.cloud_open)
+            elif st.improved and not tr.stationary and t - st.last_update_t >= self.cfg.events.update_min_s:
+                out += self._emit("update", tr, st, cloud=False)  # a better picture, not uploaded yet: local
+            if not st.cloud_open and t - tr.first_t >= self.cfg.events.cloud_new_after_s:
+                # the cloud's record opens late: most passers-by end before, and go up as their "end" alone
+                out += self._emit("new", tr, st, local=False)
         st.zone_changed = False
         if self.cfg.alerts:
             out += self._alerts(tr, st, t, counts, msg, frame)
         return out
+
+    def _early_snapshot(self, st: EventState, tr: Track, t: float) -> list[Out]:
+        """The best snapshot so far of an event still open after snapshotAfterS, once (the rest wait for the end)."""
+        if st.snapshots or t - tr.first_t < self.cfg.events.snapshot_after_s:
+            return []
+        return self._snapshot(st, tr)
 
     def _end(self, tr: Track) -> list[Out]:
         st: EventState | None = tr.data.get("event")
@@ -304,7 +325,8 @@ class CameraPipeline:
         st.best_frame = None
         return out
 
-    def _emit(self, kind: str, tr: Track, st: EventState) -> list[Out]:
+    def _emit(self, kind: str, tr: Track, st: EventState, cloud: bool = True, local: bool = True) -> list[Out]:
+        """The event message on the local topic (if `local`) and its cloud copy as a results item (if `cloud`)."""
         ev = self.cfg.events
         t1 = tr.last_t + ev.post_roll_s
         segs = [s.id for s in self.segments.covering(tr.first_t - ev.pre_roll_s, t1)][-MAX_SEGMENTS:]
@@ -318,10 +340,18 @@ class CameraPipeline:
             "zone_events": st.zone_events[-MAX_ZONE_EVENTS:], "segments": segs,
             "model": self.model, "stationary": tr.stationary, "frame_size": list(self.size or ()),
         })
-        self.stats.events[kind] += 1
-        st.updates += 1
-        st.last_update_t = tr.last_t
-        out = [Out(EVENTS_TOPIC.format(camera=self.camera), event)]
+        st.updates += 1  # numbers every message of the event, so each cloud item id is new
+        out = []
+        if local:
+            self.stats.events[kind] += 1
+            st.last_update_t = tr.last_t
+            st.improved = False
+            out.append(Out(EVENTS_TOPIC.format(camera=self.camera), event))
+        if not cloud:
+            return out
+        st.cloud_open = True
+        if kind == "end" and len(event["boxes"]) > ev.cloud_boxes:
+            event = {**event, "boxes": thin(event["boxes"], ev.cloud_boxes)}
         item = {"id": f"filter:{self.camera}:{st.event_id}:{kind}-{st.updates}", "priority": "results",
                 "destination": "iot", "topic": IOT_RESULTS, "payload": event}
         put = self._put("result", item, tr.first_t, tr.last_t, json_size(event))
@@ -377,6 +407,9 @@ class CameraPipeline:
                 continue
             self._alert_times.append(now)
             self.stats.alerts += 1
+            out += self._snapshot(st, tr)  # an alert has its picture in S3 right away, not at the event's end
+            if not st.cloud_open:  # and the cloud has its event record
+                out += self._emit("new", tr, st, local=False)
             d = tr.detection
             assert d is not None
             top = frame.top(ALERT_DETECTIONS)
