@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -46,6 +47,115 @@ class Events:
             return list(self.items.get(sub, []))
 
 
+class Feeder:
+    """A frame source for Inference tests and benchmarks (op feed_start): writes frames into one shared-memory
+    ring per camera and publishes their frame/1.0 descriptors, round-robin over the cameras. `window` > 0 paces
+    it by the answers on `answer_topic` (at most `window` frames of a camera beyond its last answered one; a
+    frame unanswered for `answer_timeout` s is recorded as lost); `fps` > 0 caps the rounds per second."""
+
+    def __init__(self, client: GreengrassCoreIPCClientV2, a: dict[str, Any]) -> None:
+        import numpy as np
+
+        from ggvision.framebus import FrameRing
+
+        self.client = client
+        self.cameras: list[str] = a["cameras"]
+        self.count = a.get("count")  # frames per camera; None: until feed_stop
+        self.fps = float(a.get("fps", 0))
+        self.window = int(a.get("window", 0))
+        self.answer_timeout = float(a.get("answer_timeout", 10))
+        self.topic = a.get("topic", "ggvision/v1/frames/{camera}")
+        if a.get("npy"):
+            self.frames = np.load(a["npy"], mmap_mode="r")
+        else:
+            h, w, c = a.get("shape", [48, 64, 3])
+            rng = np.random.default_rng(a.get("seed", 0))
+            self.frames = rng.integers(0, 256, (8, h, w, c), dtype=np.uint8)
+        nbytes = int(np.prod(self.frames.shape[1:]))
+        self.rings = {cam: FrameRing.create(cam, int(a.get("slots", 8)), nbytes) for cam in self.cameras}
+        self.published: dict[str, list[int]] = {cam: [] for cam in self.cameras}
+        self.answered = {cam: -1 for cam in self.cameras}
+        self.answers: list[dict[str, Any]] = []
+        self.lost: list[tuple[str, int]] = []
+        self.started = self.finished = 0.0
+        self.cond = threading.Condition()
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+        self.sub = None
+        if a.get("answer_topic"):
+            _, self.sub = client.subscribe_to_topic(topic=a["answer_topic"], on_stream_event=self._on_answer)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _on_answer(self, ev: Any) -> None:
+        msg = ev.json_message.message if ev.json_message is not None else None
+        if not isinstance(msg, dict) or msg.get("camera") not in self.answered:
+            return
+        cam, seq = msg["camera"], msg.get("sequence", -1)
+        with self.cond:
+            self.answers.append({"camera": cam, "sequence": seq, "version": (msg.get("model") or {}).get("version"),
+                                 "batch_size": msg.get("batch_size"), "n": len(msg.get("detections") or []),
+                                 "t": time.monotonic()})
+            self.answered[cam] = max(self.answered[cam], seq)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        self.started = time.monotonic()
+        i = 0
+        try:
+            while not self.stop_event.is_set() and (self.count is None or i < self.count):
+                for k, cam in enumerate(self.cameras):
+                    if self.window:
+                        self._wait_window(cam)
+                    ring = self.rings[cam]
+                    desc = ring.write(self.frames[(i + k) % len(self.frames)], time.time())
+                    self.client.publish_to_topic(topic=self.topic.format(camera=cam), publish_message=PublishMessage(
+                        json_message=JsonMessage(message=desc.to_message())))
+                    with self.cond:
+                        self.published[cam].append(desc.sequence)
+                i += 1
+                if self.fps:
+                    self.stop_event.wait(max(0.0, self.started + i / self.fps - time.monotonic()))
+            if self.window:
+                for cam in self.cameras:
+                    self._wait_window(cam, 1)
+        finally:
+            self.finished = time.monotonic()
+            self.done.set()
+
+    def _wait_window(self, cam: str, window: int | None = None) -> None:
+        window = window or self.window
+        with self.cond:
+            if not self.published[cam]:
+                return
+            ok = self.cond.wait_for(lambda: self.published[cam][-1] - self.answered[cam] < window
+                                    or self.stop_event.is_set(), self.answer_timeout)
+            if not ok:  # the newest frame got no answer: record it and go on
+                last = self.published[cam][-1]
+                self.lost.append((cam, last))
+                self.answered[cam] = last
+
+    def status(self, answers: bool) -> dict[str, Any]:
+        with self.cond:
+            out = {"done": self.done.is_set(), "published": {c: len(v) for c, v in self.published.items()},
+                   "answered": len(self.answers), "lost": list(self.lost),
+                   "elapsed": (self.finished or time.monotonic()) - self.started}
+            if answers:
+                out["answers"] = list(self.answers)
+                out["sequences"] = {c: list(v) for c, v in self.published.items()}
+        return out
+
+    def close(self) -> None:
+        self.stop_event.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.thread.join(30)
+        if self.sub is not None:
+            self.sub.close()
+        for ring in self.rings.values():
+            ring.close()
+
+
 def main() -> None:
     client = GreengrassCoreIPCClientV2()
     cfg = client.get_configuration().value
@@ -54,6 +164,7 @@ def main() -> None:
     ops: dict[str, Any] = {}
     policy = {"validate": cfg.get("validateReply", "ACCEPTED"), "defer_times": int(cfg.get("deferTimes", 0))}
     deferred: dict[str, int] = {}
+    feeders: dict[str, Feeder] = {}
 
     def on_error(sub: str):
         return lambda e: events.add(sub, {"error": type(e).__name__, "message": str(e)})
@@ -186,6 +297,20 @@ def main() -> None:
                 on_stream_error=on_error(sub))
             ops[sub] = op_
             return {}
+        if op == "feed_start":  # frames into rings + descriptors (Inference tests, bench)
+            if a["id"] in feeders:
+                feeders.pop(a["id"]).close()
+            feeders[a["id"]] = Feeder(client, a)
+            return {"rings": {c: r.name for c, r in feeders[a["id"]].rings.items()}}
+        if op == "feed_status":
+            f = feeders[a["id"]]
+            if a.get("wait"):
+                f.done.wait(a.get("timeout", 60))
+            return f.status(bool(a.get("answers")))
+        if op == "feed_stop":
+            f = feeders.pop(a["id"])
+            f.close()
+            return f.status(bool(a.get("answers")))
         if op == "raw":
             # Any client method by name with plain keyword arguments.
             r = getattr(client, a["method"])(**a.get("kwargs", {}))

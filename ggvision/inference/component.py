@@ -1,0 +1,364 @@
+"""com.ggvision.Inference: batched ONNX Runtime across cameras, model hot swap, shadow (A/B) model, fire risk.
+
+Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to the vision model that serves it
+(radiometric float32 frames to the tabular model of their sensor, with gas/1.0 readings). Every processed frame
+gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.0
+message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
+version via GetComponentDetails, re-checked on every postUpdateEvent) or folders, and are swapped without
+stopping: see swap.py. Configuration keys: docs/inference.md and config.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..component import ComponentApp, run_component
+from ..framebus import FrameDescriptor
+from ..ipc.topics import mqtt_match
+from .config import InferenceConfig, ModelSource, ModelSpec, ShadowSpec, parse_config, validate
+from .publisher import AsyncPublisher
+from .resolve import resolve
+from .shadow import ShadowRunner
+from .swap import ModelLoader, ModelSlot
+from .tabular import TabularWorker, is_thermal, parse_gas
+from .worker import BatchSettings, VisionWorker
+
+log = logging.getLogger("ggvision.inference")
+
+NAME = "com.ggvision.Inference"
+METRICS = "ggvision/v1/metrics/inference"
+ALERTS = "ggvision/v1/alerts/inference"
+SENSORS = "ggvision/v1/sensors/+"
+RETRY_MISSING_S = 10.0
+
+Worker = VisionWorker | TabularWorker
+
+
+class Routes:
+    """Camera (or sensor) id -> the worker serving it: an explicit id wins over "*"."""
+
+    def __init__(self, explicit: dict[str, Worker] | None = None, wildcard: Worker | None = None) -> None:
+        self.explicit = explicit or {}
+        self.wildcard = wildcard
+
+    def get(self, camera: str) -> Worker | None:
+        return self.explicit.get(camera, self.wildcard)
+
+
+class InferenceComponent:
+    def __init__(self, app: ComponentApp, packages: Path | None, load: Callable[..., Any] | None = None,
+                 installed_version: Callable[[str], str] | None = None) -> None:
+        self.app = app
+        self.packages = packages
+        self._load_fn = load
+        self._installed_version = installed_version or self._component_version
+        self.cfg: InferenceConfig | None = None
+        self.settings = BatchSettings()
+        self.specs: dict[str, ModelSpec] = {}
+        self.slots: dict[str, ModelSlot] = {}
+        self.workers: dict[str, Worker] = {}
+        self.shadow_spec: ShadowSpec | None = None
+        self.shadow_slot: ModelSlot | None = None
+        self.shadow_runner: ShadowRunner | None = None
+        self._video = Routes()
+        self._thermal = Routes()
+        self._frame_topics: tuple[str, ...] = ()
+        self._subscribed: set[str] = set()
+        self._last_offer: dict[str, tuple[str, int]] = {}
+        self._lock = threading.RLock()
+        self._last_metrics = time.monotonic()
+        self._last_retry = time.monotonic()
+        self._update_op: Any = None
+        self.malformed = 0
+        self.unrouted = 0
+        self.detections = AsyncPublisher(app.client)
+        self.loader = ModelLoader(self._load, self._resolve, self._options, self._on_staged, self._on_refused)
+
+    # -- models ----------------------------------------------------------------------------------
+    def _options(self) -> tuple[Any, ...]:
+        assert self.cfg is not None
+        return self.cfg.runtime_options
+
+    def _load(self, folder: Path) -> Any:
+        assert self.cfg is not None
+        provider, threads, trt = self.cfg.runtime_options
+        load = self._load_fn
+        if load is None:
+            from .model import load_model as load
+        return load(folder, provider=provider, threads=threads, trt_cache_dir=Path(trt).resolve())
+
+    def _resolve(self, source: ModelSource) -> tuple[Path, str]:
+        return resolve(source, self.packages, self._installed_version)
+
+    def _component_version(self, component: str) -> str:
+        return str(self.app.client.get_component_details(component_name=component).component_details.version)
+
+    def _on_staged(self, slot: ModelSlot) -> None:
+        worker = self.workers.get(slot.name)
+        if worker is not None:
+            worker.wake()
+
+    def _on_refused(self, slot: ModelSlot, reason: str) -> None:
+        now = time.time()
+        keep = (f"; still serving {slot.current.manifest.name} {slot.current.manifest.version}"
+                if slot.current is not None else "")
+        self.app.publish(ALERTS, {"schema": "alert/1.0", "alert": "model-refused", "where": NAME, "since": now,
+                                  "message": f"model {slot.name}: refused {reason}{keep}"[:1000],
+                                  "severity": "warning", "state": "firing", "timestamp": now, "model": slot.name})
+
+    # -- configuration ---------------------------------------------------------------------------
+    def apply(self, raw: dict[str, Any]) -> None:
+        """Make the running models, routes and subscriptions match the configuration (live)."""
+        cfg = parse_config(raw)
+        with self._lock:
+            old = self.cfg
+            self.cfg = cfg
+            self.settings.max_size, self.settings.deadline_s = cfg.max_batch, cfg.deadline_ms / 1000
+            reload_all = old is not None and old.runtime_options != cfg.runtime_options
+            for mid in list(self.slots):
+                new = cfg.models.get(mid)
+                if new is None or new.kind != self.specs[mid].kind:
+                    self._remove(mid)
+            for mid, spec in cfg.models.items():
+                if mid not in self.slots:
+                    self._add(spec)
+                else:
+                    slot, worker = self.slots[mid], self.workers[mid]
+                    if spec.source != slot.source or reload_all:
+                        slot.source = spec.source
+                        self.loader.request(slot)
+                    if isinstance(worker, TabularWorker):
+                        worker.period_s = spec.period_s
+                self.specs[mid] = spec
+            self._set_routes()
+            self._apply_shadow(cfg.shadow, reload_all)
+            self._frame_topics = cfg.frame_topics
+            for topic in cfg.frame_topics:
+                self._subscribe(topic, self._on_frame)
+            if any(s.kind == "tabular" for s in cfg.models.values()):
+                self._subscribe(SENSORS, self._on_gas)
+
+    def _add(self, spec: ModelSpec) -> None:
+        slot = ModelSlot(spec.id, spec.kind, spec.source)
+        worker: Worker
+        if spec.kind == "tabular":
+            worker = TabularWorker(slot, spec.period_s, self.detections.publish)
+        else:
+            worker = VisionWorker(slot, self.settings, self.detections.publish,
+                                  shadow=lambda mid=spec.id: self._shadow_for(mid))
+        self.slots[spec.id], self.workers[spec.id] = slot, worker
+        worker.start()
+        self.loader.request(slot)
+
+    def _remove(self, mid: str) -> None:
+        worker, slot = self.workers.pop(mid), self.slots.pop(mid)
+        self.specs.pop(mid, None)
+        worker.stop()
+        slot.close()
+        log.info("model %s removed", mid)
+
+    def _set_routes(self) -> None:
+        routes: dict[str, Routes] = {"vision": Routes(), "tabular": Routes()}
+        for mid, spec in self.specs.items():
+            r = routes[spec.kind]
+            for cam in spec.cameras or spec.sensors or ():
+                if cam == "*":
+                    r.wildcard = self.workers[mid]
+                else:
+                    r.explicit[cam] = self.workers[mid]
+        self._video, self._thermal = routes["vision"], routes["tabular"]
+
+    def _apply_shadow(self, spec: ShadowSpec | None, reload_all: bool) -> None:
+        if spec is None:
+            if self.shadow_slot is not None:
+                self._close_shadow()
+            return
+        if self.shadow_slot is None:
+            slot = ModelSlot(f"{spec.model}:shadow", "vision", spec.source)
+            runner = ShadowRunner(slot.serving)
+            slot.on_swap.append(lambda _s: runner.reset())
+            self.shadow_slot, self.shadow_runner = slot, runner
+            self.loader.request(slot)
+        elif spec.source != self.shadow_slot.source or reload_all:
+            self.shadow_slot.source = spec.source
+            self.loader.request(self.shadow_slot)
+        if self.shadow_spec is not None and self.shadow_spec.model != spec.model and self.shadow_runner is not None:
+            self.shadow_runner.reset()  # now compared with another model
+        self.shadow_spec = spec
+
+    def _close_shadow(self) -> None:
+        runner, slot = self.shadow_runner, self.shadow_slot
+        self.shadow_spec = self.shadow_slot = self.shadow_runner = None
+        if runner is not None:
+            runner.close()
+        if slot is not None:
+            slot.close()
+        log.info("shadow model removed")
+
+    def _shadow_for(self, mid: str) -> tuple[ShadowRunner, float] | None:
+        spec, slot, runner = self.shadow_spec, self.shadow_slot, self.shadow_runner
+        if spec is None or spec.model != mid or slot is None or runner is None or not slot.ready:
+            return None
+        return runner, spec.sample_rate
+
+    def _subscribe(self, topic: str, handler: Callable[[str, Any], None]) -> None:
+        if topic in self._subscribed:
+            return
+        try:
+            self.app.subscribe(topic, handler)
+        except Exception as e:  # e.g. accessControl does not grant it: say so, keep the rest running
+            log.error("cannot subscribe to %s: %s: %s", topic, type(e).__name__, getattr(e, "message", "") or e)
+            return
+        self._subscribed.add(topic)
+
+    # -- messages (on the IPC event thread: quick, never blocking) -------------------------------
+    def _malformed(self, what: str, e: Exception) -> None:
+        self.malformed += 1
+        if self.malformed in (1, 10, 100) or self.malformed % 1000 == 0:
+            log.warning("dropped a malformed %s (%d so far): %s", what, self.malformed, e)
+
+    def _on_frame(self, topic: str, msg: Any) -> None:
+        if not any(mqtt_match(f, topic) for f in self._frame_topics):
+            return  # a topic no longer configured
+        try:
+            desc = FrameDescriptor.from_message(msg if msg is not None else b"")
+        except ValueError as e:
+            self._malformed("frame descriptor", e)
+            return
+        last = self._last_offer.get(desc.camera)
+        if last is not None and last[0] == desc.ring and desc.sequence <= last[1]:
+            return  # seen already (overlapping topic filters)
+        self._last_offer[desc.camera] = (desc.ring, desc.sequence)
+        worker = (self._thermal if is_thermal(desc) else self._video).get(desc.camera)
+        if worker is None:
+            self.unrouted += 1
+            return
+        worker.offer(desc)
+
+    def _on_gas(self, topic: str, msg: Any) -> None:
+        try:
+            sensor, reading = parse_gas(msg)
+        except ValueError as e:
+            self._malformed("gas reading", e)
+            return
+        worker = self._thermal.get(sensor)
+        if isinstance(worker, TabularWorker):
+            worker.offer_gas(sensor, reading)
+
+    # -- component updates -----------------------------------------------------------------------
+    def watch_component_updates(self) -> None:
+        """postUpdateEvent: a deployment finished; model components may have a new installed version."""
+        def on_event(event: Any) -> None:
+            if event.pre_update_event is not None:  # nothing to protect: acknowledge at once
+                self.app.client.defer_component_update_async(
+                    deployment_id=event.pre_update_event.deployment_id, message="ok", recheck_after_ms=0)
+            elif event.post_update_event is not None:
+                self.rescan()
+
+        def on_error(e: Exception) -> bool:
+            log.error("component update notifications: %s", e)
+            return False  # keep the stream
+
+        _, self._update_op = self.app.client.subscribe_to_component_updates(on_stream_event=on_event,
+                                                                            on_stream_error=on_error)
+
+    def rescan(self) -> None:
+        """Look again at the installed version of every model component not pinned to a version."""
+        with self._lock:
+            slots = list(self.slots.values()) + ([self.shadow_slot] if self.shadow_slot else [])
+        for slot in slots:
+            if slot.source.component is not None and slot.source.version is None:
+                self.loader.request(slot)
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def metrics(self) -> list[dict[str, Any]]:
+        out = []
+        with self._lock:
+            items = [(mid, self.slots[mid], self.workers[mid]) for mid in self.slots]
+            shadow = (self.shadow_spec, self.shadow_slot, self.shadow_runner)
+        now = time.time()
+        spec, sslot, runner = shadow
+        shadow_block = None
+        if spec is not None and sslot is not None and runner is not None and sslot.current is not None:
+            sm = sslot.current
+            shadow_block = {"model": sm.manifest.name, "version": sm.manifest.version, **runner.agreement.summary()}
+            msg = _model_metrics(sslot, sm, runner.stats.snapshot(), "shadow", spec.model, now)
+            msg["shadow"] = shadow_block
+            msg["skipped_frames"] = runner.skipped
+            out.append(msg)
+        for mid, slot, worker in items:
+            model = slot.current
+            if model is None:
+                continue
+            msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
+            msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
+            if shadow_block is not None and spec is not None and spec.model == mid:
+                msg["shadow"] = shadow_block
+            out.append(msg)
+        return out
+
+    def publish_metrics(self) -> None:
+        for msg in self.metrics():
+            self.app.publish(METRICS, msg)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        assert self.cfg is not None
+        if now - self._last_metrics >= self.cfg.metrics_period_s:
+            self._last_metrics = now
+            self.publish_metrics()
+        if now - self._last_retry >= RETRY_MISSING_S:
+            self._last_retry = now
+            with self._lock:
+                slots = list(self.slots.values()) + ([self.shadow_slot] if self.shadow_slot else [])
+            for slot in slots:
+                if slot.current is None and slot.missing:
+                    self.loader.request(slot)
+
+    def close(self) -> None:
+        if self._update_op is not None:
+            try:
+                self._update_op.close()
+            except Exception:
+                pass
+        with self._lock:
+            for mid in list(self.slots):
+                self._remove(mid)
+            if self.shadow_slot is not None:
+                self._close_shadow()
+        self.loader.close()
+        self.detections.drain()
+
+
+def _model_metrics(slot: ModelSlot, model: Any, stats: dict[str, Any], role: str, mid: str,
+                   now: float) -> dict[str, Any]:
+    m = model.manifest
+    return {"schema": "inference-metrics/1.0", "model": m.name, "version": m.version, "id": mid, "role": role,
+            "family": m.family, "task": m.task, "provider": model.provider, "load_ms": round(model.load_ms, 1),
+            "source": slot.source.describe() + (f" {slot.version_label}" if slot.version_label
+                                                and slot.source.version is None else ""),
+            "timestamp": now, **stats}
+
+
+def build(app: ComponentApp, cfg: dict[str, Any], packages: Path | None) -> InferenceComponent:
+    comp = InferenceComponent(app, packages)
+    comp.apply(cfg)
+    app.on_config(comp.apply)
+    comp.watch_component_updates()
+    return comp
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ggvision.inference", description=__doc__.splitlines()[0])
+    ap.add_argument("--packages", type=Path, default=os.environ.get("GGVISION_PACKAGES") or None,
+                    help="the nucleus' packages folder ({kernel:rootPath}/packages): where model components' "
+                         "artifacts are installed")
+    args = ap.parse_args(argv)
+    return run_component(NAME, validate, lambda app, cfg: build(app, cfg, args.packages))

@@ -1,0 +1,100 @@
+"""Per-model counters and recent distributions for inference-metrics/1.0.
+
+Counters (runs, errors, frames, dropped_frames, load_errors) are cumulative for the process. Latency and batch
+size are over the last WINDOW batches and scores over the last SCORE_WINDOW scores, so a metrics message shows
+the model as it behaves now (Health's gates compare p95 latency and confidence drift across periods).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+WINDOW = 1024
+SCORE_WINDOW = 4096
+HIST_BINS = 10
+
+
+class ModelStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.runs = 0  # inference calls (batches), failed ones included
+        self.errors = 0  # inference calls that raised
+        self.frames = 0  # frames that got a result
+        self.dropped_frames = 0  # latest-frame replacements + frames overwritten in the ring before reading
+        self.load_errors = 0  # models refused (digest mismatch, wrong shape, load failure)
+        self.last_error = ""
+        self._infer_ms: deque[float] = deque(maxlen=WINDOW)
+        self._batch: deque[int] = deque(maxlen=WINDOW)
+        self._scores: deque[float] = deque(maxlen=SCORE_WINDOW)
+        self._rate_mark = (time.monotonic(), 0)
+
+    def record_batch(self, size: int, inference_ms: float, scores: list[float]) -> None:
+        with self._lock:
+            self.runs += 1
+            self.frames += size
+            self._infer_ms.append(inference_ms)
+            self._batch.append(size)
+            self._scores.extend(scores)
+
+    def record_error(self, message: str) -> None:
+        with self._lock:
+            self.runs += 1
+            self.errors += 1
+            self.last_error = message[:500]
+
+    def record_load_error(self, message: str) -> None:
+        with self._lock:
+            self.load_errors += 1
+            self.last_error = message[:500]
+
+    def add_dropped(self, n: int = 1) -> None:
+        with self._lock:
+            self.dropped_frames += n
+
+    def new_model(self) -> None:
+        """A different model now serves: recent latencies and scores describe the old one."""
+        with self._lock:
+            self._infer_ms.clear()
+            self._batch.clear()
+            self._scores.clear()
+
+    def mean_infer_ms_per_frame(self) -> float | None:
+        with self._lock:
+            n = sum(self._batch)
+            return sum(self._infer_ms) / n if n else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The inference-metrics/1.0 fields these counters feed (cumulative counters, recent distributions)."""
+        now = time.monotonic()
+        with self._lock:
+            lat = np.asarray(self._infer_ms, dtype=np.float64)
+            scores = np.asarray(self._scores, dtype=np.float64)
+            batch = list(self._batch)
+            t0, runs0 = self._rate_mark
+            self._rate_mark = (now, self.runs)
+            out: dict[str, Any] = {
+                "runs": self.runs, "errors": self.errors, "frames": self.frames,
+                "dropped_frames": self.dropped_frames, "load_errors": self.load_errors,
+                "batches_per_s": round((self.runs - runs0) / (now - t0), 3) if now > t0 else 0.0,
+            }
+            if self.last_error:
+                out["last_error"] = self.last_error
+        if lat.size:
+            p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+            out["latency_ms"] = {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+        else:
+            out["latency_ms"] = {"p50": None, "p95": None, "p99": None}
+        out["batch_size_mean"] = round(sum(batch) / len(batch), 3) if batch else None
+        if scores.size:
+            out["score_mean"] = round(float(scores.mean()), 4)
+            hist, _ = np.histogram(np.clip(scores, 0.0, 1.0), bins=HIST_BINS, range=(0.0, 1.0))
+            out["score_hist"] = [int(h) for h in hist]
+        else:
+            out["score_mean"] = None
+            out["score_hist"] = [0] * HIST_BINS
+        return out

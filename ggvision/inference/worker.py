@@ -1,0 +1,154 @@
+"""The vision pipeline of one model: batch → read frames from the rings → infer → one detections/1.0 message per
+frame; a sampled share of the frames also goes to the shadow model.
+
+Each VisionWorker owns one thread. The model it runs is looked up once per batch (`slot.serving()`), which is
+where a hot swap takes effect: between two batches, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..framebus import FrameDescriptor
+from .batcher import Batcher, Pending
+from .frames import RingReader
+from .shadow import ShadowRunner, scores_of
+from .swap import ModelSlot
+
+log = logging.getLogger("ggvision.inference")
+
+DETECTIONS = "ggvision/v1/detections/{camera}"
+SCHEMA = "detections/1.0"
+IDLE_WAIT_S = 0.25  # how often an idle worker looks for a staged model
+
+
+class BatchSettings:
+    """Live batch settings shared with the component (a configuration update changes them in place)."""
+
+    def __init__(self, max_size: int = 8, deadline_ms: float = 15.0) -> None:
+        self.max_size = max_size
+        self.deadline_s = deadline_ms / 1000
+
+
+def detections_message(desc: FrameDescriptor, manifest: Any, result: dict[str, Any], timings: dict[str, float],
+                       batch_size: int) -> dict[str, Any]:
+    """detections/1.0 for one frame; `result` is the model's per-frame part (detections | classes | outputs)."""
+    msg: dict[str, Any] = {
+        "schema": SCHEMA, "camera": desc.camera, "sequence": desc.sequence, "timestamp": desc.timestamp,
+        "frame": {"ring": desc.ring, "slot": desc.slot, "generation": desc.generation, "shape": list(desc.shape)},
+        "model": {"name": manifest.name, "version": manifest.version, "family": manifest.family},
+        "task": manifest.task,
+    }
+    if "detections" in result:
+        msg["detections"] = [{"label": str(d["label"]), "class_id": int(d["class_id"]),
+                              "score": round(float(d["score"]), 4),
+                              "box": [round(float(v), 1) for v in d["box"]]} for d in result["detections"]]
+    if "classes" in result:
+        msg["classes"] = [{"label": str(c["label"]), "class_id": int(c["class_id"]),
+                           "score": round(float(c["score"]), 4)} for c in result["classes"]]
+    if "outputs" in result:
+        msg["outputs"] = {k: (round(float(v), 4) if isinstance(v, float | np.floating) else v)
+                          for k, v in result["outputs"].items()}
+    msg["timings_ms"] = {k: round(float(v), 3) for k, v in timings.items()}
+    msg["batch_size"] = batch_size
+    return msg
+
+
+class VisionWorker:
+    def __init__(self, slot: ModelSlot, settings: BatchSettings, publish: Callable[[str, dict[str, Any]], Any],
+                 shadow: Callable[[], tuple[ShadowRunner, float] | None] = lambda: None) -> None:
+        self.slot = slot
+        self.settings = settings
+        self.batcher = Batcher()
+        self._publish = publish
+        self._shadow = shadow  # -> (runner, sample rate) when a shadow follows this model
+        self._rng = random.Random()
+        self._reader = RingReader(reuse=True)
+        self._stop = threading.Event()
+        self._last_error_log = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"inference-{slot.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, desc: FrameDescriptor) -> None:
+        if self.batcher.offer(desc.camera, desc) is not None:
+            self.slot.stats.add_dropped()
+
+    def forget(self, camera: str) -> None:
+        if self.batcher.forget(camera) is not None:
+            self.slot.stats.add_dropped()
+
+    def wake(self) -> None:
+        self.batcher.wake()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                model = self.slot.serving()
+                if model is None:
+                    self._stop.wait(IDLE_WAIT_S)  # pending frames wait (latest per camera) for the first model
+                    continue
+                size = self.settings.max_size
+                if model.max_batch is not None:
+                    size = min(size, model.max_batch)
+                batch = self.batcher.take(size, self.settings.deadline_s, timeout=IDLE_WAIT_S)
+                if batch:
+                    self._process(model, batch)
+        except Exception:
+            log.exception("model %s: worker stopped by an unexpected error", self.slot.name)
+        finally:
+            self._reader.close()
+
+    def _process(self, model: Any, batch: list[Pending]) -> None:
+        start = time.monotonic()
+        descs: list[FrameDescriptor] = []
+        frames: list[np.ndarray] = []
+        queue_ms: list[float] = []
+        for p in batch:
+            frame = self._reader.read(p.item)
+            if frame is None:  # overwritten in the ring before we got to it
+                self.slot.stats.add_dropped()
+                continue
+            descs.append(p.item)
+            frames.append(frame)
+            queue_ms.append((start - p.arrived) * 1000)
+        if not frames:
+            return
+        try:
+            results, timings = model.infer(frames)
+        except Exception as e:
+            self.slot.stats.record_error(f"{type(e).__name__}: {e}")
+            now = time.monotonic()
+            if now - self._last_error_log > 10:  # an error per batch would flood the log
+                self._last_error_log = now
+                log.error("model %s: inference failed on a batch of %d (%d errors so far): %s: %s", self.slot.name,
+                          len(frames), self.slot.stats.errors, type(e).__name__, e)
+            return
+        n = len(frames)
+        manifest = model.manifest
+        for desc, result, q in zip(descs, results, queue_ms, strict=True):
+            self._publish(DETECTIONS.format(camera=desc.camera), detections_message(
+                desc, manifest, result, {"queue": q, **timings}, n))
+        self.slot.stats.record_batch(n, float(timings.get("inference", 0.0)), scores_of(results))
+        shadow = self._shadow()
+        if shadow is not None:
+            runner, rate = shadow
+            picked = [i for i in range(n) if self._rng.random() < rate]
+            if picked:
+                # copies: the frame buffers are reused by the next batch
+                runner.submit([frames[i].copy() for i in picked], [results[i] for i in picked],
+                              float(timings.get("inference", 0.0)) / n)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.batcher.close()
+        if self._thread.is_alive():
+            self._thread.join(30)
