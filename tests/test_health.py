@@ -35,7 +35,7 @@ from ggvision.health.component import HealthComponent
 from ggvision.health.config import HealthConfig, parse_config, validate
 from ggvision.health.exporter import IOT_MAX_BYTES, METRICS, Collected, HealthCollector, encode_summary, summary
 from ggvision.health.gpu import NvmlGpuSource
-from ggvision.health.state import AppState
+from ggvision.health.state import AppState, Malformed, parse_inference
 from ggvision.health.watchdog import Watchdogs
 
 FAKE_INFERENCE = "com.ggvision.test.FakeInference"
@@ -374,6 +374,25 @@ def test_summary_over_128kb_is_trimmed_and_says_so() -> None:
     assert set(cams[990:]) <= set(out["cameras"])  # cameras without detections are kept first
     small = json.loads(encode_summary(summary(Collected(timestamp=0.0, uptime_s=0.0), "t", 60)))
     assert small["truncated"] is False and "omitted" not in small
+
+
+def test_a_shadow_model_is_kept_apart_from_its_primary() -> None:
+    """A shadow (A/B candidate) of the same model must not reset the primary's counters or set its error ratio."""
+    st = AppState()
+    primary = inference_msg(errors=0, runs=1000) | {"shadow": {"model": "yolox", "version": "4", "frames": 90,
+                                                              "matched_ratio": 0.97, "iou_mean": 0.88}}
+    st.on_message("ggvision/v1/metrics/inference", primary, now=0.0)
+    st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=9, runs=10) | {"role": "shadow"}, now=0.5)
+    st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=0, runs=2000), now=1.0)
+    doc = summary(Collected(timestamp=0.0, uptime_s=1.0, app=st.view(30, now=1.0)), "t", 60)
+    assert doc["inference"]["yolox"]["error_ratio"] == 0.0 and doc["inference"]["yolox"]["role"] == "primary"
+    assert doc["inference"]["yolox#shadow"]["error_ratio"] == 0.9
+    assert doc["inference_error_ratio"] == 0.0  # the gate's worst model counts models that serve
+    st.on_message("ggvision/v1/metrics/inference", primary, now=2.0)
+    doc = summary(Collected(timestamp=0.0, uptime_s=1.0, app=st.view(30, now=2.0)), "t", 60)
+    assert doc["inference"]["yolox"]["shadow"] == {"frames": 90, "matched_ratio": 0.97, "iou_mean": 0.88}
+    with pytest.raises(Malformed, match="role"):
+        parse_inference(inference_msg(0, 1) | {"role": "canary"})
 
 
 # -- watchdog rules (explicit clock) ------------------------------------------------------------------

@@ -237,10 +237,13 @@ def summary(c: Collected, thing: str, period_s: float) -> dict[str, Any]:
             models[model] = {"version": m.version, "provider": m.provider, "p50_ms": m.p50_ms, "p95_ms": m.p95_ms,
                              "p99_ms": m.p99_ms, "batches_per_s": m.batches_per_s, "load_ms": m.load_ms,
                              "errors_total": st.errors_total, "error_ratio": _r(st.error_ratio, 5),
-                             "score_mean": _r(m.score_mean, 4)}
+                             "score_mean": _r(m.score_mean, 4), "role": m.role}
+            if m.shadow:
+                models[model]["shadow"] = {k: _r(v, 4) for k, v in m.shadow.items()}
         doc["inference"] = models
-        ratios = [st.error_ratio for st in app.models.values()]
-        p95s = [st.metrics.p95_ms for st in app.models.values() if st.metrics.p95_ms is not None]
+        primaries = [st for st in app.models.values() if st.metrics.role == "primary"]  # shadows never serve
+        ratios = [st.error_ratio for st in primaries]
+        p95s = [st.metrics.p95_ms for st in primaries if st.metrics.p95_ms is not None]
         doc["inference_error_ratio"] = _r(max(ratios), 5) if ratios else None  # worst model
         doc["inference_p95_ms"] = max(p95s) if p95s else None
         cams = {cam: {"up": v.up, "input_fps": _r(v.input_fps, 2), "decoded_fps": _r(v.decoded_fps, 2),

@@ -63,6 +63,13 @@ class InferenceMetrics:
     errors: float | None  # cumulative since the inference process started
     runs: float | None
     score_mean: float | None
+    role: str = "primary"  # "shadow": an A/B candidate run on sampled frames, kept apart from the primary
+    shadow: dict[str, float] | None = None  # the primary's agreement with its shadow (IoU-matched detections)
+
+    @property
+    def key(self) -> str:
+        """Where Health keeps this model: a shadow of the same model must not look like its restart."""
+        return self.model if self.role == "primary" else f"{self.model}#{self.role}"
 
 
 def parse_inference(msg: Any) -> InferenceMetrics:
@@ -81,7 +88,25 @@ def parse_inference(msg: Any) -> InferenceMetrics:
         p50_ms=_num(lat, "p50"), p95_ms=_num(lat, "p95"), p99_ms=_num(lat, "p99"),
         batches_per_s=_num(msg, "batches_per_s"), load_ms=_num(msg, "load_ms"),
         errors=_num(msg, "errors"), runs=_num(msg, "runs"), score_mean=_num(msg, "score_mean", lo=-math.inf),
+        role=_role(msg), shadow=_agreement(msg.get("shadow")),
     )
+
+
+def _role(msg: dict[str, Any]) -> str:
+    role = msg.get("role", "primary")
+    if role not in ("primary", "shadow"):
+        raise Malformed(f"role: expected 'primary' or 'shadow', got {str(role)[:40]!r}")
+    return str(role)
+
+
+def _agreement(block: Any) -> dict[str, float] | None:
+    """The numeric agreement figures of a primary's `shadow` block (model/version strings are dropped)."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise Malformed("shadow: expected an object")
+    return {k: float(v) for k, v in block.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 @dataclass(frozen=True)
@@ -238,7 +263,7 @@ class AppState:
             self.any_detection = True
 
     def _on_inference(self, m: InferenceMetrics, now: float) -> None:
-        prev = self.models.get(m.model)
+        prev = self.models.get(m.key)
         st = ModelState(m, now)
         errors, runs = m.errors or 0.0, m.runs or 0.0
         if prev is None:
@@ -252,7 +277,7 @@ class AppState:
                 de, dr = errors - pe, runs - pr
             st.errors_total = prev.errors_total + de
             st.error_ratio = min(1.0, de / dr) if dr > 0 else (1.0 if de > 0 else 0.0)
-        self.models[m.model] = st
+        self.models[m.key] = st
 
     # -- the tick's view ---------------------------------------------------------------------
     def view(self, silent_s: float, now: float | None = None) -> AppView:
