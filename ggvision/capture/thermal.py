@@ -6,6 +6,8 @@ CO2 accuracy about ±(40 ppm + 5 %)). Scenarios:
   normal    room at ~21 °C, people (~30-34 °C) walking through, CO2 ~450-700 ppm
   heater    as normal plus a radiator at a steady 60-75 °C: hot but not a fire
   sunlight  a broad patch warming to 35-45 °C and drifting slowly with the sun
+  cooking   a pan on a stove heating to 150-230 °C over a few minutes, flat and steady (a disc, not a
+            flickering plume); the stove adds a few hundred ppm of CO2 and steam raises the humidity
   fire      a hotspot that grows and flickers, reaching several hundred °C, CO2 climbing past
             2,000 ppm, air warming and drying
 """
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 WIDTH, HEIGHT = 160, 120
-SCENARIOS = ("normal", "heater", "sunlight", "fire")
+SCENARIOS = ("normal", "heater", "sunlight", "cooking", "fire")
 LEPTON_FPS = 8.7
 SCD41_PERIOD_S = 5.0
 
@@ -54,6 +56,8 @@ class ThermalSimulator:
         self._room = (20.5 + 1.5 * (1 - yy / HEIGHT) + rng.normal(0, 0.15, (HEIGHT, WIDTH))).astype(np.float32)
         self._people = [(rng.uniform(0.02, 0.08), rng.uniform(0, 2 * math.pi), rng.uniform(30, 34)) for _ in range(2)]
         self._fire_xy = (rng.uniform(40, 120), rng.uniform(60, 100))
+        # Drawn last so the other scenarios keep their seeded values: pan centre, radius, top temperature.
+        self._pan = (rng.uniform(30, 130), rng.uniform(60, 100), rng.uniform(7, 13), rng.uniform(150, 230))
 
     def _blob(self, cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
         return np.exp(-(((self._xx - cx) / sx) ** 2 + ((self._yy - cy) / sy) ** 2) / 2).astype(np.float32)
@@ -71,6 +75,14 @@ class ThermalSimulator:
         elif self.scenario == "sunlight":
             cx = 80 + 40 * math.sin(t / 600)
             img += (14 + 6 * math.sin(t / 300)) * self._blob(cx, 95, 30, 12)
+        elif self.scenario == "cooking":
+            cx, cy, radius, top = self._pan
+            heat = 1 - math.exp(-t / 90)  # the pan warms up over a few minutes, then holds
+            pan_t = 21 + (top - 21) * heat * (1 + 0.02 * math.sin(t / 20))
+            dist = np.hypot(self._xx - cx, (self._yy - cy) * 1.6)  # seen at an angle: an ellipse
+            pan = np.clip(radius - dist, 0, 1)  # flat top, one-pixel edge
+            ring = np.exp(-(((dist - radius - 1.5) / 1.2) ** 2)) * (21 + 0.5 * (pan_t - 21))  # burner around it
+            img = np.maximum(img, np.maximum(21 + (pan_t - 21) * pan, ring))
         elif self.scenario == "fire":
             growth = min(1.0, t / 120)  # two minutes from ignition to a developed fire
             size = 2 + 14 * growth
@@ -87,6 +99,11 @@ class ThermalSimulator:
             temp, rh = 23.5, 38.0
         elif self.scenario == "sunlight":
             temp = 22.5 + 1.5 * math.sin(t / 600)
+        elif self.scenario == "cooking":
+            heat = 1 - math.exp(-t / 180)
+            co2 += 450 * heat  # a gas hob burning, people in the kitchen
+            temp += 1.5 * heat
+            rh += 10 * heat  # steam
         elif self.scenario == "fire":
             growth = min(1.0, t / 120)
             co2 += 2400 * growth**1.5
