@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .fleet.cli import app as fleet_app
 from .packaging.cli import app as packaging_app
 from .uplink.cli import app as uplink_app
 
@@ -22,6 +23,7 @@ app.add_typer(deployment_app, name="deployment")
 app.add_typer(component_app, name="component")
 app.add_typer(packaging_app)  # `ggvision build` and `ggvision publish`
 app.add_typer(uplink_app, name="uplink")  # `ggvision uplink status`
+app.add_typer(fleet_app, name="fleet")  # `ggvision fleet up|status`
 console = Console()
 
 DEFAULT_ROOT = Path(os.environ.get("GGVISION_ROOT", ".ggvision/root"))
@@ -47,6 +49,7 @@ def nucleus(
     spool_max_bytes: Annotated[int, _opt("bound of the offline QoS1 spool, bytes")] = 64 * 1024 * 1024,
     error_reset_time: Annotated[float, _opt("seconds after which a component's error count resets")] = 3600.0,
     settle: Annotated[float, _opt("seconds a changed component must stay healthy in a deployment")] = 3.0,
+    thing_groups: Annotated[str, _opt("comma-separated thing groups whose fleet deployments to follow")] = "",
     ipc_connect_timeout: Annotated[float, _opt("seconds an IPC client has to send CONNECT")] = 5.0,
     dashboard: Annotated[bool | None, _opt("live status view (default: when stdout is a terminal)")] = None,
 ) -> None:
@@ -75,6 +78,7 @@ def nucleus(
         root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
         iot_spool_max_bytes=spool_max_bytes, iot_endpoint=iot_endpoint, iot_pki=iot_pki,
         error_reset_time=error_reset_time, settle_s=settle,
+        thing_groups=tuple(g for g in thing_groups.split(",") if g),
         limits=ServerLimits(connect_timeout_s=ipc_connect_timeout),
     )
     try:

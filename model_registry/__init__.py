@@ -1,5 +1,6 @@
-"""Model registry: register ONNX models, store them, build com.ggvision.Model.<name> components.
+"""Model registry: register ONNX models (digest, IO spec, checked to load and run, lineage), store them in a
+folder or a versioned S3 bucket, list/show/diff them, build and publish com.ggvision.Model.<Name> components.
 
-Not implemented yet (see the model registry and rollout issue); the package exists so the
-layout of docs/architecture.md holds from the start.
+Library: ``Registry`` (registry.py), ``open_store`` (storage.py), ``build``/``publish`` (publish.py).
+CLI: ``python -m model_registry`` (cli.py). Docs: docs/model-registry.md.
 """

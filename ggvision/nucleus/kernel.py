@@ -51,6 +51,7 @@ class KernelOptions:
     iot_pki: Path | None = None
     error_reset_time: float = 3600.0
     settle_s: float = 3.0  # a changed component must stay healthy this long for a deployment to succeed
+    thing_groups: tuple[str, ...] = ()  # follow these groups' deployments from the local fleet (groupdeploy.py)
     console: bool = True
     limits: ServerLimits = field(default_factory=ServerLimits)
     platform: dict[str, str] = field(default_factory=current_platform)

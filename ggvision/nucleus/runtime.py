@@ -44,12 +44,20 @@ async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact
                 log.error("startup deployment failed: %s: %s", rec.detailed, rec.cause)
 
         reporter = loop.create_task(report())
+        follower = None
+        if options.thing_groups:
+            from .groupdeploy import GroupFollower
+
+            follower = GroupFollower(kernel, options.thing_groups)
+            await follower.start()
         if dashboard:
             from .dashboard import Dashboard
 
             await Dashboard(kernel).run(stop)
         await stop.wait()
         reporter.cancel()
+        if follower is not None:
+            await follower.stop()
         return 0
     finally:
         log.info("ggvision runtime stopping")

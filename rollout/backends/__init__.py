@@ -1,0 +1,1 @@
+"""Rollout backends: where deployments go and where health summaries come from (base.py: the interface)."""
