@@ -9,7 +9,7 @@ ROOT   ?= .ggvision/root
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto prometheus prometheus-alertmanager ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: run test lint bench deps build publish component-build clean distclean
+.PHONY: run test lint bench deps build publish component-build models clean distclean
 
 deps: $(STAMP)
 
@@ -52,9 +52,21 @@ publish: build
 component-build: $(STAMP)
 	$(BIN)/python components/$(COMPONENT)/build_component.py
 
-## bench: IPC throughput benchmarks (results go in docs/performance.md)
+## bench: every benchmark (figures go in docs/performance.md; several need ../shared's test data)
 bench: $(STAMP)
 	$(BIN)/python bench/ipc.py
+	$(BIN)/python bench/framebus.py
+	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/health_cost.py
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/bandwidth.py
+	$(BIN)/python bench/uplink.py
+
+## models: re-train the demo models into components/com.ggvision.Model.*/ (needs the train extra; ~8 + 4 min on 2 free cores)
+models: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[train]'
+	$(BIN)/python -m model_registry.demo.train_detector
+	$(BIN)/python -m model_registry.demo.train_fire_risk
 
 clean:
 	rm -rf .ggvision .pytest_cache .ruff_cache greengrass-build zip-build components/*/greengrass-build components/*/zip-build
