@@ -582,3 +582,24 @@ def test_credentials_from_secret_are_used_and_never_shown(
             assert password not in text and "Pa55%3Aw%40rd" not in text
     finally:
         server.kill()
+
+
+def test_local_segments_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
+    """Recording must not fill the disk: a camera keeps `retainS` of segments; others' files are left alone."""
+    import os
+
+    from ggvision.capture.config import CameraConfig
+    from ggvision.capture.recorder import prune_segments
+
+    now = 1_800_000_000.0
+    for name, age in (("door-old.ts", 7200), ("door-new.ts", 60), ("yard-old.ts", 7200), (".door-open.ts.tmp", 7200)):
+        (tmp_path / name).write_bytes(b"ts")
+        os.utime(tmp_path / name, (now - age, now - age))
+    assert prune_segments(tmp_path, "door", 3600, now=now) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".door-open.ts.tmp", "door-new.ts", "yard-old.ts"]
+    cfg = CameraConfig.from_dict("door", {"source": {"type": "synthetic"},
+                                          "record": {"enabled": True, "dir": str(tmp_path), "retainS": 600}})
+    assert cfg.record.retain_s == 600
+    with pytest.raises(ValueError, match="retainS"):
+        CameraConfig.from_dict("door", {"source": {"type": "synthetic"}, "record": {
+            "enabled": True, "dir": str(tmp_path), "segmentSeconds": 10, "retainS": 5}})

@@ -298,3 +298,28 @@ def test_recipe_grants_only_the_uplink_topics() -> None:
         assert is_authorized(acl, "PublishToIoTCore", f"ggvision/{THING}/{kind}")
     assert not is_authorized(acl, "PublishToIoTCore", f"ggvision/{THING}/metrics")
     assert not is_authorized(acl, "SubscribeToIoTCore", f"ggvision/{THING}/results")
+
+
+def test_archive_writes_message_batches_into_the_directory_bucket(tmp_path: Path) -> None:
+    """Locally (no AWS) results and events land in the bucket as JSON, as the cloud's IoT rule would archive them."""
+    from harness import wait_until
+
+    from ggvision.uplink.engine import run_engine
+
+    cfg = parse_config({"site": "s1", "archive": {"enabled": True}, "iot": {"enabled": False}})
+    assert cfg.message_lanes == ("archive",)
+    s3 = parse_config({"archive": {"enabled": True}, "sink": {"type": "s3", "bucket": "site-media", "region": "x"}})
+    assert s3.message_lanes == ("iot",)  # with S3, the cloud's IoT rule archives
+    engine = run_engine(tmp_path / "q", cfg, tmp_path, THING)
+    try:
+        engine.queue.put_many([parse_put({**put_msg(i, "results"), "destination": "iot",
+                                          "topic": "ggvision/{thing}/results", "payload": {"n": i}}, THING, 130000)
+                               for i in range(5)])
+        files = wait_until(lambda: list((tmp_path / "bucket" / "s1" / THING / "door").rglob("results-*.json")), 10,
+                           what="the archived batch")
+    finally:
+        engine.stop()
+        engine.queue.close()
+    docs = [json.loads(f.read_bytes()) for f in files]
+    assert [x["payload"]["n"] for d in docs for x in d["items"]] == list(range(5))
+    assert all(d["schema"] == "uplink-batch/1.0" and d["topic"] == f"ggvision/{THING}/results" for d in docs)

@@ -78,6 +78,7 @@ class RecordConfig:
     enabled: bool = False
     segment_seconds: float = 10.0
     dir: str | None = None
+    retain_s: float = 3600.0  # local segments older than this are deleted (the Uplink keeps what it queued)
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,14 @@ def _parse_record(parent: _Reader, source: SourceConfig) -> RecordConfig:
     r = _Reader(f"{parent.path}.record", parent.d["record"])
     enabled = r.boolean("enabled", False)
     seconds = r.number("segmentSeconds", 10.0, lo=1.0, hi=3600)
+    retain = r.number("retainS", 3600.0, lo=seconds, hi=30 * 86400)
     out_dir = r.string("dir")
     r.finish()
     if enabled and out_dir is None:
         raise r.error("dir", "is required when recording is enabled")
     if enabled and source.kind == "images":
         raise r.error("enabled", "an images source has no video stream to record")
-    return RecordConfig(enabled=enabled, segment_seconds=seconds, dir=out_dir)
+    return RecordConfig(enabled=enabled, segment_seconds=seconds, dir=out_dir, retain_s=retain)
 
 
 def _parse_source(path: str, d: Any) -> SourceConfig:

@@ -8,6 +8,8 @@
   repeat them in-band and converts AVCC (mp4/avi/mkv) to Annex B itself.
 - Written as `.<name>.tmp` in `out_dir`, hashed while written, fsync'd, renamed atomically into place,
   the directory fsync'd, and only then announced with `on_segment`.
+- Local retention: after each new segment, this camera's segments older than `retain_s` are deleted
+  (the Uplink keeps its own hard link or copy of what it queued, so this never loses an upload).
 - Times: stream seconds + `time_offset` (the worker passes the offset that maps the stream clock to
   epoch seconds). Segment i ends exactly where segment i+1 starts (at the cut keyframe's time); the
   last segment of a connection ends at its last frame's time plus one frame duration.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -82,8 +85,10 @@ class SegmentRecorder:
         template_stream: av.stream.Stream,
         on_segment: Callable[[SegmentInfo], None],
         time_offset: float = 0.0,
+        retain_s: float | None = None,
     ) -> None:
         self.camera = camera
+        self.retain_s = retain_s
         self.out_dir = Path(out_dir)
         self.segment_seconds = segment_seconds
         self.template = template_stream
@@ -188,6 +193,8 @@ class SegmentRecorder:
             sha256=writer.sha.hexdigest(),
         )
         self.on_segment(info)
+        if self.retain_s is not None:
+            prune_segments(self.out_dir, self.camera, self.retain_s)
 
     def close(self, end: float | None = None) -> None:
         """Finish the open segment, if any, at stream time `end` (default: the end of its last frame)."""
@@ -205,6 +212,22 @@ class SegmentRecorder:
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
         self._out = self._file = self._writer = self._tmp = None
+
+
+def prune_segments(out_dir: Path, camera: str, retain_s: float, now: float | None = None) -> int:
+    """Delete `camera`'s finished segments in `out_dir` last written more than `retain_s` ago; returns how many."""
+    cutoff = (time.time() if now is None else now) - retain_s
+    removed = 0
+    for seg in out_dir.glob(f"{camera}-*.ts"):  # finished ones only: temp files start with a dot
+        try:
+            if seg.stat().st_mtime < cutoff:
+                seg.unlink()
+                removed += 1
+        except FileNotFoundError:  # removed meanwhile (e.g. by an operator)
+            continue
+        except OSError as e:
+            log.warning("camera %s: cannot delete old segment %s: %s", camera, seg.name, e)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -481,6 +481,7 @@ class CameraWorker(threading.Thread):
                 template,
                 self._segment_done,
                 time_offset,  # type: ignore[arg-type]
+                retain_s=rec.retain_s,
             )
         except OSError as e:  # e.g. the recording volume is not mounted yet: frames keep flowing
             self._record_error(f"cannot record into {rec.dir}: {e}")

@@ -56,7 +56,7 @@ class UplinkComponent:
         self._intake_thread = threading.Thread(target=self._intake_loop, name="uplink-intake", daemon=True)
 
     def _message_sinks(self, cfg: UplinkConfig) -> dict[str, MessageSink]:
-        sinks = stream_sinks(cfg)
+        sinks = stream_sinks(cfg, self.work, self.thing)
         if cfg.iot_enabled:
             sinks["iot"] = IotSink(self.app.client)
         return sinks
@@ -72,8 +72,8 @@ class UplinkComponent:
         objects = object_sink(cfg, self.work) if cfg.sink != old.sink or \
             (cfg.multipart_threshold_bytes, cfg.multipart_part_bytes) != \
             (old.multipart_threshold_bytes, old.multipart_part_bytes) else None
-        messages = self._message_sinks(cfg) if (cfg.sqs, cfg.kinesis, cfg.iot_enabled) != \
-            (old.sqs, old.kinesis, old.iot_enabled) else None
+        messages = self._message_sinks(cfg) if (cfg.sqs, cfg.kinesis, cfg.iot_enabled, cfg.archive, cfg.sink) != \
+            (old.sqs, old.kinesis, old.iot_enabled, old.archive, old.sink) else None
         self.engine.configure(cfg, objects, messages)
         log.info("configuration applied (sink %s, cap %g kbit/s, quota %d bytes)", cfg.sink.type,
                  cfg.bandwidth_kbps, cfg.quota_bytes)

@@ -75,6 +75,9 @@ class UplinkConfig:
     iot_max_batch_bytes: int = IOT_MAX_BYTES
     sqs: StreamConfig = field(default_factory=StreamConfig)
     kinesis: StreamConfig = field(default_factory=StreamConfig)
+    # Message batches also written as JSON objects into the directory bucket: the local stand-in for the
+    # IoT rule that archives results and events to S3 in the cloud (deploy/cloudformation/routing.yaml).
+    archive: bool = False
     bandwidth_kbps: float = 0.0  # 0: no cap
     camera_bandwidth_kbps: tuple[tuple[str, float], ...] = ()
     default_camera_bandwidth_kbps: float = 0.0
@@ -93,10 +96,10 @@ class UplinkConfig:
     @property
     def message_lanes(self) -> tuple[str, ...]:
         return tuple(n for n, on in (("iot", self.iot_enabled), ("sqs", self.sqs.enabled),
-                                     ("kinesis", self.kinesis.enabled)) if on)
+                                     ("kinesis", self.kinesis.enabled), ("archive", self.archive)) if on)
 
 
-KNOWN = {"site", "sink", "iot", "sqs", "kinesis", "bandwidthKbps", "cameraBandwidthKbps",
+KNOWN = {"site", "sink", "iot", "sqs", "kinesis", "archive", "bandwidthKbps", "cameraBandwidthKbps",
          "defaultCameraBandwidthKbps", "quotaBytes", "retentionDays", "multipartThresholdBytes",
          "multipartPartBytes", "metricsPeriodS", "backoffMaxS", "queuePath", "accessControl"}
 
@@ -156,8 +159,11 @@ def parse_config(cfg: dict[str, Any]) -> UplinkConfig:
     queue_path = cfg.get("queuePath", "queue")
     if not isinstance(queue_path, str) or not queue_path:
         raise ValueError(f"queuePath: expected a path, got {queue_path!r}")
+    sink = _sink(cfg)
+    # Only a directory bucket gets the archive; with S3 an IoT rule archives messages in the cloud.
+    archive = _bool(_obj(cfg, "archive", {"enabled"}), "enabled", False) and sink.type == "directory"
     return UplinkConfig(
-        site=site, sink=_sink(cfg), iot_enabled=_bool(iot, "enabled", True),
+        site=site, sink=sink, archive=archive, iot_enabled=_bool(iot, "enabled", True),
         iot_max_batch_bytes=_int({"iot.maxBatchBytes": iot.get("maxBatchBytes", IOT_MAX_BYTES)}, "iot.maxBatchBytes",
                                  IOT_MAX_BYTES, 1024, IOT_MAX_BYTES),
         sqs=_stream(cfg, "sqs", "queueUrl"), kinesis=_stream(cfg, "kinesis", "streamName"),

@@ -26,7 +26,7 @@ def object_metadata(item: Item) -> dict[str, str]:
     return meta
 
 
-def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -61,10 +61,10 @@ class DirectorySink:
                 if h.hexdigest() != item.sha256:  # changed under us since it was verified: never publish it
                     raise ItemError(f"payload changed while copying: sha256 {h.hexdigest()} != {item.sha256}")
 
-            _write_atomic(dest, copy)
+            write_atomic(dest, copy)
             meta = {"key": key, "size": item.size, "content_type": item.content_type,
                     "metadata": object_metadata(item), "producer_metadata": item.metadata}
-            _write_atomic(dest.with_name(dest.name + ".metadata.json"),
+            write_atomic(dest.with_name(dest.name + ".metadata.json"),
                           lambda f: f.write(json.dumps(meta, indent=1).encode()))
             fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:

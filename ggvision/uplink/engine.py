@@ -23,7 +23,7 @@ from .config import UplinkConfig, parse_config
 from .dirsink import DirectorySink
 from .errors import ItemError, Preempted, TransientError
 from .messages import object_key
-from .msgsinks import Batch, KinesisSink, SqsSink, build_batches
+from .msgsinks import ArchiveSink, Batch, KinesisSink, SqsSink, build_batches
 from .queue import Eviction, Item, UplinkQueue
 from .s3sink import S3Sink
 from .throttle import Throttle
@@ -66,8 +66,10 @@ def object_sink(cfg: UplinkConfig, work: Path) -> ObjectSink:
     return DirectorySink(work / cfg.sink.path)
 
 
-def stream_sinks(cfg: UplinkConfig) -> dict[str, MessageSink]:
+def stream_sinks(cfg: UplinkConfig, work: Path, thing: str) -> dict[str, MessageSink]:
     out: dict[str, MessageSink] = {}
+    if cfg.archive:
+        out["archive"] = ArchiveSink(work / cfg.sink.path, cfg.site, thing)
     if cfg.sqs.enabled:
         out["sqs"] = SqsSink(cfg.sqs.target, cfg.sqs.region, cfg.sqs.endpoint_url)
     if cfg.kinesis.enabled:
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_engine(queue_dir: Path, cfg: UplinkConfig, work: Path, thing: str,
                messages: dict[str, MessageSink] | None = None) -> Engine:
     queue = UplinkQueue(queue_dir, ("object", *cfg.message_lanes), cfg.quota_bytes, cfg.retention_s)
-    engine = Engine(queue, cfg, thing, object_sink(cfg, work), {**stream_sinks(cfg), **(messages or {})})
+    engine = Engine(queue, cfg, thing, object_sink(cfg, work), {**stream_sinks(cfg, work, thing), **(messages or {})})
     engine.start()
     return engine
 

@@ -1,4 +1,5 @@
-"""Messages (results, events, Uplink's own status) to IoT Core, and optionally to SQS / Kinesis Data Streams.
+"""Messages (results, events, Uplink's own status) to IoT Core, and optionally to SQS / Kinesis Data Streams
+and (locally) an archive of JSON objects in the directory bucket.
 
 Batching: consecutive queued messages with the same topic and camera travel as one `uplink-batch/1.0`
 message of at most 128 KB (IoT Core's limit); each entry keeps its producer id, so a consumer can drop the
@@ -14,11 +15,15 @@ error or no answer within the timeout leaves it in our queue for the next attemp
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .dirsink import write_atomic
 from .errors import ItemError, TransientError
 from .queue import Item
 
@@ -81,6 +86,31 @@ class IotSink:
             raise ItemError(f"PublishToIoTCore {batch.topic} refused: {e}") from e
         except Exception as e:  # ServiceError (spool full, bridge down), timeout, IPC connection lost
             raise TransientError(f"PublishToIoTCore {batch.topic}: {type(e).__name__}: {e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+class ArchiveSink:
+    """Writes each batch as a JSON object into the directory bucket, next to the camera's snapshots and clips:
+    {site}/{thing}/{camera}/YYYY/MM/DD/HH/{topic leaf}-{first item time ms}-{body sha256[:12]}.json."""
+
+    name = "archive"
+
+    def __init__(self, root: Path, site: str, thing: str) -> None:
+        self.root, self.site, self.thing = root, site, thing
+
+    def send(self, batch: Batch, body: bytes) -> None:
+        first = batch.items[0]
+        stamp = time.strftime("%Y/%m/%d/%H", time.gmtime(first.start))
+        digest = hashlib.sha256(body).hexdigest()[:12]
+        name = f"{batch.topic.rsplit('/', 1)[-1]}-{int(first.start * 1000)}-{digest}.json"
+        path = self.root / self.site / self.thing / (batch.camera or "_") / stamp / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, lambda out: out.write(body))  # same name for a re-sent batch: idempotent
+        except OSError as e:
+            raise TransientError(f"archive: cannot write {path}: {e}") from e
 
     def close(self) -> None:
         pass
