@@ -19,7 +19,7 @@ app = typer.Typer(help="ggvision model registry: register ONNX models, list/show
 console = Console()
 err = Console(stderr=True)
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="folder or s3://bucket[/prefix] "
+StoreOpt = Annotated[str | None, typer.Option("--store", help="folder or s3://bucket/prefix (optional prefix) "
                                               "(GGVISION_MODEL_STORE; default .ggvision/models)")]
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint (e.g. a local S3 server)")]
 

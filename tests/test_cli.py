@@ -31,3 +31,38 @@ def test_malformed_secrets_file_is_refused_without_leaking_values(tmp_path: Path
     assert r.returncode == 2
     out = r.stdout + r.stderr
     assert "secrets[0]" in out and "hunter2" not in out and "Traceback" not in out
+
+
+def _commands(app: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import typer.main
+
+    group = typer.main.get_command(app)  # type: ignore[arg-type]
+    out: list[tuple[str, ...]] = []
+
+    def walk(cmd: object, path: tuple[str, ...]) -> None:
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            out.append(path)
+            return
+        for name, sub in subs.items():
+            walk(sub, (*path, name))
+
+    walk(group, prefix)
+    return out
+
+
+def test_every_command_of_every_cli_has_working_help() -> None:
+    """A help text is the first thing a user runs; rich markup in it (e.g. `[/prefix]`) must not crash it."""
+    from typer.testing import CliRunner
+
+    from ggvision.cli import app as ggvision_app
+    from model_registry.cli import app as models_app
+    from rollout.cli import app as rollout_app
+
+    runner = CliRunner()
+    for app in (ggvision_app, models_app, rollout_app):
+        commands = _commands(app)
+        assert len(commands) >= 2
+        for path in commands:
+            r = runner.invoke(app, [*path, "--help"])
+            assert r.exit_code == 0, f"{' '.join(path)} --help: {r.output[-300:]}"

@@ -334,7 +334,7 @@ def _sql(rule: dict[str, Any]) -> str:
 
 def test_rules_route_results_events_and_alerts(routing: dict[str, Any]) -> None:
     rules = {r["Properties"]["RuleName"]: r for r in resources(routing, "AWS::IoT::TopicRule").values()}
-    assert set(rules) == {"ggvision_results", "ggvision_events", "ggvision_alerts"}
+    assert set(rules) == {"ggvision_results", "ggvision_events", "ggvision_alerts", "ggvision_metrics"}
 
     def kinds(rule: dict[str, Any]) -> set[str]:
         return {k for action in rule["Properties"]["TopicRulePayload"]["Actions"] for k in action}
@@ -344,7 +344,14 @@ def test_rules_route_results_events_and_alerts(routing: dict[str, Any]) -> None:
     assert "FROM 'ggvision/+/events'" in _sql(rules["ggvision_events"])
     assert kinds(rules["ggvision_events"]) == {"DynamoDBv2", "S3", "Sqs"}
     assert "expires_at" in _sql(rules["ggvision_events"])
-    assert _sql(rules["ggvision_alerts"]).endswith("FROM 'ggvision/+/events' WHERE alert = true")
+    assert _sql(rules["ggvision_alerts"]).endswith(
+        "FROM 'ggvision/+/events' WHERE schema = 'alert/1.0' OR schema = 'uplink-batch/1.0'")
+    # the rollout's AWS backend reads the health summaries where this rule puts them
+    from rollout.backends.aws import METRICS_PREFIX
+
+    metrics_key = rules["ggvision_metrics"]["Properties"]["TopicRulePayload"]["Actions"][0]["S3"]["Key"]
+    assert "FROM 'ggvision/+/metrics'" in _sql(rules["ggvision_metrics"])
+    assert metrics_key.startswith(METRICS_PREFIX + "${topic(2)}/")
     assert kinds(rules["ggvision_alerts"]) == {"Sqs"}
     for name, rule in rules.items():
         payload = rule["Properties"]["TopicRulePayload"]

@@ -58,7 +58,7 @@ def test_dependent_component_runs_inside_the_runtime_venv(installed: Runtime) ->
     assert out["versions"]["numpy"] == pins["numpy"]
     assert out["versions"]["onnxruntime"] == "1.23.2" and "CPUExecutionProvider" in out["providers"]
     assert out["config"]["marker"] == "from-recipe"  # IPC works from inside the venv
-    assert rt.state(USER) == "FINISHED"
+    wait_until(lambda: rt.state(USER) == "FINISHED", 30, what="the probe's exit")  # it writes, then exits
 
 
 def test_install_is_idempotent_and_fast(installed: Runtime) -> None:

@@ -89,7 +89,7 @@ class SegmentRecorder:
     ) -> None:
         self.camera = camera
         self.retain_s = retain_s
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).absolute()  # announced paths are absolute; a relative dir is the work dir's
         self.segment_seconds = segment_seconds
         self.template = template_stream
         self.on_segment = on_segment

@@ -27,6 +27,7 @@ H264_ENCODERS = ("libx264", "libopenh264")  # software encoders a PyAV wheel may
 LIGHT_PERIOD_S = 20.0
 LIGHT_DEPTH = 0.35
 NOISE_SIGMA = 4.0
+BITRATE = 3_000_000  # bit/s of a synthetic camera's H.264 stream
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,8 @@ class H264Encoder:
         ctx.gop_size = max(1, round(fps * gop_s))
         ctx.max_b_frames = 0
         ctx.thread_count = 1
+        # A real camera's rate (2-5 Mbit/s): unbounded quality would spend ~10 Mbit/s on the simulated noise.
+        ctx.bit_rate = BITRATE
         if name == "libx264":
             ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
         self.ctx = ctx
