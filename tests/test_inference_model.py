@@ -305,3 +305,15 @@ def test_trt_cache_is_per_model_digest(tmp_path, monkeypatch):
     d = tiny(tmp_path)
     load_model(d, trt_cache_dir=tmp_path / "trt")
     assert seen == [tmp_path / "trt" / f"test-yolox-{load_manifest(d).sha256[:16]}"]
+
+
+def test_idle_intra_op_threads_sleep_unless_asked_to_spin(monkeypatch):
+    """Spinning ORT threads burn the cores Capture/Filter need on a shared edge box (bench/inference.py)."""
+    g = constant_model([-1, 3, 8, 8], {"y": np.arange(4, dtype=np.float32)}).SerializeToString()
+    key = "session.intra_op.allow_spinning"
+    s = create_session(g, choose_providers("cpu"), threads=2)
+    assert s.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv("GGVISION_ORT_SPIN", "1")
+    s = create_session(g, choose_providers("cpu"), threads=2)
+    with pytest.raises(Exception):  # noqa: B017 - ORT raises its own type for a key never set: spinning stays on
+        s.get_session_options().get_session_config_entry(key)

@@ -10,6 +10,7 @@ list that supports it; provider_in_use reports the first one the session actuall
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,10 @@ def create_session(model_bytes: bytes, providers: ProviderList, threads: int | N
     so.intra_op_num_threads = max(1, int(threads)) if threads else physical_cores()
     so.inter_op_num_threads = 1  # sequential execution: one graph thread
     so.log_severity_level = 3  # errors only; warnings about unused initialisers etc. are noise here
+    if os.environ.get("GGVISION_ORT_SPIN", "0") != "1":
+        # Idle intra-op threads sleep instead of spinning: on an edge box the cores they would burn between
+        # runs are the ones Capture, Filter and the runtime need (measured in bench/inference.py).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for p in providers:
         if isinstance(p, tuple) and p[0] == TENSORRT:
             cache = p[1].get("trt_engine_cache_path")
