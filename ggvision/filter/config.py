@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..component.settings import number as _number
+from ..component.settings import validator
 
 POLICIES = ("continuous", "events", "metadata")
 CLIPS_FOR = ("all", "alerts", "none")
@@ -352,9 +353,4 @@ def parse_config(cfg: Mapping[str, Any]) -> FilterConfig:
     return FilterConfig(work_dir, _number(dict(cfg), "metricsPeriodS", 5, 0.5, 3600), cameras)
 
 
-def validate(cfg: dict[str, Any]) -> str | None:
-    try:
-        parse_config(cfg)
-    except ValueError as e:
-        return str(e)
-    return None
+validate = validator(parse_config)  # for ComponentApp: the reason a configuration is refused, or None

@@ -6,25 +6,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from ..component.settings import boolean as _bool
 from ..component.settings import number as _number
+from ..component.settings import validator
+from ..component.settings import whole_number as _int
 
 DEFAULT_INFERENCE = "com.ggvision.Inference"
-
-
-def _int(cfg: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    v = _number(cfg, key, default, lo, hi)
-    if v != int(v):
-        raise ValueError(f"{key}: expected a whole number, got {v!r}")
-    return int(v)
-
-
-def _bool(cfg: dict[str, Any], key: str, default: bool) -> bool:
-    v = cfg.get(key, default)
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if not isinstance(v, bool):
-        raise ValueError(f"{key}: expected true or false, got {v!r}")
-    return v
 
 
 def parse_endpoint(text: Any, where: str) -> tuple[str, int]:
@@ -108,9 +95,4 @@ def parse_config(cfg: dict[str, Any]) -> HealthConfig:
     )
 
 
-def validate(cfg: dict[str, Any]) -> str | None:
-    try:
-        parse_config(cfg)
-    except ValueError as e:
-        return str(e)
-    return None
+validate = validator(parse_config)  # for ComponentApp: the reason a configuration is refused, or None

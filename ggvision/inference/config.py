@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..component.settings import number
+from ..component.settings import number, validator
 from ..ipc.topics import valid_topic_filter
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
@@ -213,9 +213,4 @@ def parse_config(cfg: dict[str, Any]) -> InferenceConfig:
     return InferenceConfig(models, shadow, int(max_size), deadline_ms, provider, threads, trt, tuple(topics), period)
 
 
-def validate(cfg: dict[str, Any]) -> str | None:
-    try:
-        parse_config(cfg)
-    except ValueError as e:
-        return str(e)
-    return None
+validate = validator(parse_config)  # for ComponentApp: the reason a configuration is refused, or None

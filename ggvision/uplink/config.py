@@ -6,27 +6,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..component.settings import boolean as _bool
 from ..component.settings import number as _number
+from ..component.settings import validator
+from ..component.settings import whole_number as _int
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one S3 key / path component
 MIN_PART_BYTES = 5 << 20  # S3's minimum multipart part size (all parts but the last)
 IOT_MAX_BYTES = 131072  # IoT Core's message size limit
-
-
-def _int(cfg: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    v = _number(cfg, key, default, lo, hi)
-    if v != int(v):
-        raise ValueError(f"{key}: expected a whole number, got {v!r}")
-    return int(v)
-
-
-def _bool(cfg: dict[str, Any], key: str, default: bool) -> bool:
-    v = cfg.get(key, default)
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if not isinstance(v, bool):
-        raise ValueError(f"{key}: expected true or false, got {v!r}")
-    return v
 
 
 def _str(cfg: dict[str, Any], key: str, default: str | None = None, where: str = "") -> str:
@@ -176,9 +163,4 @@ def parse_config(cfg: dict[str, Any]) -> UplinkConfig:
         backoff_max_s=_number(cfg, "backoffMaxS", 60, 0.1, 3600), queue_path=queue_path)
 
 
-def validate(cfg: dict[str, Any]) -> str | None:
-    try:
-        parse_config(cfg)
-    except ValueError as e:
-        return str(e)
-    return None
+validate = validator(parse_config)  # for ComponentApp: the reason a configuration is refused, or None
