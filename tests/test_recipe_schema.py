@@ -33,8 +33,13 @@ RECIPE_GLOBS = (
 )
 
 
+BUILD_OUTPUTS = {"greengrass-build", "zip-build"}  # built copies (git-ignored): checked by test_packaging instead
+
+
 def repo_recipe_files() -> list[Path]:
-    found = {p for pattern in RECIPE_GLOBS for p in REPO.glob(pattern) if p.is_file()}
+    """The source recipes; the same set on a fresh clone and after a build."""
+    found = {p for pattern in RECIPE_GLOBS for p in REPO.glob(pattern)
+             if p.is_file() and not BUILD_OUTPUTS & set(p.relative_to(REPO).parts)}
     return sorted(found)
 
 
