@@ -426,3 +426,20 @@ def test_a_long_event_uploads_a_snapshot_after_snapshot_after_s_and_zone_changes
     end = cloud(at_end)
     assert [e["kind"] for e in end] == ["end"] and len(puts(at_end, "clips")) == 1  # a better picture since
     assert [(z["zone"], z["action"]) for z in end[0]["zone_events"]] == [("left", "enter"), ("left", "leave")]
+
+
+def test_the_recipe_default_budget_lets_an_alert_clip_of_a_real_camera_go() -> None:
+    """A 10 s segment of a 3 Mbit/s camera (3.75 MB) must fit the default budget's bucket, or no clip ever leaves."""
+    import yaml
+
+    from ggvision.filter.config import parse_config
+    from ggvision.filter.policy import Budget
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "components" / "com.ggvision.Filter" /
+                             "recipe.yaml").read_text())
+    cam = parse_config(recipe["ComponentConfiguration"]["DefaultConfiguration"]).cameras["synthetic-1"]
+    assert cam.budget_kbps > 0
+    budget = Budget(cam.budget_kbps, cam.burst_s)
+    assert budget.admit("clip", 3_750_000, now=0.0)
+    # continuous video only spends the bucket down to its reserve, then waits for the rate
+    assert sum(budget.admit("video", 3_750_000, now=1.0) for _ in range(10)) == 1

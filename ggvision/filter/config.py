@@ -185,7 +185,7 @@ class CameraConfig:
     policy: str = "events"
     clips_for: str = "alerts"
     budget_kbps: float = 0.0  # 0: no budget
-    burst_s: float = 60.0
+    burst_s: float = 600.0  # deep enough for a few 10 s clips of a 3 Mbit/s camera at the default budget
     min_score: float = 0.3
     classes: Mapping[str, ClassRule] = field(default_factory=dict)  # empty: every class
     zones: Mapping[str, Polygon] = field(default_factory=dict)
@@ -301,7 +301,7 @@ def parse_camera(camera: str, d: Mapping[str, Any]) -> CameraConfig:
         policy=_choice(d, w, "policy", "events", POLICIES),
         clips_for=_choice(d, w, "clipsFor", "alerts", CLIPS_FOR),
         budget_kbps=_num(d, w, "budgetKbps", 0, 0, 1e6),
-        burst_s=_num(d, w, "burstS", 60, 1, 3600),
+        burst_s=_num(d, w, "burstS", 600, 1, 3600),
         min_score=min_score,
         classes=classes,
         zones=zones,

@@ -94,8 +94,9 @@ class Dashboard:
             m = self.capture.get(cam, {})
             if not isinstance(m, dict):
                 continue
-            status = str(m.get("status", "?"))
-            style = "green" if status == "connected" else "yellow" if status in ("starting", "reconnecting") else "red"
+            status = str(m.get("status", "–"))  # sensors have detections but no capture camera entry
+            style = ("green" if status == "connected" else "yellow" if status in ("starting", "reconnecting")
+                     else "dim" if status == "–" else "red")
             reason = f" {m['reason']}" if m.get("reason") and status != "connected" else ""
 
             labels = self.labels.get(cam, Counter())
