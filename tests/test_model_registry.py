@@ -8,7 +8,6 @@ the Stubber validates every request against the service model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,17 +167,6 @@ def test_cli_register_list_show_diff_build(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- S3 (moto server over HTTP)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 from botocore.stub import Stubber
 from rich.console import Console
 from rollout_records import series, summary
@@ -165,17 +163,6 @@ def test_failed_device_deployment_rolls_back(tmp_path: Path) -> None:
     assert not run(f, tmp_path, "1.3.0")
     r = StateFile(tmp_path / "state.json").rollouts()[-1]
     assert r["reason"] == "deployment failed on a: FAILED com.ggvision.Inference went BROKEN"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_s3_metrics_source_reads_the_rule_archive(moto_url: str) -> None:
