@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from harness import REPO
+from harness import dev_recipe, write_recipe
 
 NAME = "com.ggvision.test.CaptureDev"
 
 
 def capture_dev_recipe(out_dir: Path, cameras: dict[str, Any] | None = None, **config: Any) -> Path:
     """Same recipe and code as com.ggvision.Capture; only the name, Run (no Runtime venv) and cameras differ."""
-    doc = yaml.safe_load((REPO / "components" / "com.ggvision.Capture" / "recipe.yaml").read_text())
-    doc["ComponentName"] = NAME
-    doc.pop("ComponentDependencies")
+    doc = dev_recipe("com.ggvision.Capture", NAME)
     default = doc["ComponentConfiguration"]["DefaultConfiguration"]
     if cameras is not None:
         default["cameras"] = cameras
@@ -25,8 +21,4 @@ def capture_dev_recipe(out_dir: Path, cameras: dict[str, Any] | None = None, **c
     acl["aws.greengrass.SecretManager"] = {"test:secrets:1": {
         "operations": ["aws.greengrass#GetSecretValue"],
         "resources": ["arn:aws:secretsmanager:us-east-1:000000000000:secret:camera-1"]}}
-    doc["Manifests"][0]["Lifecycle"]["Run"] = "python3 -u -m ggvision.capture"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{NAME}.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_recipe(doc, out_dir)

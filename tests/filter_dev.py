@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from harness import REPO
+from harness import dev_recipe, write_recipe
 
 NAME = "com.ggvision.test.FilterDev"
 
@@ -15,15 +13,9 @@ NAME = "com.ggvision.test.FilterDev"
 def filter_dev_recipe(out_dir: Path, cameras: dict[str, Any] | None = None, **config: Any) -> Path:
     """Same recipe and code as com.ggvision.Filter; only the name, Run (no Runtime venv) and the configuration
     given differ."""
-    doc = yaml.safe_load((REPO / "components" / "com.ggvision.Filter" / "recipe.yaml").read_text())
-    doc["ComponentName"] = NAME
-    doc.pop("ComponentDependencies")
+    doc = dev_recipe("com.ggvision.Filter", NAME)
     default = doc["ComponentConfiguration"]["DefaultConfiguration"]
     if cameras is not None:
         default["cameras"] = cameras
     default.update(config)
-    doc["Manifests"][0]["Lifecycle"]["Run"] = "python3 -u -m ggvision.filter"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{NAME}.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_recipe(doc, out_dir)

@@ -29,6 +29,25 @@ AGENT_SCRIPT = COMPONENTS / "agent" / "agent.py"
 TEST_SECRET = "s3cr3t-Value-do-not-log"
 
 
+def dev_recipe(product: str, name: str) -> dict[str, Any]:
+    """A product component's recipe adapted to run from this checkout under the test runtime: renamed, without
+    its Runtime dependency, and Run using the development venv's python3 instead of the Runtime's venv. Same
+    code, configuration and access control as the product (tests then change only what they say)."""
+    doc = yaml.safe_load((REPO / "components" / product / "recipe.yaml").read_text())
+    doc["ComponentName"] = name
+    doc.pop("ComponentDependencies")
+    lifecycle = doc["Manifests"][0]["Lifecycle"]
+    lifecycle["Run"] = lifecycle["Run"].replace("{com.ggvision.Runtime:work:path}/venv/bin/python", "python3")
+    return doc
+
+
+def write_recipe(doc: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{doc['ComponentName']}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
     """Poll a condition until it holds (state held by another process has no event to await)."""
     deadline = time.monotonic() + timeout

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from harness import REPO
+from harness import REPO, dev_recipe, write_recipe
 
 from ggvision.inference.model import write_model_dir
 
@@ -23,17 +22,9 @@ COCO = REPO.parent / "shared" / "models" / "coco_classes.txt"
 
 def inference_dev_recipe(out_dir: Path, **config: Any) -> Path:
     """Same recipe and code as com.ggvision.Inference; only the name, Run (dev venv) and configuration differ."""
-    doc = yaml.safe_load((REPO / "components" / "com.ggvision.Inference" / "recipe.yaml").read_text())
-    doc["ComponentName"] = NAME
-    doc.pop("ComponentDependencies")
+    doc = dev_recipe("com.ggvision.Inference", NAME)
     doc["ComponentConfiguration"]["DefaultConfiguration"].update(config)
-    run = doc["Manifests"][0]["Lifecycle"]["Run"]
-    assert "--packages {kernel:rootPath}/packages" in run
-    doc["Manifests"][0]["Lifecycle"]["Run"] = "python3 -u -m ggvision.inference --packages {kernel:rootPath}/packages"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{NAME}.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_recipe(doc, out_dir)
 
 
 def model_component(recipes: Path, artifacts: Path, name: str, version: str, model_dir: Path) -> Path:

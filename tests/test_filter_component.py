@@ -80,7 +80,12 @@ def test_detections_become_events_snapshots_clips_and_metrics(filt: tuple[Runtim
         assert end["label"] == scene.classes[scene.tracks[0].class_id]
         assert end["start"] == pytest.approx(t0, abs=1e-3) and end["end"] == pytest.approx(t0 + 14 / 5, abs=1e-3)
         assert end["best"]["snapshot"] and end["model"] == {"name": "truth", "version": "1"}
-        puts = [e["json"] for e in a.call("events", id="puts", timeout=0.1)]
+        def puts_once_the_end_is_put() -> list[dict] | None:  # its cloud copy follows the local event
+            ps = [e["json"] for e in a.call("events", id="puts", timeout=0.1)]
+            return ps if any(p["priority"] == "results" and p.get("payload", {}).get("kind") == "end" for p in ps) \
+                else None
+
+        puts = wait_until(puts_once_the_end_is_put, 10, what="the end event's results put")
         snap = next(p for p in puts if p["id"] == end["best"]["snapshot"])
         assert snap["schema"] == "uplink-put/1.0" and snap["destination"] == "s3" and snap["move"]
         img = cv2.imdecode(np.frombuffer(Path(snap["file"]).read_bytes(), np.uint8), cv2.IMREAD_COLOR)

@@ -3,7 +3,6 @@ server mode in a subprocess that a test can pause (an S3 outage that keeps the b
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
-from harness import REPO, wait_until
+from harness import dev_recipe, wait_until, write_recipe
 
 NAME = "com.ggvision.test.UplinkDev"
 BUCKET = "ggvision-test-bucket"
@@ -24,15 +22,9 @@ BUCKET = "ggvision-test-bucket"
 def uplink_dev_recipe(out_dir: Path, **config: Any) -> Path:
     """Same recipe and code as com.ggvision.Uplink; only the name, Run (no Runtime venv) and the configuration
     given differ."""
-    doc = yaml.safe_load((REPO / "components" / "com.ggvision.Uplink" / "recipe.yaml").read_text())
-    doc["ComponentName"] = NAME
-    doc.pop("ComponentDependencies")
+    doc = dev_recipe("com.ggvision.Uplink", NAME)
     doc["ComponentConfiguration"]["DefaultConfiguration"].update(config)
-    doc["Manifests"][0]["Lifecycle"]["Run"] = "python3 -u -m ggvision.uplink"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{NAME}.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_recipe(doc, out_dir)
 
 
 def free_port() -> int:
