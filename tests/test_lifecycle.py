@@ -179,3 +179,23 @@ def test_components_left_by_a_killed_runtime_are_stopped_at_the_next_start(tmp_p
         rt.wait_state("com.ggvision.test.Stubborn", "RUNNING")
     finally:
         rt.cleanup()
+
+
+def test_a_broken_console_pipe_loses_nothing_and_stops_nothing(tmp_path: Path) -> None:
+    """`make run | tee log` and Ctrl-C: tee dies first; the runtime's console writes must not abort its shutdown."""
+    from ggvision.nucleus.logs import LogHub
+
+    class BrokenPipe:
+        def isatty(self) -> bool:
+            return False
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    hub = LogHub(tmp_path / "logs", console=BrokenPipe())  # type: ignore[arg-type]
+    hub.line("com.example.A", "stdout", "first")
+    hub.line("com.example.A", "stdout", "second")  # no exception, console dropped
+    hub.close()
+    assert hub.console is None
+    assert [line.split("] ", 1)[1] for line in (tmp_path / "logs" / "com.example.A.log").read_text().splitlines()] \
+        == ["first", "second"]

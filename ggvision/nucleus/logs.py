@@ -48,6 +48,8 @@ class LogHub:
                 self.console.write(f"{short} {name} | {text}\n")
             except ValueError:  # console closed during shutdown
                 pass
+            except OSError:  # e.g. `| tee` killed by the same Ctrl-C: the files keep everything, the runtime
+                self.console = None  # must still stop its components cleanly, so the console is dropped
 
     def close(self) -> None:
         for f in self._files.values():
