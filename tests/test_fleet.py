@@ -3,7 +3,8 @@ the real Capture (synthetic camera), Inference and Health components; the rollou
 them through retained group deployments.
 
 - a good model version promotes dev → staging → production;
-- a much slower version is stopped at the dev canary by the p95 gate and rolled back automatically, with no
+- a much slower version is stopped at the dev canary by the p95 gate (and one that errors on some inputs by the
+  error-ratio gate) and rolled back automatically, with no
   device left on it and the reason in the rollout history.
 
 Set ROLLOUT_TRANSCRIPT=<file> to keep the rollout console output (docs/rollout.md quotes it).
@@ -75,6 +76,37 @@ def slow_detector_onnx(score: float, layers: int = 20, channels: int = 64) -> An
     return m
 
 
+def failing_detector_onnx(score: float, size: int = 32) -> Any:
+    """The tiny detector, except that a run fails when the batch's mean pixel value has an odd integer part (a
+    Reshape to a width that does not divide the input): it loads and warms up (zeros) fine and then errors on
+    about half of the frames of a scene whose brightness drifts (a regression only the error ratio shows)."""
+    from onnx import TensorProto, helper
+
+    m = tiny_detector_onnx(score)
+    g = m.graph
+    add = next(n for n in g.node if n.output[0] == "s1")
+    add.output[0] = "s1a"
+    c = helper.make_tensor
+    nodes = [helper.make_node("ReduceMean", ["images"], ["em"], axes=[0, 1, 2, 3], keepdims=1),  # [1,1,1,1]
+             helper.make_node("Reshape", ["em", "one"], ["em1"]),  # [1]
+             helper.make_node("Floor", ["em1"], ["ef"]),
+             helper.make_node("Cast", ["ef"], ["ei"], to=TensorProto.INT64),
+             helper.make_node("Mod", ["ei", "two"], ["parity"]),
+             helper.make_node("Add", ["parity", "width"], ["w1"]),
+             helper.make_node("Concat", ["minus1", "w1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["images", "shape"], ["flat"]),  # fails when parity == 1
+             helper.make_node("ReduceMean", ["flat"], ["fm"], keepdims=0),
+             helper.make_node("Mul", ["fm", "zero"], ["fm0"]),
+             helper.make_node("Add", ["s1a", "fm0"], ["s1"])]
+    idx = list(g.node).index(add) + 1
+    for j, n in enumerate(nodes):
+        g.node.insert(idx + j, n)
+    g.initializer.extend([c("one", TensorProto.INT64, [1], [1]), c("two", TensorProto.INT64, [1], [2]),
+                          c("width", TensorProto.INT64, [1], [3 * size * size]),
+                          c("minus1", TensorProto.INT64, [1], [-1])])
+    return m
+
+
 def model_dir(tmp: Path, version: str, onnx_model: Any) -> Path:
     return write_model_dir(tmp / f"model-{version}", onnx_model, tiny_detector_manifest(name=MODEL, version=version))
 
@@ -92,6 +124,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Flee
     reg.register(model_dir(tmp, "1.0.0", tiny_detector_onnx(0.6)), metrics={"map50": 0.90})
     reg.register(model_dir(tmp, "1.1.0", tiny_detector_onnx(0.62)), metrics={"map50": 0.91})
     reg.register(model_dir(tmp, "2.0.0", slow_detector_onnx(0.6)), metrics={"map50": 0.91})
+    reg.register(model_dir(tmp, "2.1.0", failing_detector_onnx(0.6)), metrics={"map50": 0.92})
     base = tmp / "base" / "recipes"
     versions = {
         CAPTURE: recipe_version(capture_dev_recipe(base, cameras={"cam-1": SYNTH}, metricsPeriodS=1)),
@@ -195,6 +228,16 @@ def test_good_version_promotes_through_all_stages_bad_one_is_rolled_back(fleet: 
                                 "every device's latest health summary reporting 1.1.0")
         assert st.stage(MODEL, "dev")["status"] == "rolled_back" and st.stage(MODEL, "dev")["version"] == "1.1.0"
 
+        # A version that loads fine but fails on about half of the frames: the error-ratio gate stops it.
+        console3 = Console(record=True, width=140, force_terminal=False)
+        eng.console = console3
+        assert not eng.promote(MODEL, "2.1.0", "dev")
+        transcript(console3, "bad version 2.1.0 (errors on some inputs): stopped at the dev canary, rolled back")
+        last = st.rollouts()[-1]
+        assert last["status"] == "rolled_back" and "inference error ratio" in last["reason"], last["reason"]
+        for thing in DEVICES:
+            assert backend.device_status(thing, "").components.get(COMPONENT) == "1.1.0", thing
+
         # The CLI's view of it: history with the reason, status per stage and device; pause blocks a promote.
         runner = CliRunner()
         cfg = ["--config", str(tmp / "rollout.yaml")]
@@ -202,6 +245,7 @@ def test_good_version_promotes_through_all_stages_bad_one_is_rolled_back(fleet: 
         assert hist.exit_code == 0 and "rolled_back" in hist.output and "p95 latency" in hist.output
         status = runner.invoke(app, ["status", MODEL, *cfg], env={"COLUMNS": "220"})
         assert status.exit_code == 0 and status.output.count("1.1.0") >= 6 and "2.0.0" not in status.output
+        assert "2.1.0" not in status.output
         plan = runner.invoke(app, ["plan", MODEL, "1.2.0", "--to", "staging", *cfg], env={"COLUMNS": "220"})
         assert plan.exit_code == 0 and "ggvision-dev-canary" in plan.output and "ggvision-production" not in plan.output
         assert runner.invoke(app, ["pause", "--stage", "staging", *cfg]).exit_code == 0
