@@ -237,6 +237,9 @@ def test_good_version_promotes_through_all_stages_bad_one_is_rolled_back(fleet: 
         assert last["status"] == "rolled_back" and "inference error ratio" in last["reason"], last["reason"]
         for thing in DEVICES:
             assert backend.device_status(thing, "").components.get(COMPONENT) == "1.1.0", thing
+        t3 = time.time()
+        backend.client.wait_for(lambda: reported_versions(backend, t3) == dict.fromkeys(DEVICES, "1.1.0"), 30,
+                                "every device's latest health summary reporting 1.1.0 again")
 
         # The CLI's view of it: history with the reason, status per stage and device; pause blocks a promote.
         runner = CliRunner()
