@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..component.settings import entries, validator
 from ..component.settings import number as _number
 from ..framebus import FrameRing
 from .config import CameraConfig
@@ -66,44 +67,23 @@ def parse_config(cfg: dict[str, Any]) -> tuple[dict[str, CameraConfig], int, flo
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-    cams = cfg.get("cameras", {})
-    if not isinstance(cams, dict):
-        raise ValueError("cameras: expected an object of camera id -> settings")
-    cameras = {}
-    for cam_id, settings in cams.items():
-        if settings is None:  # a deployment merge cannot delete a key: null removes the camera
-            continue
-        if not isinstance(settings, dict):
-            raise ValueError(f"cameras.{cam_id}: expected an object")
-        cameras[cam_id] = CameraConfig.from_dict(cam_id, settings)
+    cameras = {cam_id: CameraConfig.from_dict(cam_id, dict(settings))
+               for cam_id, settings in entries(cfg.get("cameras", {}), "cameras", "camera").items()}
     slots = int(_number(cfg, "ringSlots", 8, 2, 64))
     period = _number(cfg, "metricsPeriodS", 5, 0.5, 3600)
     return cameras, slots, period
 
 
 def parse_sensors(cfg: dict[str, Any]) -> dict[str, SensorConfig]:
-    sensors = cfg.get("sensors", {})
-    if not isinstance(sensors, dict):
-        raise ValueError("sensors: expected an object of sensor id -> settings")
     out = {}
-    for sensor_id, settings in sensors.items():
-        if settings is None:
-            continue
-        if not isinstance(settings, dict):
-            raise ValueError(f"sensors.{sensor_id}: expected an object")
+    for sensor_id, settings in entries(cfg.get("sensors", {}), "sensors", "sensor").items():
         if sensor_id in cfg.get("cameras", {}):
             raise ValueError(f"sensors.{sensor_id}: the id is also a camera id")
-        out[sensor_id] = SensorConfig.from_dict(sensor_id, settings)
+        out[sensor_id] = SensorConfig.from_dict(sensor_id, dict(settings))
     return out
 
 
-def validate(cfg: dict[str, Any]) -> str | None:
-    try:
-        parse_config(cfg)
-        parse_sensors(cfg)
-    except ValueError as e:
-        return str(e)
-    return None
+validate = validator(lambda cfg: (parse_config(cfg), parse_sensors(cfg)))
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -48,3 +48,18 @@ def validator(parse: Callable[[dict[str, Any]], object]) -> Callable[[dict[str, 
         return None
 
     return validate
+
+
+def entries(value: Any, key: str, what: str) -> dict[str, Any]:
+    """A configuration map of id -> settings object (cameras, sensors, ...), without the ids set to null: a
+    deployment's merge cannot delete a key, so null is how an entry is removed. ValueError naming the key."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key}: expected an object of {what} id -> settings")
+    out = {}
+    for item_id, settings in value.items():
+        if settings is None:
+            continue
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"{key}.{item_id}: expected an object")
+        out[item_id] = settings
+    return out

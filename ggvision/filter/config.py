@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..component.settings import entries, validator
 from ..component.settings import number as _number
-from ..component.settings import validator
 
 POLICIES = ("continuous", "events", "metadata")
 CLIPS_FOR = ("all", "alerts", "none")
@@ -340,16 +340,8 @@ def parse_config(cfg: Mapping[str, Any]) -> FilterConfig:
     defaults = cfg.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise ValueError("defaults: expected an object of camera settings")
-    cams = cfg.get("cameras") or {}
-    if not isinstance(cams, Mapping):
-        raise ValueError("cameras: expected an object of camera id -> settings")
-    cameras = {}
-    for cam, settings in cams.items():
-        if settings is None:  # a deployment merge cannot delete a key: null removes the camera
-            continue
-        if not isinstance(settings, Mapping):
-            raise ValueError(f"cameras.{cam}: expected an object")
-        cameras[cam] = parse_camera(cam, _merge(defaults, settings))
+    cameras = {cam: parse_camera(cam, _merge(defaults, settings))
+               for cam, settings in entries(cfg.get("cameras") or {}, "cameras", "camera").items()}
     return FilterConfig(work_dir, _number(dict(cfg), "metricsPeriodS", 5, 0.5, 3600), cameras)
 
 
