@@ -39,6 +39,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache  # the import rule between the wings (pyproject.toml [tool.importlinter])
 
 ## build: every component into greengrass-build/ the way `gdk component build` lays it out
 build: $(STAMP)

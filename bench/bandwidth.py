@@ -47,13 +47,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import cpu_model  # noqa: E402
 from ggvision.capture.recorder import SegmentRecorder  # noqa: E402
-from ggvision.capture.synthetic import H264Encoder, SyntheticScene  # noqa: E402
+from ggvision.capture.synthetic import H264Encoder  # noqa: E402
 from ggvision.filter.config import StationaryConfig, TrackerConfig, parse_camera  # noqa: E402
 from ggvision.filter.events import PUT_TOPIC, CameraPipeline, json_size  # noqa: E402
 from ggvision.filter.messages import Detection, parse_detections, parse_segment  # noqa: E402
 from ggvision.filter.motion import MotionGate  # noqa: E402
 from ggvision.filter.rules import iou  # noqa: E402
 from ggvision.filter.tracker import IouTracker  # noqa: E402
+from ggvision.sim.scenes import SyntheticScene  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DEFAULT_VIDEO = SHARED / "data" / "video" / "vtest.avi"
@@ -82,9 +83,9 @@ class Detector:
 
     def __init__(self, model: Path) -> None:
         labels = [s.strip() for s in (model.parent / "coco_classes.txt").read_text().splitlines() if s.strip()]
-        self.how = "ggvision.inference.model.load_model"
+        self.how = "ggvision.model.loader.load_model"
         try:
-            from ggvision.inference.model import load_model, write_model_dir
+            from ggvision.model.loader import load_model, write_model_dir
 
             d = tempfile.mkdtemp(prefix="ggv-bench-model-")
             write_model_dir(d, model, {

@@ -7,7 +7,7 @@ Frames: the first --frames frames of ../shared/data/video/vtest.avi (1280x720), 
 Model: ../shared/models/yolox_nano.onnx. Its export fixes the batch at 1 (three Reshape constants [1, 85, -1]);
 the bench writes a dynamic-batch variant (those constants become [0, 85, -1], "copy the batch dimension", and the
 input/output batch dims symbolic; outputs identical) so batches of 2..8 exist at all. Both are written as model
-folders (model.onnx + manifest.json) and loaded with ggvision.inference.model.load_model.
+folders (model.onnx + manifest.json) and loaded with ggvision.model.loader.load_model.
 
 - bare: one Python loop in this process calling LoadedModel.infer on lists of B frames taken from memory, i.e.
   exactly the library work per batch (letterbox + tensor layout, session.run, YOLOX decode + NMS to
@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the runtime harness and the dev recipes
 
 from bench.machine import cpu_model  # noqa: E402
-from ggvision.inference.model import load_model, write_model_dir  # noqa: E402
+from ggvision.model.loader import load_model, write_model_dir  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 VIDEO = SHARED / "data" / "video" / "vtest.avi"

@@ -132,7 +132,7 @@ class Runtime:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # recipes run `python3`
         prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
-        cmd = [sys.executable, *prof, "-m", "ggvision.cli", "nucleus", "--root", str(self.root), "--recipes",
+        cmd = [sys.executable, *prof, "-m", "gglocal.cli", "nucleus", "--root", str(self.root), "--recipes",
                str(self.recipes), "--artifacts", str(self.artifacts), "--no-iot", "--settle", "0.5"]
         with open(self.tmp / "runtime.out", "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from ggvision.inference.manifest import MANIFEST_FILE, ModelError, load_manifest, sha256_file
-from ggvision.packaging.build import BUILD_URI_PREFIX, dump_recipe
+from gglocal.packaging.build import BUILD_URI_PREFIX, dump_recipe
+from ggvision.model.manifest import MANIFEST_FILE, ModelError, load_manifest, sha256_file
 
 COMPONENT_PREFIX = "com.ggvision.Model."
 PUBLISHER = "ggvision"
@@ -130,7 +130,7 @@ def write_source_recipe(model_dir: Path, path: Path, component_name: str | None 
     """The component folder's own recipe.yaml (what gdk needs to find), generated from the manifest."""
     recipe = model_recipe(model_dir, component_name)
     header = ("# Generated from manifest.json by model_registry/component.py; do not edit by hand\n"
-              "# (re-made by the training scripts and checked by tests/test_demo_models.py).\n")
+              "# (re-made by the training scripts and checked by tests/cloud/test_demo_models.py).\n")
     Path(path).write_text(header + yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     return recipe
 
@@ -142,7 +142,7 @@ def build_gdk_project(project_dir: Path) -> dict[str, Any]:
     build refuses a gdk-config version that is not the manifest's, or a recipe.yaml that no longer
     matches what the manifest and files generate (a model re-made without regenerating it).
     """
-    from ggvision.packaging.project import load_project  # the packaging layer, only needed for gdk builds
+    from gglocal.packaging.project import load_project  # the packaging layer, only needed for gdk builds
 
     project = load_project(project_dir)
     recipe = model_recipe(project.dir, project.name)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ggvision.packaging.build import BUILD_URI_PREFIX, dump_recipe
+from gglocal.packaging.build import BUILD_URI_PREFIX, dump_recipe
 
 from .component import ComponentBuildError, build_model_component
 from .names import RegistryError

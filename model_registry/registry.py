@@ -3,7 +3,7 @@
 A registered version is a model directory (model.onnx + manifest.json, ``model-manifest/1.0``) in a store
 (storage.py). Registering checks everything the devices would check before a version can reach them: the
 manifest is valid, the digest matches, ONNX Runtime loads the model and a warm-up inference on a sample input
-runs (``ggvision.inference.model.load_model``).
+runs (``ggvision.model.loader.load_model``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ggvision.inference.manifest import (
+from ggvision.model.manifest import (
     FAMILY_TASKS,
     MANIFEST_FILE,
     ModelError,
@@ -191,7 +191,7 @@ class Registry:
 
 def _check_runs(model_dir: Path) -> None:
     """Load the model as a device would and run it once on a sample input (load_model's warm-up)."""
-    from ggvision.inference.model import load_model
+    from ggvision.model.loader import load_model
 
     loaded = load_model(model_dir, provider="cpu", threads=1)
     close = getattr(loaded, "close", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ggvision.inference.manifest import MANIFEST_FILE
+from ggvision.model.manifest import MANIFEST_FILE
 
 from .names import RegistryError, check_name, check_version
 

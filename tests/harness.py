@@ -167,7 +167,7 @@ class Runtime:
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         sources = [] if "--build" in self.args else ["--recipes", str(self.recipes), "--artifacts", str(self.artifacts)]
-        cmd = [sys.executable, "-m", "ggvision.cli", "nucleus", "--root", str(self.root), *sources,
+        cmd = [sys.executable, "-m", "gglocal.cli", "nucleus", "--root", str(self.root), *sources,
                "--thing-name", "test-thing",
                "--secrets", str(self.secrets_file), "--settle", "0.5", *([] if self.iot else ["--no-iot"]), *self.args]
         cli = self.root / "cli_ipc_info" / "cli.json"

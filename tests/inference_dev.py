@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from harness import REPO, dev_recipe, write_recipe
 
-from ggvision.inference.model import write_model_dir
+from ggvision.model.loader import write_model_dir
 
 NAME = "com.ggvision.test.InferenceDev"
 FEEDER_ACL = {"aws.greengrass.ipc.pubsub": {"com.ggvision.test.Agent:feed:1": {
@@ -90,7 +90,7 @@ def tiny_fire_risk(out_dir: Path, version: str = "1.0.0") -> Path:
     """A tabular classifier over the 18 fire features: p(fire) = sigmoid((t_max - 60) / 10)."""
     from onnx import TensorProto, helper
 
-    from ggvision.inference.fire_features import FEATURE_NAMES
+    from ggvision.model.fire_features import FEATURE_NAMES
 
     n = len(FEATURE_NAMES)
     x = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", n])

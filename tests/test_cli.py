@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _nucleus(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ggvision.cli", "nucleus", "--root", str(tmp_path / "root"),
+    return subprocess.run([sys.executable, "-m", "gglocal.cli", "nucleus", "--root", str(tmp_path / "root"),
                            "--no-iot", "--no-dashboard", *args], capture_output=True, text=True, timeout=60)
 
 
@@ -55,12 +55,13 @@ def test_every_command_of_every_cli_has_working_help() -> None:
     """A help text is the first thing a user runs; rich markup in it (e.g. `[/prefix]`) must not crash it."""
     from typer.testing import CliRunner
 
-    from ggvision.cli import app as ggvision_app
+    from gglocal.cli import app as gglocal_app
+    from ggvision_cli import app as ggvision_app
     from model_registry.cli import app as models_app
     from rollout.cli import app as rollout_app
 
     runner = CliRunner()
-    for app in (ggvision_app, models_app, rollout_app):
+    for app in (ggvision_app, gglocal_app, models_app, rollout_app):
         commands = _commands(app)
         assert len(commands) >= 2
         for path in commands:

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from harness import REPO
 
-from ggvision.nucleus.recipe import load_recipe
+from gglocal.nucleus.recipe import load_recipe
 
 SHARED = REPO.parent / "shared"
 
@@ -35,7 +35,7 @@ def test_readme_and_ci_use_the_two_commands() -> None:
 
 def test_each_gdk_project_version_matches_its_recipe() -> None:
     """gdk overwrites ComponentVersion with the config's version; keeping both equal avoids surprises."""
-    from ggvision.packaging.project import discover_projects
+    from gglocal.packaging.project import discover_projects
 
     projects = discover_projects(REPO)
     assert {p.name for p in projects} >= {"com.ggvision.Suite", "com.ggvision.Runtime"}

@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from ggvision.nucleus.recipe import parse_recipe
-from ggvision.packaging.build import lower_keys
+from gglocal.nucleus.recipe import parse_recipe
+from gglocal.packaging.build import lower_keys
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

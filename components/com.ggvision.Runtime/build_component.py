@@ -18,8 +18,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
-from ggvision.packaging.build import transform_recipe  # noqa: E402
-from ggvision.packaging.project import load_project  # noqa: E402
+from gglocal.packaging.build import transform_recipe  # noqa: E402
+from gglocal.packaging.project import load_project  # noqa: E402
 
 
 def main() -> None:

@@ -2,17 +2,14 @@
 
 from .config import CameraConfig, RecordConfig, redact_url
 from .recorder import SegmentInfo, SegmentRecorder
-from .synthetic import ObjectBox, SyntheticScene
 from .worker import CameraStatus, CameraWorker
 
 __all__ = [
     "CameraConfig",
     "CameraStatus",
     "CameraWorker",
-    "ObjectBox",
     "RecordConfig",
     "SegmentInfo",
     "SegmentRecorder",
-    "SyntheticScene",
     "redact_url",
 ]

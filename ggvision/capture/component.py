@@ -25,8 +25,9 @@ from ..component import ComponentApp, run_component
 from ..component.settings import entries, validator
 from ..component.settings import number as _number
 from ..framebus import FrameRing
+from ..sim.thermal import HEIGHT, LEPTON_FPS, SCENARIOS, WIDTH
 from .config import CameraConfig
-from .thermal import HEIGHT, LEPTON_FPS, SCENARIOS, WIDTH, ThermalWorker
+from .thermal import ThermalWorker
 from .worker import CameraWorker
 
 log = logging.getLogger("ggvision.capture")

@@ -35,6 +35,7 @@ import av
 import cv2
 import numpy as np
 
+from ..sim.scenes import ObjectBox
 from .config import (
     CameraConfig,
     FileSource,
@@ -47,7 +48,7 @@ from .config import (
 )
 from .recorder import RecordError, SegmentInfo, SegmentRecorder
 from .sources import ImageDirSource, PermanentError, PtsGuesser, Redactor, open_container
-from .synthetic import H264Encoder, ObjectBox, SyntheticSource, h264_encoder_name
+from .synthetic import H264Encoder, SyntheticSource, h264_encoder_name
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from topicmatch import mqtt_match
+
 from ..component import ComponentApp, run_component
 from ..framebus import FrameDescriptor
-from ..ipc.topics import mqtt_match
 from .config import InferenceConfig, ModelSource, ModelSpec, ShadowSpec, parse_config, validate
 from .publisher import AsyncPublisher
 from .resolve import resolve
@@ -91,7 +92,7 @@ class InferenceComponent:
         provider, threads, trt = self.cfg.runtime_options
         load = self._load_fn
         if load is None:
-            from .model import load_model as load
+            from ..model.loader import load_model as load
         return load(folder, provider=provider, threads=threads, trt_cache_dir=Path(trt).resolve())
 
     def _resolve(self, source: ModelSource) -> tuple[Path, str]:

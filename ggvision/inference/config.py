@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from topicmatch import valid_topic_filter
+
 from ..component.settings import number, validator
-from ..ipc.topics import valid_topic_filter
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -137,7 +137,7 @@ class TabularWorker:
 
     def _feature_fn(self) -> Callable[[np.ndarray, dict[str, float]], np.ndarray]:
         if self._features is None:
-            from .fire_features import feature_vector
+            from ..model.fire_features import feature_vector
 
             self._features = feature_vector
         return self._features

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ggvision.capture.synthetic import SyntheticScene
+from ggvision.sim.scenes import SyntheticScene
 
 LABELS = ("person", "car", "bicycle")
 INPUT_W, INPUT_H = 320, 192

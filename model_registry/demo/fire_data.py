@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ggvision.capture.thermal import SCENARIOS, ThermalSimulator
-from ggvision.inference.fire_features import feature_vector
+from ggvision.model.fire_features import feature_vector
+from ggvision.sim.thermal import SCENARIOS, ThermalSimulator
 
 FIRE = "fire"
 HORIZON_S = 900.0  # non-fire scenarios are sampled over 15 minutes (sun drift, pan warm-up, CO2 cycle)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ggvision.inference.manifest import write_model_dir as library_write
+from ggvision.model.manifest import write_model_dir as library_write
 from model_registry.component import write_source_recipe
 
 

@@ -3,7 +3,7 @@
 
     .venv/bin/python -m model_registry.demo.train_fire_risk [--out DIR] [--seeds N]
 
-Rows: ggvision.inference.fire_features.feature_vector of ThermalSimulator frames and gas readings for
+Rows: ggvision.model.fire_features.feature_vector of ThermalSimulator frames and gas readings for
 the scenarios normal, heater, sunlight, cooking (label 0) and fire (label 1, from ignition on).
 Training seeds 0..N-1, held-out seeds from 10000. Model: scikit-learn GradientBoostingClassifier,
 exported with skl2onnx (no ZipMap: "probabilities" is an [N, 2] float tensor, column 1 = fire).
@@ -23,8 +23,8 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from ggvision.capture.thermal import SCENARIOS
-from ggvision.inference.fire_features import FEATURE_NAMES
+from ggvision.model.fire_features import FEATURE_NAMES
+from ggvision.sim.thermal import SCENARIOS
 from model_registry.demo.fire_data import FIRE, make_rows
 from model_registry.demo.model_dir import utc_now, write_model_dir
 
@@ -117,10 +117,10 @@ def main() -> None:
         "thresholds": {"score": THRESHOLD},
         "decoder": {"probability_output": "probabilities", "positive_index": 1,
                     "outputs": {"fire_probability": "positive", "label": ["no_fire", "fire"]},
-                    "features": "ggvision.inference.fire_features"},
+                    "features": "ggvision.model.fire_features"},
         "metrics": metrics, "parent": None, "created_by": "model_registry/demo", "created_at": utc_now(),
         "description": "Demo fire-risk classifier on one thermal frame + one SCD41 reading (features: "
-                       "ggvision.inference.fire_features); trained on simulated scenarios by "
+                       "ggvision.model.fire_features); trained on simulated scenarios by "
                        "model_registry/demo/train_fire_risk.py. Not for real fire safety.",
     }
     write_model_dir(args.out, onnx_bytes, manifest)

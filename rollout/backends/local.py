@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ggvision.fleet.client import FleetClient
-from ggvision.fleet.layout import FleetError, FleetInfo
+from gglocal.fleet.client import FleetClient
+from gglocal.fleet.layout import FleetError, FleetInfo
 
 from ..config import RolloutConfig
 from .base import BackendError, Deployment, DeviceStatus

@@ -1,0 +1,1 @@
+"""Configuration models of every component (pydantic), their JSON Schemas and the errors users see."""

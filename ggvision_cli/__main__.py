@@ -1,0 +1,5 @@
+"""`python -m ggvision_cli`: the `ggvision` command."""
+
+from . import app
+
+app()

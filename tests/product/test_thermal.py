@@ -1,0 +1,41 @@
+"""The thermal + gas simulator behaves like the sensors it stands in for, per scenario."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ggvision.sim.thermal import HEIGHT, WIDTH, ThermalSimulator
+
+
+def test_frames_are_radiometric_and_deterministic() -> None:
+    a, b = ThermalSimulator("normal", seed=3), ThermalSimulator("normal", seed=3)
+    f = a.frame(12.5)
+    assert f.shape == (HEIGHT, WIDTH) and f.dtype == np.float32
+    assert np.array_equal(f, b.frame(12.5))
+    assert 15 < float(np.median(f)) < 28  # a room, in °C
+    assert not np.array_equal(f, ThermalSimulator("normal", seed=4).frame(12.5))
+
+
+@pytest.mark.parametrize(("scenario", "lo", "hi"), [("normal", 28, 40), ("heater", 55, 80), ("sunlight", 33, 70)])
+def test_hot_but_not_fire_scenarios(scenario: str, lo: float, hi: float) -> None:
+    sim = ThermalSimulator(scenario, seed=1)
+    peaks = [float(sim.frame(t).max()) for t in range(0, 600, 30)]
+    assert lo <= max(peaks) <= hi
+    co2 = [sim.gas(t).co2_ppm for t in range(0, 600, 5)]
+    assert max(co2) < 1000
+
+
+def test_fire_grows_hot_and_raises_co2() -> None:
+    sim = ThermalSimulator("fire", seed=1)
+    early, late = sim.frame(5).max(), sim.frame(180).max()
+    assert early < 150 < 300 < late
+    hot_area = [(sim.frame(t) > 100).sum() for t in (30, 60, 120)]
+    assert hot_area == sorted(hot_area) and hot_area[-1] > hot_area[0]
+    assert sim.gas(0).co2_ppm < 800 < 2000 < sim.gas(180).co2_ppm
+    assert sim.gas(180).humidity_pct < sim.gas(0).humidity_pct
+
+
+def test_unknown_scenario_is_refused() -> None:
+    with pytest.raises(ValueError, match="scenario"):
+        ThermalSimulator("volcano")
