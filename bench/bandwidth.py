@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from bench.machine import cpu_model  # noqa: E402
 from ggvision.capture.recorder import SegmentRecorder  # noqa: E402
 from ggvision.capture.synthetic import H264Encoder  # noqa: E402
-from ggvision.filter.config import StationaryConfig, TrackerConfig, parse_camera  # noqa: E402
+from ggvision.config.filter import StationaryConfig, TrackerConfig, parse_camera  # noqa: E402
 from ggvision.filter.events import PUT_TOPIC, CameraPipeline, json_size  # noqa: E402
 from ggvision.filter.messages import Detection, parse_detections, parse_segment  # noqa: E402
 from ggvision.filter.motion import MotionGate  # noqa: E402
@@ -198,7 +198,9 @@ def run_policy(settings: dict, frames: list[tuple[float, list[dict], np.ndarray 
 
 
 def gt_tracks(all_dets: list[tuple[float, list[dict]]]) -> list[dict[float, tuple]]:
-    tracker = IouTracker(TrackerConfig(iou=0.2, max_age_s=0.5, min_hits=1), StationaryConfig(after_s=1e9))
+    # after_s beyond what a configuration may set (model_construct skips the range check): never stationary
+    never_stationary = StationaryConfig.model_construct(after_s=1e9)
+    tracker = IouTracker(TrackerConfig(iou=0.2, max_age_s=0.5, min_hits=1), never_stationary)
     boxes: dict[int, dict[float, tuple]] = defaultdict(dict)
     for t, dets in all_dets:
         persons = [Detection(d["label"], d["class_id"], d["score"], tuple(d["box"])) for d in dets

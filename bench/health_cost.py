@@ -123,9 +123,10 @@ def in_process(iterations: int) -> dict[str, Any]:
     from types import SimpleNamespace
 
     from ggvision.component import ComponentApp
+    from ggvision.config.base import validator
+    from ggvision.config.health import HealthConfig
     from ggvision.health.collectors import ProcessCollector
     from ggvision.health.component import HealthComponent
-    from ggvision.health.config import HealthConfig, validate
     from ggvision.health.exporter import HealthCollector, encode_summary, summary
 
     class Client:
@@ -134,8 +135,8 @@ def in_process(iterations: int) -> dict[str, Any]:
                                                for i in range(8)])
 
     procs = ProcessCollector("/nonexistent.socket", Path("/nonexistent"))  # scans every process, matches none
-    comp = HealthComponent(ComponentApp("bench", validate, client=Client()), HealthConfig(data_path="/"), gpu=None,
-                           procs=procs)
+    comp = HealthComponent(ComponentApp("bench", validator(HealthConfig), client=Client()), HealthConfig(data_path="/"),
+                           gpu=None, procs=procs)
     comp.state.on_message("ggvision/v1/metrics/capture", {"schema": "capture-metrics/1.0", "cameras": {
         f"cam-{i}": {"status": "connected", "input_fps": 25.0, "decoded_fps": 5.0} for i in range(32)}})
     for cam in range(32):

@@ -33,7 +33,8 @@ from machine import cpu_model  # noqa: E402 - bench/ is the script's folder
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ggvision.uplink.config import parse_config  # noqa: E402
+from ggvision.config.base import parse  # noqa: E402
+from ggvision.config.uplink import UplinkConfig  # noqa: E402
 from ggvision.uplink.engine import Engine, object_sink  # noqa: E402
 from ggvision.uplink.messages import parse_put  # noqa: E402
 from ggvision.uplink.queue import UplinkQueue  # noqa: E402
@@ -58,7 +59,7 @@ def drain(tmp: Path, cfg: dict[str, Any], n: int, size: int) -> tuple[float, flo
     q = UplinkQueue(tmp / "q", ("object",))
     blob = os.urandom(size)
     q.put_many([_obj(i, blob[:-8] + i.to_bytes(8, "big")) for i in range(n)])
-    c = parse_config({**cfg, "iot": {"enabled": False}})
+    c = parse(UplinkConfig, {**cfg, "iot": {"enabled": False}, "archive": {"enabled": False}})  # objects only
     e = Engine(q, c, THING, object_sink(c, tmp), {})
     cpu0, t0 = _cpu(), time.perf_counter()
     e.start()

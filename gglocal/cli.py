@@ -60,7 +60,7 @@ def nucleus(
 
     from .ipc.server import ServerLimits
     from .nucleus.kernel import KernelOptions
-    from .nucleus.recipe import RecipeError
+    from .nucleus.recipereader import RecipeError
     from .nucleus.runtime import serve
     from .nucleus.secrets import SecretError
 

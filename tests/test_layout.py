@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from harness import REPO
 
-from gglocal.nucleus.recipe import load_recipe
+from gglocal.nucleus.recipeparser import load_recipe
 
 SHARED = REPO.parent / "shared"
 

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from gglocal.nucleus.recipe import parse_recipe
+from gglocal.nucleus.recipeparser import parse_recipe
 from gglocal.packaging.build import lower_keys
 
 REPO = Path(__file__).resolve().parents[1]

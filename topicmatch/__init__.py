@@ -27,10 +27,13 @@ def valid_topic_filter(topic_filter: str) -> str | None:
 
 
 def mqtt_match(topic_filter: str, topic: str) -> bool:
-    """MQTT matching of a (valid) filter against a concrete topic."""
+    """MQTT matching of a (valid) filter against a concrete topic; a filter starting with a wildcard does not
+    match a `$`-topic (MQTT 3.1.1 section 4.7.2)."""
     if topic_filter == topic:
         return True
     if "+" not in topic_filter and "#" not in topic_filter:
+        return False
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
         return False
     f_levels = topic_filter.split("/")
     t_levels = topic.split("/")

@@ -1,5 +1,6 @@
 """The fleet controller's MQTT connection (IoTCoreBridge on a background event loop): publishes group
-deployment documents and collects device deployment statuses and health summaries."""
+deployment documents and collects device deployment statuses and, when asked, the devices' health summaries
+(the caller names their topic filter and schema: the runtime knows no product's messages)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from ..iotcore.spool import DiskSpool
 from ..nucleus.groupdeploy import GROUP_TOPIC, THING_TOPIC
 from .layout import CONTROLLER, FleetError, FleetInfo, controller_pki
 
-METRICS_FILTER = "ggvision/+/metrics"
-SUMMARY_MAJOR = "health-summary/1."
-
 
 class FleetClient:
-    def __init__(self, info: FleetInfo, connect_timeout: float = 20.0, max_summaries: int = 100_000) -> None:
+    def __init__(self, info: FleetInfo, connect_timeout: float = 20.0, max_summaries: int = 100_000,
+                 summaries: tuple[str, str] | None = None) -> None:
+        """`summaries`: (MQTT topic filter, schema prefix) of the device summaries to collect, e.g.
+        ("example/+/metrics", "summary/1."); None collects none."""
         self.info = info
+        self._summary_topics = summaries
         self.groups: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.summaries: list[dict[str, Any]] = []
@@ -49,7 +51,8 @@ class FleetClient:
         await self.bridge.wait_connected(timeout)
         await self.bridge.subscribe(GROUP_TOPIC.format(group="+"), 1, self._on_group)
         await self.bridge.subscribe(THING_TOPIC.format(thing="+"), 1, self._on_status)
-        await self.bridge.subscribe(METRICS_FILTER, 1, self._on_metrics)
+        if self._summary_topics is not None:
+            await self.bridge.subscribe(self._summary_topics[0], 1, self._on_metrics)
 
     def _json(self, payload: bytes) -> dict[str, Any] | None:
         try:
@@ -77,7 +80,8 @@ class FleetClient:
 
     def _on_metrics(self, topic: str, payload: bytes) -> None:
         doc = self._json(payload)
-        if doc is None or not str(doc.get("schema", "")).startswith(SUMMARY_MAJOR):
+        if doc is None or self._summary_topics is None or not str(doc.get("schema", "")).startswith(
+                self._summary_topics[1]):
             return
         doc.setdefault("thing", topic.split("/")[1])
         with self._cond:

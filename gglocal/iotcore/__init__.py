@@ -1,17 +1,10 @@
 """Local stand-in for AWS IoT Core: mosquitto with mutual TLS, a CRT MQTT5 bridge, a durable spool."""
 
-from .bridge import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    IoTCoreBridge,
-    IoTCoreError,
-    MessageTooLargeError,
-    topic_matches,
-    validate_topic,
-    validate_topic_filter,
-)
+from .bridge import DEFAULT_MAX_MESSAGE_BYTES, IoTCoreBridge, IoTCoreError, MessageTooLargeError
 from .broker import BrokerError, MosquittoBroker, find_mosquitto
 from .pki import Pki, ensure_pki
 from .spool import DiskSpool, SpooledMessage, SpoolFullError
+from .topics import validate_topic, validate_topic_filter
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -26,7 +19,6 @@ __all__ = [
     "SpooledMessage",
     "ensure_pki",
     "find_mosquitto",
-    "topic_matches",
     "validate_topic",
     "validate_topic_filter",
 ]

@@ -13,7 +13,8 @@ Delivery model
   sends spooled messages in order and deletes each on PUBACK. At-least-once: a message acked by
   the broker but not yet deleted when the runtime dies is sent again on the next start.
 * QoS0 publish: sent if connected, otherwise dropped and counted (nucleus keepQos0WhenOffline=false).
-* Subscriptions: ref-counted per topic filter; re-sent after every (re)connect.
+* Subscriptions: ref-counted per topic filter (the table is subscriptions.py); re-sent after every
+  (re)connect. Topics and filters are checked against the IoT Core rules first (topics.py).
 
 Threading: CRT callbacks run on CRT event-loop threads. They only marshal onto the asyncio loop
 with ``call_soon_threadsafe`` and never block. CRT futures are awaited through ``asyncio.shield``
@@ -27,7 +28,6 @@ import concurrent.futures
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from awscrt import io, mqtt5
@@ -35,18 +35,15 @@ from awscrt.exceptions import AwsCrtError
 
 from .pki import Pki
 from .spool import DiskSpool, SpooledMessage
+from .subscriptions import BrokerSubscription, MessageCallback, SubscriptionTable
+from .topics import validate_topic, validate_topic_filter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 131072  # nucleus mqtt.maxMessageSizeInBytes / IoT Core payload limit
-MAX_TOPIC_BYTES = 256  # IoT Core topic / topic filter limit
-MAX_TOPIC_SLASHES = 7  # IoT Core: at most 8 levels, not counting a $aws/rules/<rule>/ prefix
 _SESSION_EXPIRY_S = 3600  # broker keeps our subscriptions + queued QoS1 across short outages
 _ACK_TIMEOUT_S = 10.0
 _OK_PUBACK = {mqtt5.PubackReasonCode.SUCCESS, mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS}
-_MAX_SUBSCRIPTION_ID = 268_435_455
-
-MessageCallback = Callable[[str, bytes], Any]
 
 
 class MessageTooLargeError(ValueError):
@@ -55,57 +52,6 @@ class MessageTooLargeError(ValueError):
 
 class IoTCoreError(RuntimeError):
     """The broker refused an operation (e.g. a SUBACK with a failure reason code)."""
-
-
-def _rules_stripped(topic: str) -> str:
-    # IoT Core does not count the basic-ingest prefix $aws/rules/<rule-name>/ against the level limit.
-    if topic.startswith("$aws/rules/"):
-        parts = topic.split("/", 3)
-        return parts[3] if len(parts) == 4 else ""
-    return topic
-
-
-def _check_common(kind: str, topic: str) -> None:
-    if not isinstance(topic, str) or not topic:
-        raise ValueError(f"{kind} must be a non-empty string")
-    size = len(topic.encode())
-    if size > MAX_TOPIC_BYTES:
-        raise ValueError(f"{kind} is {size} bytes; AWS IoT Core allows at most {MAX_TOPIC_BYTES}")
-    if "\0" in topic:
-        raise ValueError(f"{kind} {topic!r} contains a NUL character")
-    if _rules_stripped(topic).count("/") > MAX_TOPIC_SLASHES:
-        raise ValueError(f"{kind} {topic!r} has more than {MAX_TOPIC_SLASHES} '/'; AWS IoT Core rejects it")
-
-
-def validate_topic(topic: str) -> None:
-    """Raise ValueError (with the reason) unless ``topic`` is a valid IoT Core publish topic."""
-    _check_common("topic", topic)
-    if "+" in topic or "#" in topic:
-        raise ValueError(f"topic {topic!r} contains an MQTT wildcard ('+' or '#'); wildcards are only for subscribing")
-
-
-def validate_topic_filter(topic_filter: str) -> None:
-    """Raise ValueError (with the reason) unless ``topic_filter`` is a valid MQTT/IoT Core filter."""
-    _check_common("topic filter", topic_filter)
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ValueError(f"topic filter {topic_filter!r}: '#' must be the whole last level")
-        if "+" in level and level != "+":
-            raise ValueError(f"topic filter {topic_filter!r}: '+' must be a whole level")
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic-filter matching ($-topics are not matched by leading wildcards)."""
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    f_levels, t_levels = topic_filter.split("/"), topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True
-        if i >= len(t_levels) or (f != "+" and f != t_levels[i]):
-            return False
-    return len(f_levels) == len(t_levels)
 
 
 def _is_permanent(err: BaseException) -> bool:
@@ -119,16 +65,6 @@ async def _await_crt(fut: concurrent.futures.Future, timeout: float | None = Non
     # Retrieve the result even if we stop waiting, so asyncio never logs "exception never retrieved".
     inner.add_done_callback(lambda f: f.cancelled() or f.exception())
     return await asyncio.wait_for(asyncio.shield(inner), timeout)
-
-
-@dataclass
-class _Filter:
-    """One broker subscription shared by all local subscribers of the same topic filter."""
-
-    topic_filter: str
-    qos: int
-    sub_id: int
-    callbacks: dict[int, MessageCallback] = field(default_factory=dict)
 
 
 class IoTCoreBridge:
@@ -176,12 +112,7 @@ class IoTCoreBridge:
         self._drained_evt = asyncio.Event()
         self._stopped_evt = asyncio.Event()
 
-        self._filters: dict[str, _Filter] = {}
-        self._by_sub_id: dict[int, _Filter] = {}
-        self._handles: dict[int, _Filter] = {}
-        self._pending_unsubscribes: set[str] = set()
-        self._next_handle = 1
-        self._next_sub_id = 1
+        self._subs = SubscriptionTable()
 
         self._published = 0
         self._rejected = 0
@@ -459,18 +390,7 @@ class IoTCoreBridge:
         validate_topic_filter(topic_filter)
         if qos not in (0, 1):
             raise ValueError(f"qos must be 0 or 1 (AWS IoT Core does not support QoS {qos})")
-        entry = self._filters.get(topic_filter)
-        need_broker = entry is None or qos > entry.qos
-        if entry is None:
-            entry = _Filter(topic_filter, qos, self._new_sub_id())
-            self._filters[topic_filter] = entry
-            self._by_sub_id[entry.sub_id] = entry
-        entry.qos = max(entry.qos, qos)
-        handle = self._next_handle
-        self._next_handle += 1
-        entry.callbacks[handle] = callback
-        self._handles[handle] = entry
-        self._pending_unsubscribes.discard(topic_filter)
+        handle, entry, need_broker = self._subs.add(topic_filter, qos, callback)
         if need_broker and self._connected:
             try:
                 await self._broker_subscribe(entry)
@@ -479,12 +399,7 @@ class IoTCoreBridge:
                 raise
         return handle
 
-    def _new_sub_id(self) -> int:
-        sub_id = self._next_sub_id
-        self._next_sub_id = sub_id % _MAX_SUBSCRIPTION_ID + 1
-        return sub_id
-
-    async def _broker_subscribe(self, entry: _Filter) -> None:
+    async def _broker_subscribe(self, entry: BrokerSubscription) -> None:
         """SUBSCRIBE; raises IoTCoreError on a refusal. Transport failures are left to reconnect."""
         if self._client is None:
             return
@@ -511,15 +426,9 @@ class IoTCoreBridge:
 
     async def unsubscribe(self, handle: int) -> None:
         """Remove one local subscriber; the broker subscription goes when the last one does."""
-        entry = self._handles.pop(handle, None)
-        if entry is None:
+        entry = self._subs.remove(handle)
+        if entry is None:  # unknown handle, or the filter still has other subscribers
             return
-        entry.callbacks.pop(handle, None)
-        if entry.callbacks:
-            return
-        self._filters.pop(entry.topic_filter, None)
-        self._by_sub_id.pop(entry.sub_id, None)
-        self._pending_unsubscribes.add(entry.topic_filter)
         if self._connected:
             await self._broker_unsubscribe(entry.topic_filter)
 
@@ -532,13 +441,12 @@ class IoTCoreBridge:
         except (AwsCrtError, RuntimeError, asyncio.TimeoutError) as e:
             self._note_error(f"unsubscribe {topic_filter!r} not confirmed yet ({e!r}); retried on reconnect")
             return
-        if topic_filter not in self._filters:
-            self._pending_unsubscribes.discard(topic_filter)
+        self._subs.unsubscribed(topic_filter)
 
     async def _resubscribe(self) -> None:
         # Always resend: cheap, idempotent, and correct whether or not the broker kept our session.
-        jobs = [self._broker_subscribe(e) for e in list(self._filters.values())]
-        jobs += [self._broker_unsubscribe(f) for f in list(self._pending_unsubscribes)]
+        jobs = [self._broker_subscribe(e) for e in self._subs.subscriptions()]
+        jobs += [self._broker_unsubscribe(f) for f in self._subs.pending_unsubscribes()]
         try:
             for result in await asyncio.gather(*jobs, return_exceptions=True):
                 if isinstance(result, BaseException):
@@ -547,11 +455,7 @@ class IoTCoreBridge:
             self._subs_ready.set()
 
     def _dispatch(self, topic: str, payload: bytes, sub_ids: list[int]) -> None:
-        if sub_ids:
-            entries = [self._by_sub_id[i] for i in sub_ids if i in self._by_sub_id]
-        else:  # broker without subscription identifiers: fall back to local matching
-            entries = [e for e in self._filters.values() if topic_matches(e.topic_filter, topic)]
-        for entry in entries:
+        for entry in self._subs.route(topic, sub_ids):
             for callback in list(entry.callbacks.values()):
                 try:
                     result = callback(topic, payload)

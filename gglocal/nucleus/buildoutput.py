@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .recipe import RecipeError, parse_document, parse_recipe
+from .recipeparser import parse_recipe
+from .recipereader import RecipeError, parse_document
 
 DIGESTS = "digests.json"
 

@@ -18,6 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ggvision.contract import topics  # the only product import of the runtime: what the suite publishes
+
 if TYPE_CHECKING:
     from .kernel import Kernel
 
@@ -42,11 +44,11 @@ class Dashboard:
         self.labels: dict[str, Counter[str]] = {}  # camera -> labels in its last detection message
         self.events: dict[str, int] = {}  # camera -> event messages seen
         taps = kernel.pubsub.taps
-        taps.append(("ggvision/v1/metrics/capture", self._on_capture_metrics))
-        taps.append(("ggvision/v1/metrics/inference", self._on_inference_metrics))
-        taps.append(("ggvision/v1/metrics/uplink", self._on_uplink_metrics))
-        taps.append(("ggvision/v1/detections/+", self._on_detections))
-        taps.append(("ggvision/v1/events/+", self._on_event))
+        taps.append((topics.metrics("capture"), self._on_capture_metrics))
+        taps.append((topics.metrics("inference"), self._on_inference_metrics))
+        taps.append((topics.metrics("uplink"), self._on_uplink_metrics))
+        taps.append((topics.every(topics.DETECTIONS), self._on_detections))
+        taps.append((topics.every(topics.EVENTS), self._on_event))
 
     def _on_capture_metrics(self, topic: str, message: object) -> None:
         if isinstance(message, dict) and isinstance(message.get("cameras"), dict):

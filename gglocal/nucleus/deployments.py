@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .artifacts import ArtifactError
 from .configstore import ConfigError, merge, reset_pointer
 from .dependencies import DependencyError, resolve
-from .recipe import Recipe, RecipeError
+from .recipe import Recipe
+from .recipereader import RecipeError
 from .service import HEALTHY, ComponentService, State
 
 if TYPE_CHECKING:

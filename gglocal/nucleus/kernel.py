@@ -23,9 +23,11 @@ from .artifacts import component_paths, install_artifacts
 from .configstore import ConfigStore
 from .dependencies import start_order
 from .interpolation import ComponentPaths, InterpolationContext, interpolate
+from .lifecyclesteps import LifecycleStep
 from .logs import LogHub
 from .notify import UpdateNotifier, ValidationRegistry
-from .recipe import LifecycleStep, Recipe, current_platform
+from .platforms import current_platform
+from .recipe import Recipe
 from .recipestore import RecipeStore
 from .secrets import SecretStore
 from .service import HEALTHY, ComponentService, State

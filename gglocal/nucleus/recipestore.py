@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from .recipe import Recipe, RecipeError, load_recipe, parse_recipe
+from .recipe import Recipe
+from .recipeparser import load_recipe, parse_recipe
+from .recipereader import RecipeError
 
 
 class RecipeStore:
@@ -44,7 +46,7 @@ class RecipeStore:
         return out
 
     def add_text(self, recipe: Recipe, text: str) -> Recipe:
-        from .recipe import parse_document
+        from .recipereader import parse_document
 
         return self.add(recipe, json.dumps(parse_document(text), default=str))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from .deployments import DeploymentManager, DeploymentRequest
 from .kernel import Kernel, KernelOptions
 from .logs import HubHandler
-from .recipe import Recipe, load_recipe_dir
+from .recipe import Recipe
+from .recipeparser import load_recipe_dir
 
 log = logging.getLogger("gglocal.nucleus")
 

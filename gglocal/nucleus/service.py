@@ -21,8 +21,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from .lifecyclesteps import LifecycleStep, should_skip
 from .logs import LogHub
-from .recipe import LifecycleStep, Recipe, ResolvedRecipe, should_skip
+from .recipe import Recipe, ResolvedRecipe
 
 log = logging.getLogger("gglocal.nucleus")
 

@@ -23,7 +23,9 @@ import jsonschema
 import yaml
 from rich.console import Console
 
-from gglocal.nucleus.recipe import Recipe, RecipeError, parse_document, parse_recipe
+from gglocal.nucleus.recipe import Recipe
+from gglocal.nucleus.recipeparser import parse_recipe
+from gglocal.nucleus.recipereader import RecipeError, parse_document
 
 from .project import BUILD_DIR, CONFIG_FILE, NEXT_PATCH, GdkProject, PackagingError, discover_projects
 

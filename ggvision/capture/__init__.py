@@ -1,7 +1,8 @@
 """Capture: one worker per camera, decoding at the detect rate and recording MPEG-TS segments."""
 
-from .config import CameraConfig, RecordConfig, redact_url
+from ..config.capture import CameraConfig, RecordConfig
 from .recorder import SegmentInfo, SegmentRecorder
+from .urls import redact_url
 from .worker import CameraStatus, CameraWorker
 
 __all__ = [

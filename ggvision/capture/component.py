@@ -1,8 +1,9 @@
 """com.ggvision.Capture: one worker per camera, frames into shared-memory rings, descriptors over IPC.
 
-Configuration (component DefaultConfiguration, deployment merges, live updates):
-  cameras:        {camera id: camera settings (see ggvision/capture/config.py), or null to remove one}
-  sensors:        {sensor id: {"type": "thermal-sim", "scenario": normal|heater|sunlight|fire,
+Configuration (component DefaultConfiguration, deployment merges, live updates), the model CaptureConfig in
+ggvision/config/capture.py:
+  cameras:        {camera id: camera settings (CameraConfig), or null to remove one}
+  sensors:        {sensor id: {"type": "thermal-sim", "scenario": normal|heater|sunlight|cooking|fire,
                    "seed": 0, "fps": 8.7}} thermal + gas simulators (radiometric float32 °C frames
                    into a ring like video; SCD41 readings on ggvision/v1/sensors/{id}), null removes one
   ringSlots:      slots per camera ring (default 8)
@@ -22,69 +23,22 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
-from ..component.settings import entries, validator
-from ..component.settings import number as _number
+from ..config.base import parse, validator
+from ..config.capture import CameraConfig, CaptureConfig, SensorConfig
+from ..contract import topics
+from ..contract.topics import FRAMES, SEGMENTS, SENSORS
 from ..framebus import FrameRing
-from ..sim.thermal import HEIGHT, LEPTON_FPS, SCENARIOS, WIDTH
-from .config import CameraConfig
+from ..sim.thermal import HEIGHT, WIDTH
 from .thermal import ThermalWorker
 from .worker import CameraWorker
 
 log = logging.getLogger("ggvision.capture")
 
 NAME = "com.ggvision.Capture"
-FRAMES = "ggvision/v1/frames/{camera}"
-SEGMENTS = "ggvision/v1/segments/{camera}"
-SENSORS = "ggvision/v1/sensors/{sensor}"
-METRICS = "ggvision/v1/metrics/capture"
+METRICS = topics.metrics("capture")
 
 
-@dataclass(frozen=True)
-class SensorConfig:
-    sensor_id: str
-    scenario: str
-    seed: int
-    fps: float
-
-    @classmethod
-    def from_dict(cls, sensor_id: str, d: dict[str, Any]) -> SensorConfig:
-        where = f"sensors.{sensor_id}"
-        unknown = sorted(set(d) - {"type", "scenario", "seed", "fps"})
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {', '.join(unknown)}")
-        if d.get("type") != "thermal-sim":
-            raise ValueError(f"{where}.type: must be 'thermal-sim', got {d.get('type')!r}")
-        scenario = d.get("scenario", "normal")
-        if scenario not in SCENARIOS:
-            raise ValueError(f"{where}.scenario: one of {', '.join(SCENARIOS)}, got {scenario!r}")
-        seed = _number(d, "seed", 0, 0, 2**31)
-        fps = _number(d, "fps", LEPTON_FPS, 0.1, 30)
-        return cls(sensor_id, scenario, int(seed), fps)
-
-
-def parse_config(cfg: dict[str, Any]) -> tuple[dict[str, CameraConfig], int, float]:
-    """(cameras, ring slots, metrics period); ValueError naming the key on bad input."""
-    known = {"cameras", "sensors", "ringSlots", "metricsPeriodS", "accessControl"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-    cameras = {cam_id: CameraConfig.from_dict(cam_id, dict(settings))
-               for cam_id, settings in entries(cfg.get("cameras", {}), "cameras", "camera").items()}
-    slots = int(_number(cfg, "ringSlots", 8, 2, 64))
-    period = _number(cfg, "metricsPeriodS", 5, 0.5, 3600)
-    return cameras, slots, period
-
-
-def parse_sensors(cfg: dict[str, Any]) -> dict[str, SensorConfig]:
-    out = {}
-    for sensor_id, settings in entries(cfg.get("sensors", {}), "sensors", "sensor").items():
-        if sensor_id in cfg.get("cameras", {}):
-            raise ValueError(f"sensors.{sensor_id}: the id is also a camera id")
-        out[sensor_id] = SensorConfig.from_dict(sensor_id, dict(settings))
-    return out
-
-
-validate = validator(lambda cfg: (parse_config(cfg), parse_sensors(cfg)))
+validate = validator(CaptureConfig)  # for ComponentApp: the reason a configuration is refused, or None
 
 
 @dataclass
@@ -114,8 +68,9 @@ class CaptureComponent:
 
     def apply(self, cfg: dict[str, Any]) -> None:
         """Start, restart or stop workers so the running set matches the configuration."""
-        cameras, slots, period = parse_config(cfg)
-        sensors = parse_sensors(cfg)
+        config = parse(CaptureConfig, cfg)
+        cameras, sensors = config.cameras, config.sensors
+        slots, period = config.ring_slots, config.metrics_period_s
         with self._lock:
             for sid in list(self.sensors):
                 if sid not in sensors or sensors[sid] != self.sensors[sid].config:

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 from av.container import InputContainer
 
-from .config import FileSource, ImagesSource, RtspSource, UsbSource, redact_url
+from ..config.capture import FileSource, ImagesSource, RtspSource, UsbSource
+from .urls import redact_url
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # An uploaded image younger than this may still be being written; uploaders should write `.name.tmp`

@@ -12,8 +12,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from ..config.capture import SyntheticSource as SyntheticConfig
 from ..sim.scenes import ObjectBox, SyntheticScene
-from .config import SyntheticSource as SyntheticConfig
 from .sources import SourceFrame
 
 H264_ENCODERS = ("libx264", "libopenh264")  # software encoders a PyAV wheel may bundle

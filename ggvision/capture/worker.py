@@ -35,20 +35,12 @@ import av
 import cv2
 import numpy as np
 
+from ..config.capture import CameraConfig, FileSource, RtspSource, SourceConfig, UsbSource
 from ..sim.scenes import ObjectBox
-from .config import (
-    CameraConfig,
-    FileSource,
-    RtspSource,
-    SourceConfig,
-    UsbSource,
-    parse_credentials,
-    redact_url,
-    with_credentials,
-)
 from .recorder import RecordError, SegmentInfo, SegmentRecorder
 from .sources import ImageDirSource, PermanentError, PtsGuesser, Redactor, open_container
 from .synthetic import H264Encoder, SyntheticSource, h264_encoder_name
+from .urls import parse_credentials, redact_url, with_credentials
 
 log = logging.getLogger(__name__)
 

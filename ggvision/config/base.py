@@ -94,10 +94,11 @@ def _drop_null_entries(what: str) -> Callable[[Any], Any]:
     return check
 
 
-def entries(model: type[M], what: str) -> Any:
+def entries(model: type[M], what: str, key: Any = str) -> Any:
     """A map of id -> `model`. A deployment's merge cannot delete a key, so an id set to null is how an entry
-    is removed: null entries are dropped before validation."""
-    return Annotated[dict[str, model], BeforeValidator(_drop_null_entries(what))]  # type: ignore[valid-type]
+    is removed: null entries are dropped before validation. `key` may be an annotated str that checks the ids
+    (its errors are reported at the id: `cameras.bad id: ...`)."""
+    return Annotated[dict[key, model], BeforeValidator(_drop_null_entries(what))]  # type: ignore[valid-type]
 
 
 # -- parsing and errors ----------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith("function-"):  # pydantic's name for a validator step, not a key
+        elif str(part).startswith("function-") or part == "[key]":  # a validator step / a map's key check
             continue
         else:
             out += f".{part}" if out else str(part)

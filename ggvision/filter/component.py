@@ -3,7 +3,7 @@
 Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
 Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
 (ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
-(ggvision/v1/metrics/filter). Configuration: ggvision/filter/config.py.
+(ggvision/v1/metrics/filter). Configuration: ggvision/config/filter.py.
 
 Threads: IPC handlers only parse and enqueue (they run on the connection's event thread and must not
 block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the
@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..config.base import parse, validator
+from ..config.filter import FilterConfig
+from ..contract import topics
 from ..framebus import FrameDescriptor, FrameRing
-from .config import FilterConfig, parse_config, validate
 from .events import PUT_TOPIC, CameraPipeline, Out
 from .messages import Detections, parse_ack, parse_detections, parse_segment
 from .policy import Ledger
@@ -34,11 +36,11 @@ from .policy import Ledger
 log = logging.getLogger("ggvision.filter")
 
 NAME = "com.ggvision.Filter"
-FRAMES = "ggvision/v1/frames/+"
-DETECTIONS = "ggvision/v1/detections/+"
-SEGMENTS = "ggvision/v1/segments/+"
-ACKS = "ggvision/v1/uplink/acks"
-METRICS = "ggvision/v1/metrics/filter"
+FRAMES = topics.every(topics.FRAMES)
+DETECTIONS = topics.every(topics.DETECTIONS)
+SEGMENTS = topics.every(topics.SEGMENTS)
+ACKS = topics.UPLINK_ACKS
+METRICS = topics.metrics("filter")
 SNAPSHOT_TTL_S = 3600.0  # snapshots the Uplink never took are removed after this long
 
 
@@ -110,7 +112,7 @@ class FilterComponent:
         self._publish(out)
 
     def on_config(self, raw: dict[str, Any]) -> None:
-        self._enqueue("config", parse_config(raw))
+        self._enqueue("config", parse(FilterConfig, raw))
 
     # -- IPC handlers (event thread: parse, enqueue, return) ----------------------------------------------
     def _enqueue(self, kind: str, item: Any) -> None:
@@ -304,7 +306,7 @@ class FilterComponent:
 
 
 def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
-    comp = FilterComponent(app, parse_config(raw))
+    comp = FilterComponent(app, parse(FilterConfig, raw))
     comp.work_dir.mkdir(parents=True, exist_ok=True)
     app.on_config(comp.on_config)
     app.subscribe(ACKS, comp.on_ack)
@@ -317,4 +319,4 @@ def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
 
 
 def main() -> int:
-    return run_component(NAME, validate, build)
+    return run_component(NAME, validator(FilterConfig), build)

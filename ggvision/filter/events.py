@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import CameraConfig
+from ..config.filter import CameraConfig
+from ..contract import topics
 from .encode import CONTENT_TYPES, EXTENSIONS, encode
 from .messages import Detection, Detections, Segment
 from .motion import MotionGate
@@ -45,11 +46,11 @@ from .rules import FilterStats, TrackFacts, fired, select, zones_of
 from .tracker import IouTracker, Track
 
 PRODUCER = "com.ggvision.Filter"
-EVENTS_TOPIC = "ggvision/v1/events/{camera}"
-MOTION_TOPIC = "ggvision/v1/motion/{camera}"
-PUT_TOPIC = "ggvision/v1/uplink/put"
-IOT_RESULTS = "ggvision/{thing}/results"
-IOT_EVENTS = "ggvision/{thing}/events"
+EVENTS_TOPIC = topics.EVENTS
+MOTION_TOPIC = topics.MOTION
+PUT_TOPIC = topics.UPLINK_PUT
+IOT_RESULTS = topics.IOT_RESULTS
+IOT_EVENTS = topics.IOT_EVENTS
 IOT_LIMIT = 127 * 1024  # IoT Core takes 128 KB per message; leave room for the transport's own framing
 MAX_ZONE_EVENTS = 32
 MAX_SEGMENTS = 64
@@ -525,12 +526,8 @@ class CameraPipeline:
 
 def _no_geometry(cfg: CameraConfig) -> CameraConfig:
     """Without a known frame size, area and zone rules cannot be applied (score and class still are)."""
-    from dataclasses import replace
-
-    from .config import ClassRule
-
-    return replace(cfg, zones_only=False,
-                   classes={k: ClassRule(r.min_score, 0.0, 1.0) for k, r in cfg.classes.items()})
+    return cfg.model_copy(update={"zones_only": False, "classes": {
+        k: r.model_copy(update={"min_area": 0.0, "max_area": 1.0}) for k, r in cfg.classes.items()}})
 
 
 __all__ = ["CameraPipeline", "Detection", "Out", "fit_alert", "fit_event", "json_size"]

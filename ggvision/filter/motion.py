@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .config import MotionConfig
+from ..config.filter import MotionConfig
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from .config import Polygon, RedactConfig
+from ..config.filter import Polygon, RedactConfig
 from .messages import Detection
 
 BLOCKS = 8

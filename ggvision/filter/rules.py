@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .config import AlertRule, CameraConfig, Polygon
+from ..config.filter import AlertRule, CameraConfig, Polygon
 from .messages import Detection
 
 Box = tuple[float, float, float, float]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .config import StationaryConfig, TrackerConfig
+from ..config.filter import StationaryConfig, TrackerConfig
 from .messages import Detection
 from .rules import Box, iou
 

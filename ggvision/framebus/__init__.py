@@ -4,7 +4,7 @@ Writer (the camera's capture worker)::
 
     ring = FrameRing.create("cam-1")                 # removes the camera's stale rings first
     desc = ring.write(frame_bgr, time.time())        # never blocks
-    publish(f"ggvision/v1/frames/{camera}", desc.to_message())
+    publish(frames_topic(camera), desc.to_message())   # contract.topics.FRAMES
     ring.close()                                     # on shutdown (SIGTERM handler); unlinks
 
 Reader (inference, filter)::
@@ -16,13 +16,15 @@ Reader (inference, filter)::
     frame = ring.read(desc, out)                       # None: overwritten meanwhile (counted)
 """
 
+from ..contract.topics import FRAMES
 from .descriptor import SCHEMA, FrameDescriptor
-from .ring import FENCE_KIND, FrameRing, camera_slug, cleanup_stale, ring_name
+from .ring import FENCE_KIND, FrameRing
+from .ringfile import camera_slug, cleanup_stale, ring_name
 
 
 def frames_topic(camera: str) -> str:
     """The local IPC topic descriptors of `camera` are published on."""
-    return f"ggvision/v1/frames/{camera}"
+    return FRAMES.format(camera=camera)
 
 
 __all__ = [

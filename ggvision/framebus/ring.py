@@ -1,5 +1,9 @@
 """A per-camera shared-memory frame ring: one writer (the camera's capture worker), many readers.
 
+`FrameRing.create` makes this process' ring for a camera and `write` publishes frames into it without
+ever waiting; `FrameRing.attach` maps it read-only and `read` copies a frame out, or returns None when
+the writer overwrote it meanwhile (seqlock generations, below). Both count what they did (`stats`).
+
 Why a /dev/shm file + mmap and not `multiprocessing.shared_memory`:
 - Before Python 3.13 (no `track=False`) every `SharedMemory(name)` attach registers the segment with the
   attaching process' resource tracker, which unlinks it when that *reader* exits (and warns about "leaked"
@@ -9,20 +13,10 @@ Why a /dev/shm file + mmap and not `multiprocessing.shared_memory`:
   tmpfs (Docker's default /dev/shm is 64 MiB) fails at create() with ENOSPC instead of a SIGBUS in the
   middle of a frame copy, and listing the directory to find stale rings.
 On Linux POSIX shm *is* a tmpfs file in /dev/shm (glibc's shm_open is open() there), so this is the same
-memory, just with control. `GGVISION_SHM_DIR` overrides the directory (tests, non-Linux dev machines).
+memory, just with control.
 
-Memory layout (little-endian; every multi-byte field naturally aligned; the mapping is page-aligned):
-
-    0      static header: magic "GGVRING1" (written last at creation), layout version, slots,
-           slot-table offset, slot-header size, max frame bytes, data offset, slot stride,
-           owner pid, owner start time (clock ticks since boot, from /proc: tells pid reuse apart),
-           creation time, camera id length
-    192    written: u64, frames published so far (latest sequence = written - 1); its own cache line
-    256    camera id, UTF-8 (up to 1024 bytes)
-    1280   slot table, 64 bytes (one cache line) per slot:
-             +0  generation u64   even = stable, odd = being written; +2 per write
-             +8  sequence u64, timestamp f64, h u32, w u32, c u32, dtype u32 (1 uint8, 2 uint16, 3 float32), nbytes u64
-    data   page-aligned; slot i's pixels at data_offset + i * slot_stride (stride = max bytes, page-rounded)
+The file, its byte layout (header, slot table of generation words, page-aligned pixel slots), its
+name and stale-ring cleanup are in ringfile.py.
 
 Seqlock protocol and memory ordering ("within what Python allows"):
 - Writer:  gen = gen + 1 (odd);  FENCE;  slot fields + pixels (struct.pack_into, numpy copyto = memcpy);
@@ -54,51 +48,46 @@ import ctypes
 import ctypes.util
 import errno
 import functools
-import hashlib
 import logging
 import math
 import mmap
 import os
 import platform
-import re
-import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psutil
 
-from .descriptor import MAX_CAMERA_LEN, MAX_CHANNELS, MAX_SLOT, RING_NAME_RE, FrameDescriptor
+from .descriptor import MAX_CAMERA_LEN, MAX_CHANNELS, RING_NAME_RE, FrameDescriptor
+from .ringfile import (
+    CAMERA_BYTES,
+    CAMERA_OFF,
+    DTYPE_CODES,
+    DTYPE_NAMES,
+    FILE_MODE,
+    HAVE_PROC,
+    HEADER,
+    LAYOUT_VERSION,
+    MAGIC,
+    MAX_RING_FRAME_BYTES,
+    MAX_SLOTS,
+    PAGE,
+    SLOT_FIELDS,
+    SLOT_HDR,
+    SLOT_TABLE_OFF,
+    WRITTEN_OFF,
+    cleanup_stale,
+    owner_alive,
+    proc_start,
+    read_owner,
+    ring_name,
+    round_up,
+    shm_dir,
+)
 
 log = logging.getLogger(__name__)
-
-MAGIC = b"GGVRING1"
-LAYOUT_VERSION = 1
-PAGE = mmap.PAGESIZE
-_STATIC = struct.Struct("<8sIIIIQQQQQdI")  # 76 bytes, see the layout above
-_WRITTEN_OFF = 192
-_CAMERA_OFF = 256
-_CAMERA_BYTES = 1024  # MAX_CAMERA_LEN characters of UTF-8
-_SLOT_TABLE_OFF = _CAMERA_OFF + _CAMERA_BYTES
-_SLOT_HDR = 64
-_SLOT_FIELDS = struct.Struct("<QdIIIIQ")  # after the generation word, at slot + 8
-_DTYPE_CODES = {"uint8": 1, "uint16": 2, "float32": 3}  # slot header dtype field
-_DTYPE_NAMES = {v: k for k, v in _DTYPE_CODES.items()}
-MAX_SLOTS = MAX_SLOT + 1
-MAX_RING_FRAME_BYTES = 1 << 30
-_SLUG_MAX = 40
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_MODE = 0o640  # owner (capture) writes; components running as another user in the group may read
-
-
-def _shm_dir() -> str:
-    return os.environ.get("GGVISION_SHM_DIR", "/dev/shm")
-
-
-def _round_up(n: int, to: int) -> int:
-    return (n + to - 1) // to * to
 
 
 # --- memory fence -----------------------------------------------------------------------------------
@@ -131,96 +120,6 @@ def _make_fence() -> tuple[Callable[[], None], str]:
 _fence, FENCE_KIND = _make_fence()
 
 
-# --- naming and liveness ----------------------------------------------------------------------------
-
-
-def camera_slug(camera: str) -> str:
-    """A shm-safe, bounded slug; a short hash of the id is added whenever the id had to be changed."""
-    safe = _UNSAFE.sub("-", camera).strip("-.")
-    if safe == camera and 0 < len(safe) <= _SLUG_MAX:
-        return safe
-    digest = hashlib.blake2s(camera.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
-    return f"{safe[:_SLUG_MAX]}-{digest}" if safe else digest
-
-
-def ring_name(camera: str, pid: int | None = None) -> str:
-    return f"ggv-{camera_slug(camera)}-{os.getpid() if pid is None else pid}"
-
-
-_HAVE_PROC = os.path.isdir("/proc/self")
-
-
-def _proc_start(pid: int) -> int | None:
-    """Start time of a live (non-zombie) process in clock ticks since boot, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()  # comm may contain spaces and ')'
-    if fields[0] in (b"Z", b"X"):  # killed but not yet reaped: dead for our purposes
-        return None
-    return int(fields[19])  # field 22 of proc(5)
-
-
-def _owner_alive(pid: int, start: int) -> bool:
-    if pid <= 0:
-        return False
-    if not _HAVE_PROC:
-        return psutil.pid_exists(pid)
-    now = _proc_start(pid)
-    # start == 0: the header was never completed (or is unreadable); judge by the pid alone.
-    return now is not None and (start == 0 or now == start)
-
-
-def _read_owner(path: str) -> tuple[int, int]:
-    """(owner pid, owner start ticks) from a ring file's header; (0, 0) when it is unreadable."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_STATIC.size)
-    except OSError:
-        return 0, 0
-    if len(raw) < _STATIC.size:
-        return 0, 0
-    fields = _STATIC.unpack(raw)
-    if fields[0] != MAGIC:
-        return 0, 0
-    return fields[8], fields[9]
-
-
-def cleanup_stale(camera: str | None = None) -> list[str]:
-    """Unlink rings (of `camera`, or all) whose owner process is dead; returns the removed names."""
-    shm = _shm_dir()
-    try:
-        names = os.listdir(shm)
-    except FileNotFoundError:
-        return []
-    slug = camera_slug(camera) if camera is not None else None
-    removed: list[str] = []
-    for name in sorted(names):
-        m = RING_NAME_RE.match(name)
-        if not m or (slug is not None and m["slug"] != slug):
-            continue
-        pid = int(m["pid"])
-        path = os.path.join(shm, name)
-        hdr_pid, start = _read_owner(path)
-        if hdr_pid not in (0, pid):
-            start = 0  # header disagrees with the name: trust the name's pid only
-        if _owner_alive(pid, start):
-            continue
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            continue  # another process cleaned it up first
-        except PermissionError as e:
-            log.warning("cannot remove stale frame ring %s: %s", path, e)
-            continue
-        removed.append(name)
-    if removed:
-        log.info("removed stale frame rings: %s", ", ".join(removed))
-    return removed
-
-
 # --- the ring ---------------------------------------------------------------------------------------
 
 
@@ -236,12 +135,12 @@ class FrameRing:
         self._mm: mmap.mmap | None = mm
         self._writer = writer
         (magic, version, slots, table_off, slot_hdr, max_bytes, data_off, stride, pid, start, created,
-         cam_len) = _STATIC.unpack_from(mm, 0)
+         cam_len) = HEADER.unpack_from(mm, 0)
         if magic != MAGIC:
             raise ValueError(f"{name}: not a ggvision frame ring (or still being created)")
         if version != LAYOUT_VERSION:
             raise ValueError(f"{name}: ring layout version {version}, this reader understands {LAYOUT_VERSION}")
-        if (table_off != _SLOT_TABLE_OFF or slot_hdr != _SLOT_HDR or not 1 <= slots <= MAX_SLOTS
+        if (table_off != SLOT_TABLE_OFF or slot_hdr != SLOT_HDR or not 1 <= slots <= MAX_SLOTS
                 or data_off < table_off + slots * slot_hdr or stride < max_bytes
                 or data_off + slots * stride > len(mm)):
             raise ValueError(f"{name}: inconsistent ring header")
@@ -249,13 +148,13 @@ class FrameRing:
         self.max_frame_bytes: int = max_bytes
         self.owner_pid: int = pid
         self.created: float = created
-        cam = mm[_CAMERA_OFF : _CAMERA_OFF + min(cam_len, _CAMERA_BYTES)]
+        cam = mm[CAMERA_OFF : CAMERA_OFF + min(cam_len, CAMERA_BYTES)]
         self.camera: str = cam.decode("utf-8", "surrogatepass")
         self._owner_start = start
         self._stride = stride
         # Single-element accesses through these views are single aligned 8-byte loads/stores (module doc).
-        self._gen: np.ndarray | None = np.ndarray((slots,), "<u8", mm, _SLOT_TABLE_OFF, (_SLOT_HDR,))
-        self._written: np.ndarray | None = np.ndarray((1,), "<u8", mm, _WRITTEN_OFF)
+        self._gen: np.ndarray | None = np.ndarray((slots,), "<u8", mm, SLOT_TABLE_OFF, (SLOT_HDR,))
+        self._written: np.ndarray | None = np.ndarray((1,), "<u8", mm, WRITTEN_OFF)
         self._data: np.ndarray | None = np.ndarray((slots * stride,), np.uint8, mm, data_off)
         self._seq = int(self._written[0])
         self._final_written = 0
@@ -275,32 +174,32 @@ class FrameRing:
             raise ValueError(f"max_frame_bytes must be in [1, {MAX_RING_FRAME_BYTES}], got {max_frame_bytes}")
         cleanup_stale(camera)
         pid = os.getpid()
-        start = (_proc_start(pid) or 0) if _HAVE_PROC else 0
+        start = (proc_start(pid) or 0) if HAVE_PROC else 0
         name = ring_name(camera, pid)
-        path = os.path.join(_shm_dir(), name)
-        stride = _round_up(max_frame_bytes, PAGE)
-        data_off = _round_up(_SLOT_TABLE_OFF + slots * _SLOT_HDR, PAGE)
+        path = os.path.join(shm_dir(), name)
+        stride = round_up(max_frame_bytes, PAGE)
+        data_off = round_up(SLOT_TABLE_OFF + slots * SLOT_HDR, PAGE)
         total = data_off + slots * stride
 
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(path, flags, _MODE)
+            fd = os.open(path, flags, FILE_MODE)
         except FileExistsError:
             # Same name = same pid. A dead namespace's or a previous boot's ring (different start time) is
             # stale; one of ours is a second create() without close() and is refused.
-            _, other_start = _read_owner(path)
+            _, other_start = read_owner(path)
             if not start or other_start == start:  # without /proc we cannot tell: refuse rather than clobber
                 raise FileExistsError(f"frame ring {name} for camera {camera!r} is already open in this process; "
                                       "close it before creating another") from None
             os.unlink(path)
-            fd = os.open(path, flags, _MODE)
+            fd = os.open(path, flags, FILE_MODE)
         try:
-            os.fchmod(fd, _MODE)  # the umask may have removed the group bit
+            os.fchmod(fd, FILE_MODE)  # the umask may have removed the group bit
             try:
                 os.posix_fallocate(fd, 0, total)
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise OSError(e.errno, f"no room for a {total / 2**20:.1f} MiB frame ring in {_shm_dir()} "
+                    raise OSError(e.errno, f"no room for a {total / 2**20:.1f} MiB frame ring in {shm_dir()} "
                                   "(size of /dev/shm? Docker's default is 64 MiB: --shm-size)") from e
                 os.ftruncate(fd, total)  # fallocate unsupported here: sparse file
             mm = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -310,10 +209,10 @@ class FrameRing:
             raise
         os.close(fd)  # the mapping keeps the memory
 
-        cam = camera.encode("utf-8", "surrogatepass")  # <= 4 * MAX_CAMERA_LEN = _CAMERA_BYTES
-        _STATIC.pack_into(mm, 0, b"\0" * 8, LAYOUT_VERSION, slots, _SLOT_TABLE_OFF, _SLOT_HDR, max_frame_bytes,
+        cam = camera.encode("utf-8", "surrogatepass")  # <= 4 * MAX_CAMERA_LEN = CAMERA_BYTES
+        HEADER.pack_into(mm, 0, b"\0" * 8, LAYOUT_VERSION, slots, SLOT_TABLE_OFF, SLOT_HDR, max_frame_bytes,
                           data_off, stride, pid, start, time.time(), len(cam))
-        mm[_CAMERA_OFF : _CAMERA_OFF + len(cam)] = cam
+        mm[CAMERA_OFF : CAMERA_OFF + len(cam)] = cam
         _fence()
         mm[0:8] = MAGIC  # last: a reader never sees a half-initialised header as valid
         ring = cls(name, path, mm, writer=True)
@@ -325,11 +224,11 @@ class FrameRing:
         """Map an existing ring read-only (reader side). FileNotFoundError when the writer is gone."""
         if not isinstance(name, str) or not RING_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not a frame ring name (ggv-<slug>-<pid>)")
-        path = os.path.join(_shm_dir(), name)
+        path = os.path.join(shm_dir(), name)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             size = os.fstat(fd).st_size
-            if size < _SLOT_TABLE_OFF + _SLOT_HDR:
+            if size < SLOT_TABLE_OFF + SLOT_HDR:
                 raise ValueError(f"{name}: too small to be a frame ring ({size} bytes)")
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
@@ -347,8 +246,8 @@ class FrameRing:
         if not self._writer:
             raise PermissionError(f"{self.name}: attached rings are read-only")
         gen, written, data = self._views()
-        if not isinstance(frame, np.ndarray) or frame.dtype.name not in _DTYPE_CODES or frame.ndim != 3:
-            raise ValueError(f"frame must be a numpy array of shape (h, w, c) and dtype {', '.join(_DTYPE_CODES)}")
+        if not isinstance(frame, np.ndarray) or frame.dtype.name not in DTYPE_CODES or frame.ndim != 3:
+            raise ValueError(f"frame must be a numpy array of shape (h, w, c) and dtype {', '.join(DTYPE_CODES)}")
         h, w, c = (int(x) for x in frame.shape)
         if not (h and w and 1 <= c <= MAX_CHANNELS):
             raise ValueError(f"frame shape {frame.shape} is not (h>0, w>0, 1..{MAX_CHANNELS})")
@@ -366,8 +265,8 @@ class FrameRing:
         gen[slot] = g  # odd: readers of this slot will discard what they copy from now on
         _fence()
         base = slot * self._stride
-        _SLOT_FIELDS.pack_into(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8, seq, ts, h, w, c,
-                               _DTYPE_CODES[dtype], nbytes)
+        SLOT_FIELDS.pack_into(self._mm, SLOT_TABLE_OFF + slot * SLOT_HDR + 8, seq, ts, h, w, c,
+                              DTYPE_CODES[dtype], nbytes)
         np.copyto(data[base : base + nbytes].view(frame.dtype).reshape(h, w, c), frame)
         _fence()
         g += 1
@@ -405,8 +304,8 @@ class FrameRing:
             self._overwritten += 1
             return None
         _fence()
-        seq, _ts, h, w, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
-        if seq != desc.sequence or (h, w, c) != desc.shape or dtype != _DTYPE_CODES[desc.dtype]:
+        seq, _ts, h, w, c, dtype, _n = SLOT_FIELDS.unpack_from(self._mm, SLOT_TABLE_OFF + slot * SLOT_HDR + 8)
+        if seq != desc.sequence or (h, w, c) != desc.shape or dtype != DTYPE_CODES[desc.dtype]:
             _fence()
             if int(gen[slot]) != g1:
                 self._note(desc.sequence)
@@ -440,12 +339,12 @@ class FrameRing:
             slot = seq % self.slots
             g1 = int(gen[slot])
             _fence()
-            s, ts, h, wd, c, dtype, _n = _SLOT_FIELDS.unpack_from(self._mm, _SLOT_TABLE_OFF + slot * _SLOT_HDR + 8)
+            s, ts, h, wd, c, dtype, _n = SLOT_FIELDS.unpack_from(self._mm, SLOT_TABLE_OFF + slot * SLOT_HDR + 8)
             _fence()
-            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype in _DTYPE_NAMES:
+            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype in DTYPE_NAMES:
                 self._note(seq)
                 return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g1, timestamp=ts,
-                                       shape=(h, wd, c), ring=self.name, dtype=_DTYPE_NAMES[dtype])
+                                       shape=(h, wd, c), ring=self.name, dtype=DTYPE_NAMES[dtype])
         return None
 
     def _note(self, seq: int) -> None:
@@ -458,7 +357,7 @@ class FrameRing:
 
     def writer_alive(self) -> bool:
         """Whether the process that created this ring is still running (readers: drop rings of dead writers)."""
-        return _owner_alive(self.owner_pid, self._owner_start)
+        return owner_alive(self.owner_pid, self._owner_start)
 
     def stats(self) -> dict[str, int]:
         """written: frames the writer published; read: this instance's good reads; overwritten/torn: reads

@@ -1,7 +1,7 @@
 """com.ggvision.Health: hardware/ML/network/application metrics, Prometheus endpoint, IoT Core summary, watchdogs."""
 
+from ..config.health import HealthConfig
 from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, RssTrend
-from .config import HealthConfig, parse_config, validate
 from .exporter import METRICS, Collected, HealthCollector, encode_summary, samples, summary
 from .gpu import GpuSample, GpuSource, NvmlGpuSource
 from .state import AppState
@@ -9,4 +9,4 @@ from .watchdog import Watchdogs
 
 __all__ = ["METRICS", "AppState", "Collected", "DiskCollector", "GpuSample", "GpuSource", "HealthCollector",
            "HealthConfig", "HostCollector", "NvmlGpuSource", "ProcessCollector", "Prober", "RssTrend", "Watchdogs",
-           "encode_summary", "parse_config", "samples", "summary", "validate"]
+           "encode_summary", "samples", "summary"]

@@ -5,7 +5,7 @@ ListComponents, merges what the local topics told it (inference/capture/uplink m
 detections), runs the watchdogs, and swaps the result into the Prometheus collector. Every
 `summaryPeriodS` it publishes a `health-summary/1.0` to IoT Core (`ggvision/{thing}/metrics`, QoS 1,
 ≤ 128 KB) and a few values through PutComponentMetric. Alerts go to `ggvision/v1/alerts/health` and to
-IoT Core `ggvision/{thing}/events`. Configuration keys: ggvision/health/config.py.
+IoT Core `ggvision/{thing}/events`. Configuration keys: ggvision/config/health.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..component import ComponentApp, run_component
+from ..config.base import parse, validator
+from ..config.health import HealthConfig, parse_endpoint
+from ..contract import topics
 from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, network_sent_bytes
-from .config import HealthConfig, parse_config, parse_endpoint, validate
 from .exporter import Collected, ComponentInfo, HealthCollector, encode_summary, summary
 from .gpu import GpuSource, NvmlGpuSource
 from .state import AppState
@@ -28,10 +30,10 @@ from .watchdog import Watchdogs
 log = logging.getLogger("ggvision.health")
 
 NAME = "com.ggvision.Health"
-ALERTS = "ggvision/v1/alerts/health"
-SUBSCRIPTIONS = ("ggvision/v1/metrics/+", "ggvision/v1/detections/+", "ggvision/v1/frames/+")
-IOT_METRICS = "ggvision/{thing}/metrics"
-IOT_EVENTS = "ggvision/{thing}/events"
+ALERTS = topics.ALERTS.format(component="health")
+SUBSCRIPTIONS = tuple(topics.every(t) for t in (topics.METRICS, topics.DETECTIONS, topics.FRAMES))
+IOT_METRICS = topics.IOT_METRICS
+IOT_EVENTS = topics.IOT_EVENTS
 IPC_TIMEOUT_S = 10.0
 ERROR_STATES = ("ERRORED", "BROKEN")
 
@@ -93,7 +95,7 @@ class HealthComponent:
                 cfg.probes, cfg.probe_timeout_s, cfg.probe_window):
             if self.prober is not None:
                 self.prober.close()
-            self.prober = Prober([parse_endpoint(p, "probes") for p in cfg.probes], cfg.probe_timeout_s,
+            self.prober = Prober([parse_endpoint(p) for p in cfg.probes], cfg.probe_timeout_s,
                                  cfg.probe_window)
         if old is None:
             self.procs = (ProcessCollector.from_environment(cfg.leak_window) if self._procs_arg == "auto"
@@ -114,7 +116,7 @@ class HealthComponent:
 
     def reconfigure(self, raw: dict[str, Any]) -> None:
         """ComponentApp callback (IPC thread): applied by the next tick."""
-        self._pending = parse_config(raw)
+        self._pending = parse(HealthConfig, raw)
 
     # -- start/stop --------------------------------------------------------------------------
     def _start_server(self) -> None:
@@ -300,7 +302,7 @@ class HealthComponent:
 
 
 def build(app: ComponentApp, cfg: dict[str, Any]) -> HealthComponent:
-    comp = HealthComponent(app, parse_config(cfg))
+    comp = HealthComponent(app, parse(HealthConfig, cfg))
     app.on_config(comp.reconfigure)
     comp.start()
     return comp
@@ -308,4 +310,4 @@ def build(app: ComponentApp, cfg: dict[str, Any]) -> HealthComponent:
 
 def main() -> int:
     # Collection is due every periodS; the tick is only its granularity.
-    return run_component(NAME, validate, build, tick_period_s=0.25)
+    return run_component(NAME, validator(HealthConfig), build, tick_period_s=0.25)

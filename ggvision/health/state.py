@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contract import topics
 from ..framebus import FrameDescriptor
 
-FRAMES = "ggvision/v1/frames/"
-DETECTIONS = "ggvision/v1/detections/"
-METRICS = "ggvision/v1/metrics/"
+# topic prefixes: what follows the last "/" names the camera or component
+FRAMES = topics.FRAMES.removesuffix("{camera}")
+DETECTIONS = topics.DETECTIONS.removesuffix("{camera}")
+METRICS = topics.METRICS.removesuffix("{component}")
 _CAPTURE = re.compile(r"^capture-metrics/1\.\d+$")
 _INFERENCE = re.compile(r"^inference-metrics/1\.\d+$")
 _UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.health import HealthConfig
 from .collectors import DiskSample, HostSample
-from .config import HealthConfig
 from .state import AppView
 
 SCHEMA = "alert/1.0"

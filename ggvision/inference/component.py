@@ -5,7 +5,7 @@ Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to
 gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.0
 message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
 version via GetComponentDetails, re-checked on every postUpdateEvent) or folders, and are swapped without
-stopping: see swap.py. Configuration keys: docs/inference.md and config.py.
+stopping: see swap.py. Configuration keys: docs/inference.md and ggvision/config/inference.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from typing import Any
 from topicmatch import mqtt_match
 
 from ..component import ComponentApp, run_component
+from ..config.base import parse, validator
+from ..config.inference import InferenceConfig, ModelSource, ModelSpec, ShadowSpec
+from ..contract import topics
 from ..framebus import FrameDescriptor
-from .config import InferenceConfig, ModelSource, ModelSpec, ShadowSpec, parse_config, validate
 from .publisher import AsyncPublisher
 from .resolve import resolve
 from .shadow import ShadowRunner
@@ -34,9 +36,9 @@ from .worker import BatchSettings, VisionWorker
 log = logging.getLogger("ggvision.inference")
 
 NAME = "com.ggvision.Inference"
-METRICS = "ggvision/v1/metrics/inference"
-ALERTS = "ggvision/v1/alerts/inference"
-SENSORS = "ggvision/v1/sensors/+"
+METRICS = topics.metrics("inference")
+ALERTS = topics.ALERTS.format(component="inference")
+SENSORS = topics.every(topics.SENSORS)
 RETRY_MISSING_S = 10.0
 
 Worker = VisionWorker | TabularWorker
@@ -117,7 +119,7 @@ class InferenceComponent:
     # -- configuration ---------------------------------------------------------------------------
     def apply(self, raw: dict[str, Any]) -> None:
         """Make the running models, routes and subscriptions match the configuration (live)."""
-        cfg = parse_config(raw)
+        cfg = parse(InferenceConfig, raw)
         with self._lock:
             old = self.cfg
             self.cfg = cfg
@@ -362,4 +364,4 @@ def main(argv: list[str] | None = None) -> int:
                     help="the nucleus' packages folder ({kernel:rootPath}/packages): where model components' "
                          "artifacts are installed")
     args = ap.parse_args(argv)
-    return run_component(NAME, validate, lambda app, cfg: build(app, cfg, args.packages))
+    return run_component(NAME, validator(InferenceConfig), lambda app, cfg: build(app, cfg, args.packages))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ModelSource
+from ..config.inference import ModelSource
 
 MANIFEST = "manifest.json"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ModelSource
+from ..config.inference import ModelSource
 from .resolve import ModelNotFound
 from .stats import ModelStats
 

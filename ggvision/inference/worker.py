@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.topics import DETECTIONS
 from ..framebus import FrameDescriptor
 from .batcher import Batcher, Pending
 from .frames import RingReader
@@ -24,7 +25,6 @@ from .swap import ModelSlot
 
 log = logging.getLogger("ggvision.inference")
 
-DETECTIONS = "ggvision/v1/detections/{camera}"
 SCHEMA = "detections/1.0"
 IDLE_WAIT_S = 0.25  # how often an idle worker looks for a staged model
 

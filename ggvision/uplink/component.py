@@ -1,6 +1,7 @@
 """com.ggvision.Uplink: uplink-put/1.0 requests in, acks after they are on disk, the drain engine out.
 
-Configuration (recipe DefaultConfiguration, deployment merges, live updates; see config.py and docs/uplink.md):
+Configuration (recipe DefaultConfiguration, deployment merges, live updates; see ggvision/config/uplink.py and
+docs/uplink.md):
   site, sink {type directory|s3, ...}, iot {enabled, maxBatchBytes}, sqs / kinesis {enabled, ...},
   bandwidthKbps, cameraBandwidthKbps {camera: kbit/s}, defaultCameraBandwidthKbps, quotaBytes, retentionDays,
   multipartThresholdBytes, multipartPartBytes, metricsPeriodS, backoffMaxS, queuePath.
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..component import ComponentApp, run_component
-from .config import UplinkConfig, parse_config, validate
+from ..config.base import parse, validator
+from ..config.uplink import UplinkConfig
 from .engine import Engine, MessageSink, object_sink, stream_sinks
 from .messages import ACK_TOPIC, METRICS_TOPIC, PUT_TOPIC, STATUS_TOPIC, PutRequest, Refused, ack, parse_put
 from .msgsinks import IotSink
@@ -67,7 +69,7 @@ class UplinkComponent:
         self.app.subscribe(PUT_TOPIC, lambda _topic, msg: self._intake.put(msg))  # quick: the IPC thread
 
     def apply(self, raw: dict[str, Any]) -> None:
-        cfg = parse_config(raw)
+        cfg = parse(UplinkConfig, raw)
         old, self.cfg = self.cfg, cfg
         objects = object_sink(cfg, self.work) if cfg.sink != old.sink or \
             (cfg.multipart_threshold_bytes, cfg.multipart_part_bytes) != \
@@ -185,11 +187,11 @@ class UplinkComponent:
 
 
 def build(app: ComponentApp, raw: dict[str, Any]) -> UplinkComponent:
-    comp = UplinkComponent(app, parse_config(raw))
+    comp = UplinkComponent(app, parse(UplinkConfig, raw))
     comp.start()
     app.on_config(comp.apply)
     return comp
 
 
 def main() -> int:
-    return run_component(NAME, validate, build)
+    return run_component(NAME, validator(UplinkConfig), build)

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import UplinkConfig, parse_config
+from ..config.base import parse
+from ..config.uplink import UplinkConfig
+from ..contract.keys import object_key
 from .dirsink import DirectorySink
 from .errors import ItemError, Preempted, TransientError
-from .messages import object_key
 from .msgsinks import ArchiveSink, Batch, KinesisSink, SqsSink, build_batches
 from .queue import Eviction, Item, UplinkQueue
 from .s3sink import S3Sink
@@ -287,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thing", default="ggvision-local")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(json.loads(args.config))
-    cfg = UplinkConfig(**{**cfg.__dict__, "iot_enabled": False})
+    cfg = parse(UplinkConfig, json.loads(args.config))
+    cfg = cfg.model_copy(update={"iot": cfg.iot.model_copy(update={"enabled": False})})
     engine = run_engine(args.queue, cfg, args.work, args.thing)
     signal.signal(signal.SIGTERM, lambda *_: engine.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: engine.stop_event.set())

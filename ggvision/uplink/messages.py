@@ -8,18 +8,18 @@ import json
 import math
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.uplink import SAFE_NAME
+from ..contract import topics
 from . import PRIORITIES
-from .config import SAFE_NAME
 
-PUT_TOPIC = "ggvision/v1/uplink/put"
-ACK_TOPIC = "ggvision/v1/uplink/acks"
-METRICS_TOPIC = "ggvision/v1/metrics/uplink"
-STATUS_TOPIC = "ggvision/{thing}/status"
-IOT_TOPICS = ("results", "events")  # ggvision/{thing}/<these> — what the recipe lets Uplink publish for producers
+PUT_TOPIC = topics.UPLINK_PUT
+ACK_TOPIC = topics.UPLINK_ACKS
+METRICS_TOPIC = topics.metrics("uplink")
+STATUS_TOPIC = topics.IOT_STATUS
+IOT_TOPICS = (topics.IOT_RESULTS, topics.IOT_EVENTS)  # what the recipe lets Uplink publish for producers
 MAX_METADATA_BYTES = 1800  # S3 user metadata is limited to 2 KB in total, our own keys included
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -89,7 +89,7 @@ def parse_put(msg: Any, thing: str, max_message_bytes: int) -> PutRequest:
     elif req.destination == "iot":
         topic = _text(msg, "topic")
         req.topic = topic.replace("{thing}", thing)
-        allowed = [f"ggvision/{thing}/{t}" for t in IOT_TOPICS]
+        allowed = [topics.iot(t, thing) for t in IOT_TOPICS]
         if req.topic not in allowed:
             raise Refused(f"topic: one of {', '.join(allowed)} (with {{thing}} for the thing name), got {topic!r}")
         payload = msg.get("payload")
@@ -136,11 +136,6 @@ def _parse_object(msg: dict[str, Any], req: PutRequest) -> None:
     if len(json.dumps(meta, separators=(",", ":"))) > MAX_METADATA_BYTES:
         raise Refused(f"metadata: over {MAX_METADATA_BYTES} bytes as JSON (S3 object metadata is limited to 2 KB)")
     req.metadata = meta
-
-
-def object_key(prefix: str, site: str, thing: str, camera: str, start: float, name: str) -> str:
-    """{prefix}{site}/{thing}/{camera}/YYYY/MM/DD/HH/{name}, time = start in UTC."""
-    return f"{prefix}{site}/{thing}/{camera}/{time.strftime('%Y/%m/%d/%H', time.gmtime(start))}/{name}"
 
 
 def ack(req_id: str, status: str, reason: str = "") -> dict[str, Any]:

@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .config import SinkConfig
+from ..config.uplink import SinkConfig
 from .dirsink import object_metadata
 from .errors import ItemError, Preempted, TransientError
 from .queue import Item

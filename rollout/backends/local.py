@@ -16,9 +16,13 @@ from typing import Any
 
 from gglocal.fleet.client import FleetClient
 from gglocal.fleet.layout import FleetError, FleetInfo
+from ggvision.contract import schemas, topics
 
 from ..config import RolloutConfig
 from .base import BackendError, Deployment, DeviceStatus
+
+# the devices' health summaries the gates read: where they travel and their schema's major version
+SUMMARIES = (topics.every(topics.IOT_METRICS), schemas.HEALTH_SUMMARY.rsplit(".", 1)[0] + ".")
 
 
 class LocalBackend:
@@ -28,7 +32,7 @@ class LocalBackend:
         self.info = info
         self.registry = registry
         try:
-            self.client = FleetClient(info)
+            self.client = FleetClient(info, summaries=SUMMARIES)
         except FleetError as e:
             raise BackendError(str(e)) from None
         # Retained group documents arrive right after subscribing; give them a moment so current() sees them.

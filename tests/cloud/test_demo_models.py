@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gglocal.nucleus.recipe import parse_recipe
+from gglocal.nucleus.recipeparser import parse_recipe
 from gglocal.packaging.build import RecipeSchemas, check_built, load_built
 from gglocal.packaging.project import load_project
 from ggvision.model.fire_features import FEATURE_NAMES, feature_vector

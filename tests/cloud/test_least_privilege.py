@@ -7,7 +7,7 @@ import pytest
 from harness import REPO
 
 from gglocal.ipc.authorization import is_authorized
-from gglocal.nucleus.recipe import load_recipe
+from gglocal.nucleus.recipeparser import load_recipe
 
 RECIPES = {p.parent.name: p for p in sorted((REPO / "components").glob("*/recipe.yaml"))}
 # Operations that act on no particular resource: the nucleus checks them against "*".

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ggvision.contract.metrics import METRICS
+
 REPO = Path(__file__).resolve().parents[2]
 MON = REPO / "deploy" / "monitoring"
 PROMETHEUS_YML = MON / "prometheus.yml"
@@ -31,60 +33,9 @@ METRIC = re.compile(r"ggvision_[a-z0-9_]+")
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*$')
 
-# What com.ggvision.Health exports: the contract between the exporter and this pack.
-HEALTH_METRICS = frozenset(
-    {
-        # hardware
-        "ggvision_cpu_usage_ratio",
-        "ggvision_load1",
-        "ggvision_temperature_celsius",
-        "ggvision_memory_available_bytes",
-        "ggvision_swap_used_bytes",
-        "ggvision_component_rss_bytes",
-        "ggvision_component_rss_growth_bytes_per_hour",
-        "ggvision_disk_free_bytes",
-        "ggvision_disk_total_bytes",
-        "ggvision_disk_write_bytes_per_second",
-        "ggvision_disk_write_latency_seconds",
-        # GPU
-        "ggvision_gpu_utilization_ratio",
-        "ggvision_gpu_memory_used_bytes",
-        "ggvision_gpu_memory_total_bytes",
-        "ggvision_gpu_temperature_celsius",
-        "ggvision_gpu_power_watts",
-        "ggvision_gpu_encoder_utilization_ratio",
-        "ggvision_gpu_decoder_utilization_ratio",
-        # ML / inference
-        "ggvision_inference_latency_seconds",
-        "ggvision_inference_batches_per_second",
-        "ggvision_model_load_seconds",
-        "ggvision_inference_errors_total",
-        "ggvision_inference_error_ratio",
-        "ggvision_inference_score_mean",
-        "ggvision_inference_provider_info",
-        # network / uplink
-        "ggvision_endpoint_up",
-        "ggvision_endpoint_latency_seconds",
-        "ggvision_endpoint_loss_ratio",
-        "ggvision_network_sent_bytes_total",
-        "ggvision_uplink_backlog_bytes",
-        # cameras / application
-        "ggvision_camera_input_fps",
-        "ggvision_camera_decoded_fps",
-        "ggvision_camera_detection_fps",
-        "ggvision_camera_up",
-        "ggvision_camera_frame_age_seconds",
-        # components
-        "ggvision_component_up",
-        "ggvision_component_state",
-        "ggvision_component_restarts_total",
-        "ggvision_component_info",
-        "ggvision_uptime_seconds",
-        # Health itself
-        "ggvision_health_alerts_active",
-        "ggvision_health_malformed_messages_total",
-    }
-)
+# What com.ggvision.Health exports, from the contract the exporter reads too (counters get prometheus_client's
+# `_total` suffix on the wire).
+HEALTH_METRICS = frozenset(f"{name}_total" if kind == "counter" else name for name, (kind, _, _) in METRICS.items())
 
 # The alerts the pack promises (Alertmanager's inhibitions and the README name them).
 REQUIRED_ALERTS = frozenset(

@@ -29,8 +29,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ggvision.capture import CameraConfig, CameraStatus, CameraWorker, SegmentInfo, redact_url
-from ggvision.capture.config import parse_credentials, with_credentials
 from ggvision.capture.sources import Redactor
+from ggvision.capture.urls import parse_credentials, with_credentials
 from ggvision.sim.scenes import SyntheticScene
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,20 +246,27 @@ def check_segments(
     [
         ({"source": {"type": "rtsp", "url": "http://cam/x"}}, "cameras.door.source.url: must start with rtsp://"),
         ({"source": {"type": "rtsp", "url": "rtsp://h/x", "transport": "sctp"}}, "cameras.door.source.transport:"),
-        ({"source": {"type": "rtsp", "url": "rtsp://h/x", "port": 1}}, "cameras.door.source.port: unknown key"),
-        ({"source": {"type": "file"}}, "cameras.door.source.path: is required"),
+        ({"source": {"type": "rtsp", "url": "rtsp://h/x", "port": 1}}, "cameras.door.source: unknown keys port"),
+        ({"source": {"type": "rtsp", "url": "rtsp://u:p@h/x", "credentialsSecret": "s"}},
+         "cameras.door.source.credentialsSecret: the url already carries a password"),
+        ({"source": {"type": "file"}}, "cameras.door.source.path: required"),
+        ({"source": {"path": "/x.mp4"}}, "cameras.door.source.type: required"),
         ({"source": {"type": "webcam"}}, "cameras.door.source.type: must be one of"),
         ({"source": {"type": "usb", "device": "video0"}}, "cameras.door.source.device:"),
         ({"source": {"type": "usb", "width": 640}}, "cameras.door.source.height:"),
         ({"source": {"type": "synthetic", "classes": []}}, "cameras.door.source.classes:"),
-        ({"source": {"type": "images", "dir": "/x", "loop": "yes"}}, "cameras.door.source.loop: must be true or false"),
+        ({"source": {"type": "images", "dir": "/x", "loop": "yes"}},
+         "cameras.door.source.loop: expected true or false"),
+        ({"source": {"type": "images", "dir": "/x"}, "record": {"enabled": True, "dir": "/r"}},
+         "cameras.door.record.enabled: an images source has no video stream"),
         ({"source": {"type": "synthetic"}, "detectFps": 0}, "cameras.door.detectFps: must be greater than 0"),
-        ({"source": {"type": "synthetic"}, "detectFPS": 5}, "cameras.door.detectFPS: unknown key"),
-        ({"source": {"type": "synthetic"}, "maxWidth": 12.5}, "cameras.door.maxWidth: must be an integer"),
+        ({"source": {"type": "synthetic"}, "detectFPS": 5}, "cameras.door: unknown keys detectFPS"),
+        ({"source": {"type": "synthetic"}, "maxWidth": 640.5}, "cameras.door.maxWidth: expected a whole number"),
         ({"source": {"type": "synthetic"}, "backoffMinS": 5, "backoffMaxS": 2}, "cameras.door.backoffMaxS:"),
         ({"source": {"type": "synthetic"}, "record": {"enabled": True}}, "cameras.door.record.dir: is required"),
-        ({"source": {"type": "synthetic"}, "record": {"segmentSecs": 3}}, "cameras.door.record.segmentSecs: unknown"),
-        ({"detectFps": 5}, "cameras.door.source: is required"),
+        ({"source": {"type": "synthetic"}, "record": {"segmentSecs": 3}},
+         "cameras.door.record: unknown keys segmentSecs"),
+        ({"detectFps": 5}, "cameras.door.source: required"),
         ({"source": "rtsp://h/x"}, "cameras.door.source: must be an object"),
     ],
 )
@@ -284,6 +291,41 @@ def test_config_defaults_and_secret_url_never_in_errors() -> None:
     assert "hunter22" not in repr(cfg)  # configs get logged
     with pytest.raises(ValueError, match="cameras.bad id: camera id must match"):
         CameraConfig.from_dict("bad id", {"source": {"type": "synthetic"}})
+
+
+def test_whole_configuration_model() -> None:
+    """The recipe's DefaultConfiguration is valid and agrees with the model's defaults; ids are checked and
+    known to each entry; null removes an entry; sensors are checked with their key paths."""
+    import yaml
+
+    from ggvision.config.base import json_schema, parse, validator
+    from ggvision.config.capture import CAMERA_ID_RE, CaptureConfig
+
+    recipe = yaml.safe_load((REPO / "components" / "com.ggvision.Capture" / "recipe.yaml").read_text())
+    default = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    cfg = parse(CaptureConfig, default)
+    assert (cfg.ring_slots, cfg.metrics_period_s) == (default["ringSlots"], default["metricsPeriodS"])
+    assert (CaptureConfig().ring_slots, CaptureConfig().metrics_period_s) == (8, 5.0)
+    assert cfg.cameras["synthetic-1"].camera_id == "synthetic-1" and cfg.cameras["synthetic-1"].record.enabled
+    assert cfg.sensors["thermal-1"].sensor_id == "thermal-1" and cfg.sensors["thermal-1"].scenario == "normal"
+    assert list(parse(CaptureConfig, {**default, "cameras": {"synthetic-1": None}}).cameras) == []
+    validate = validator(CaptureConfig)
+    for bad, message in [
+        ({"cameras": {"bad id": {"source": {"type": "synthetic"}}}}, "cameras.bad id: camera id must match"),
+        ({"cameras": ["door"]}, "cameras: expected an object of camera id -> settings"),
+        ({"cameras": {"door": "rtsp://h/x"}}, "cameras.door: must be an object"),
+        ({"sensors": {"t": {"type": "thermal"}}}, "sensors.t.type: must be 'thermal-sim', got 'thermal'"),
+        ({"sensors": {"t": {"type": "thermal-sim", "scenario": "x"}}}, "sensors.t.scenario: must be one of normal,"),
+        ({"sensors": {"t": {"type": "thermal-sim", "fps": 0}}}, "sensors.t.fps: expected a number from 0.1 to 30"),
+        ({"sensors": {"t": {"type": "thermal-sim", "rate": 1}}}, "sensors.t: unknown keys rate"),
+        ({"cameras": {"t": {"source": {"type": "synthetic"}}}, "sensors": {"t": {"type": "thermal-sim"}}},
+         "sensors.t: the id is also a camera id"),
+        ({"ringSlots": 1}, "ringSlots: expected a number from 2 to 64"),
+        ({"camera": {}}, "unknown configuration keys: camera"),
+    ]:
+        reason = validate(bad)
+        assert reason is not None and reason.startswith(message), (bad, reason)
+    assert list(json_schema(CaptureConfig)["properties"]["cameras"]["patternProperties"]) == [CAMERA_ID_RE.pattern]
 
 
 def test_redact_url() -> None:
@@ -589,8 +631,8 @@ def test_local_segments_older_than_the_retention_are_deleted(tmp_path: Path) -> 
     """Recording must not fill the disk: a camera keeps `retainS` of segments; others' files are left alone."""
     import os
 
-    from ggvision.capture.config import CameraConfig
     from ggvision.capture.recorder import prune_segments
+    from ggvision.config.capture import CameraConfig
 
     now = 1_800_000_000.0
     for name, age in (("door-old.ts", 7200), ("door-new.ts", 60), ("yard-old.ts", 7200), (".door-open.ts.tmp", 7200)):
@@ -601,6 +643,6 @@ def test_local_segments_older_than_the_retention_are_deleted(tmp_path: Path) -> 
     cfg = CameraConfig.from_dict("door", {"source": {"type": "synthetic"},
                                           "record": {"enabled": True, "dir": str(tmp_path), "retainS": 600}})
     assert cfg.record.retain_s == 600
-    with pytest.raises(ValueError, match="retainS"):
+    with pytest.raises(ValueError, match="cameras.door.record.retainS: must be at least segmentSeconds"):
         CameraConfig.from_dict("door", {"source": {"type": "synthetic"}, "record": {
             "enabled": True, "dir": str(tmp_path), "segmentSeconds": 10, "retainS": 5}})

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ggvision.filter.config import parse_camera, parse_config, validate
+from ggvision.config.base import json_schema, parse, validator
+from ggvision.config.filter import FilterConfig, parse_camera
 from ggvision.filter.events import IOT_LIMIT, CameraPipeline, json_size
 from ggvision.filter.messages import parse_ack, parse_detections, parse_segment
 from ggvision.filter.motion import MotionGate
@@ -313,20 +314,40 @@ def test_budget_drops_video_first_then_clips_never_results(tmp_path: Path) -> No
 
 
 def test_configuration_errors_name_the_key() -> None:
+    validate = validator(FilterConfig)
     assert validate({"cameras": {"door": {"policy": "everything"}}}) == \
         "cameras.door.policy: one of continuous, events, metadata, got 'everything'"
     bad_zone = {"drive": [[0, 0], [2, 0], [1, 1]]}
     assert "cameras.door.zones.drive[1]" in validate({"cameras": {"door": {"zones": bad_zone}}})
     bad_score = {"person": {"minScore": 3}}
     assert "cameras.door.classes.person.minScore" in validate({"cameras": {"door": {"classes": bad_score}}})
-    assert "no such zone gate" in validate({"cameras": {"door": {"alerts": [{"name": "a", "zones": ["gate"]}]}}})
+    assert "cameras.door.alerts[0].zones: no such zone gate" in \
+        validate({"cameras": {"door": {"alerts": [{"name": "a", "zones": ["gate"]}]}}})
+    assert "cameras.door.alerts: rule names must be unique" in \
+        validate({"cameras": {"door": {"alerts": [{"name": "a"}, {"name": "a"}]}}})
+    assert "cameras.door.classes.car: minArea is above maxArea" in \
+        validate({"cameras": {"door": {"classes": {"car": {"minArea": 0.5, "maxArea": 0.1}}}}})
+    assert "cameras.door.zones.drive: expected a polygon of at least 3" in \
+        validate({"cameras": {"door": {"zones": {"drive": [[0, 0], [1, 1]]}}}})
+    assert "cameras.door.redact.masks[0][2]: expected [x, y]" in \
+        validate({"cameras": {"door": {"redact": {"masks": [[[0, 0], [1, 0], [1]]]}}}})
+    assert "cameras.door.alertImage: expected an object" in validate({"cameras": {"door": {"alertImage": True}}})
+    assert "cameras.door: expected an object" in validate({"cameras": {"door": 5}})
+    assert validate({"workDir": 3}) == "workDir: expected a path (string)"
+    assert validate({"colour": 1}) == "unknown configuration keys: colour"
+    # a bad default is reported under each camera that inherits it
+    assert validate({"defaults": {"burstS": 0}, "cameras": {"a": {}, "b": {"burstS": 5}}}) == \
+        "cameras.a.burstS: expected a number from 1 to 3600, got 0"
     assert "cameras.door: unknown keys colour" in validate({"cameras": {"door": {"colour": 1}}})
     assert "cameras.door.motion.threshold" in validate({"cameras": {"door": {"motion": {"threshold": 0}}}})
     assert "cameras.door.events.cloudBoxes" in validate({"cameras": {"door": {"events": {"cloudBoxes": 1}}}})
-    cfg = parse_config({"defaults": {"policy": "metadata", "motion": {"width": 100}},
-                        "cameras": {"a": {}, "b": {"motion": {"threshold": 9}}, "c": None}})
+    cfg = parse(FilterConfig, {"defaults": {"policy": "metadata", "motion": {"width": 100}, "minScore": 0.5},
+                               "cameras": {"a": {"classes": ["car"]}, "b": {"motion": {"threshold": 9}}, "c": None}})
     assert set(cfg.cameras) == {"a", "b"} and cfg.cameras["b"].policy == "metadata"
     assert cfg.cameras["b"].motion.width == 100 and cfg.cameras["b"].motion.threshold == 9
+    assert cfg.cameras["a"].camera == "a" and cfg.cameras["a"].classes["car"].min_score == 0.5  # the camera's
+    assert parse_camera("x", {"alertImage": False}).alert_image is None
+    assert parse_camera("x", {"alertImage": {"quality": 50}}).alert_image.format == "jpeg"  # the alert defaults
 
 
 def test_default_recipe_configuration_is_valid() -> None:
@@ -334,9 +355,29 @@ def test_default_recipe_configuration_is_valid() -> None:
 
     recipe = Path(__file__).resolve().parents[2] / "components" / "com.ggvision.Filter" / "recipe.yaml"
     cfg = yaml.safe_load(recipe.read_text())["ComponentConfiguration"]["DefaultConfiguration"]
-    parsed = parse_config(cfg)
+    parsed = parse(FilterConfig, cfg)
     cam = parsed.cameras["synthetic-1"]
     assert cam.policy == "events" and set(cam.classes) == {"person", "car", "bicycle"}
+    assert json_schema(FilterConfig)["properties"]["defaults"]["$ref"].endswith("/CameraConfig")
+
+
+def test_the_model_defaults_are_the_recipe_defaults() -> None:
+    """What the recipe's `defaults` says is what a camera gets without it, except the known differences."""
+    import yaml
+
+    recipe = Path(__file__).resolve().parents[2] / "components" / "com.ggvision.Filter" / "recipe.yaml"
+    cfg = yaml.safe_load(recipe.read_text())["ComponentConfiguration"]["DefaultConfiguration"]
+    model = parse(FilterConfig, {"cameras": {"c": {}}})
+    assert (model.work_dir, model.metrics_period_s) == (cfg["workDir"], cfg["metricsPeriodS"])
+    plain = model.cameras["c"].model_dump(by_alias=True)
+    differ = {}
+    for key, value in cfg["defaults"].items():
+        for sub, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+            got = plain[key] if sub is None else plain[key][sub]
+            if (list(got) if isinstance(got, tuple) else got) != v:
+                differ[f"{key}.{sub}" if sub else key] = (got, v)
+    # budgetKbps: a camera configured without the recipe's defaults has no budget (0), the recipe sets 250
+    assert differ == {"budgetKbps": (0.0, 250)}
 
 
 def test_malformed_messages_are_refused_naming_the_field() -> None:
@@ -432,12 +473,11 @@ def test_the_recipe_default_budget_lets_an_alert_clip_of_a_real_camera_go() -> N
     """A 10 s segment of a 3 Mbit/s camera (3.75 MB) must fit the default budget's bucket, or no clip ever leaves."""
     import yaml
 
-    from ggvision.filter.config import parse_config
     from ggvision.filter.policy import Budget
 
     recipe = yaml.safe_load((Path(__file__).resolve().parents[2] / "components" / "com.ggvision.Filter" /
                              "recipe.yaml").read_text())
-    cam = parse_config(recipe["ComponentConfiguration"]["DefaultConfiguration"]).cameras["synthetic-1"]
+    cam = parse(FilterConfig, recipe["ComponentConfiguration"]["DefaultConfiguration"]).cameras["synthetic-1"]
     assert cam.budget_kbps > 0
     budget = Budget(cam.budget_kbps, cam.burst_s)
     assert budget.admit("clip", 3_750_000, now=0.0)

@@ -30,9 +30,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ggvision.component import ComponentApp
+from ggvision.config.base import parse, validator
+from ggvision.config.health import HealthConfig
 from ggvision.health.collectors import SOCKET_ENV, DiskCollector, DiskSample, HostSample, ProcessCollector
 from ggvision.health.component import HealthComponent
-from ggvision.health.config import HealthConfig, parse_config, validate
 from ggvision.health.exporter import IOT_MAX_BYTES, METRICS, Collected, HealthCollector, encode_summary, summary
 from ggvision.health.gpu import NvmlGpuSource
 from ggvision.health.state import AppState, Malformed, parse_inference
@@ -42,6 +43,7 @@ FAKE_INFERENCE = "com.ggvision.test.FakeInference"
 AGENT = "com.ggvision.test.Agent"
 ALL_NAMES = {n + ("_total" if kind == "counter" else "") for n, (kind, _, _) in METRICS.items()}
 SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10, "seed": 1}, "detectFps": 5}
+validate = validator(HealthConfig)  # what the component gives ComponentApp
 
 
 def frame_msg(camera: str, seq: int) -> dict[str, Any]:
@@ -62,8 +64,8 @@ def inference_msg(errors: int, runs: int, model: str = "yolox") -> dict[str, Any
 
 # -- configuration ------------------------------------------------------------------------------------
 def test_configuration_defaults_ranges_and_unknown_keys() -> None:
-    assert parse_config({}) == HealthConfig()
-    cfg = parse_config({"periodS": "2.5", "probes": ["example.com:443", "[::1]:9"], "restartInference": "false"})
+    assert parse(HealthConfig, {}) == HealthConfig()
+    cfg = parse(HealthConfig, {"periodS": "2.5", "probes": ["example.com:443", "[::1]:9"], "restartInference": "false"})
     assert cfg.period_s == 2.5 and cfg.probes == ("example.com:443", "[::1]:9") and not cfg.restart_inference
     for bad, key in (({"bogus": 1}, "bogus"), ({"periodS": 0}, "periodS"), ({"promPort": 70000}, "promPort"),
                      ({"probes": ["nohost"]}, "probes[0]"), ({"diskMinFreeRatio": 1.5}, "diskMinFreeRatio"),

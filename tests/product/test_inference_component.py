@@ -18,7 +18,7 @@ from harness import Agent, Runtime, wait_until
 from inference_dev import FEEDER_ACL, NAME, inference_dev_recipe, model_component, tiny_detector, tiny_fire_risk
 
 from gglocal.ipc.authorization import is_authorized
-from gglocal.nucleus.recipe import load_recipe
+from gglocal.nucleus.recipeparser import load_recipe
 from ggvision.health.state import parse_inference
 
 AGENT = "com.ggvision.test.Agent"

@@ -14,8 +14,9 @@ import pytest
 from harness import wait_until
 from inference_dev import tiny_detector
 
+from ggvision.config.base import parse, validator
+from ggvision.config.inference import InferenceConfig, ModelSource
 from ggvision.framebus import FrameRing
-from ggvision.inference.config import ModelSource, parse_config, validate
 from ggvision.inference.resolve import ModelNotFound, component_model_dir, resolve
 from ggvision.inference.shadow import Agreement, ShadowRunner, match
 from ggvision.inference.stats import ModelStats
@@ -32,7 +33,7 @@ def test_the_recipes_default_configuration_is_valid() -> None:
     from harness import REPO
 
     doc = yaml.safe_load((REPO / "components" / "com.ggvision.Inference" / "recipe.yaml").read_text())
-    cfg = parse_config(doc["ComponentConfiguration"]["DefaultConfiguration"])
+    cfg = parse(InferenceConfig, doc["ComponentConfiguration"]["DefaultConfiguration"])
     assert cfg.models["detector"].kind == "vision" and cfg.models["fire-risk"].kind == "tabular"
     assert (cfg.max_batch, cfg.deadline_ms, cfg.provider, cfg.threads) == (8, 15, "auto", None)
     assert cfg.frame_topics == ("ggvision/v1/frames/+",) and cfg.shadow is None
@@ -64,14 +65,15 @@ def test_the_recipes_default_configuration_is_valid() -> None:
     ({"model": {}}, "unknown configuration keys: model"),
 ])
 def test_invalid_configuration_names_the_key(cfg: dict[str, Any], words: str) -> None:
-    reason = validate(cfg)
+    reason = validator(InferenceConfig)(cfg)
     assert reason is not None and words in reason, reason
 
 
 def test_configuration_accepts_strings_nulls_and_explicit_ids() -> None:
-    cfg = parse_config({"models": {"a": {"path": "/m", "cameras": ["*"]}, "b": {"path": "/n", "cameras": ["door"]},
-                                   "gone": None},
-                        "batch": {"maxSize": "4", "deadlineMs": "5"}, "threads": "2", "shadow": None})
+    cfg = parse(InferenceConfig, {"models": {"a": {"path": "/m", "cameras": ["*"]},
+                                             "b": {"path": "/n", "cameras": ["door"]},
+                                             "gone": None},
+                                  "batch": {"maxSize": "4", "deadlineMs": "5"}, "threads": "2", "shadow": None})
     assert set(cfg.models) == {"a", "b"} and cfg.max_batch == 4 and cfg.deadline_ms == 5 and cfg.threads == 2
 
 

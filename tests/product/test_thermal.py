@@ -39,3 +39,12 @@ def test_fire_grows_hot_and_raises_co2() -> None:
 def test_unknown_scenario_is_refused() -> None:
     with pytest.raises(ValueError, match="scenario"):
         ThermalSimulator("volcano")
+
+
+def test_capture_configuration_offers_the_simulator_scenarios() -> None:
+    """The configuration model (which may not import the simulator) names the same scenarios and rate."""
+    from ggvision.config.capture import LEPTON_FPS as CONFIG_FPS
+    from ggvision.config.capture import SCENARIOS as CONFIG_SCENARIOS
+    from ggvision.sim.thermal import LEPTON_FPS, SCENARIOS
+
+    assert CONFIG_SCENARIOS == SCENARIOS and CONFIG_FPS == LEPTON_FPS

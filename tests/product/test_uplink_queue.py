@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from ggvision.config.base import parse, validator
+from ggvision.config.uplink import UplinkConfig
 from ggvision.uplink import PRIORITIES
-from ggvision.uplink.config import parse_config, validate
 from ggvision.uplink.dirsink import DirectorySink
 from ggvision.uplink.engine import Engine
 from ggvision.uplink.messages import PutRequest, Refused, parse_put
@@ -26,6 +27,7 @@ from ggvision_cli import app as cli_app
 
 THING = "thing-1"
 T0 = 1795000000.0
+validate = validator(UplinkConfig)  # what the component gives ComponentApp
 
 
 def put_msg(i: int, priority: str = "clips", size: int = 1000, camera: str = "door", **kw: Any) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def req(i: int, priority: str = "clips", size: int = 1000, **kw: Any) -> PutRequ
 
 
 def test_configuration_errors_name_the_key() -> None:
-    assert validate({}) is None and parse_config({}).retention_days == 7
+    assert validate({}) is None and parse(UplinkConfig, {}).retention_days == 7
     for bad, key in (({"bogus": 1}, "bogus"), ({"sink": {"type": "ftp"}}, "sink.type"),
                      ({"sink": {"type": "s3"}}, "sink.bucket"),
                      ({"sink": {"type": "s3", "bucket": "B_x"}}, "sink.bucket"),
@@ -156,7 +158,7 @@ def _engine(tmp_path: Path, q: UplinkQueue, **cfg: Any) -> tuple[Engine, Recorde
     sink = Recorder(tmp_path / "bucket")
     sent: list[bytes] = []
     iot = FunctionSink("iot", lambda t, b: sent.append(b))
-    e = Engine(q, parse_config({"site": "s1", **cfg}), THING, sink, {"iot": iot})
+    e = Engine(q, parse(UplinkConfig, {"site": "s1", "archive": {"enabled": False}, **cfg}), THING, sink, {"iot": iot})
     return e, sink, sent
 
 
@@ -284,7 +286,7 @@ def test_recipe_grants_only_the_uplink_topics() -> None:
     from harness import REPO
 
     from gglocal.ipc.authorization import is_authorized
-    from gglocal.nucleus.recipe import load_recipe
+    from gglocal.nucleus.recipeparser import load_recipe
 
     recipe = load_recipe(REPO / "components" / "com.ggvision.Uplink" / "recipe.yaml")
     acl = recipe.default_configuration["accessControl"]
@@ -306,9 +308,10 @@ def test_archive_writes_message_batches_into_the_directory_bucket(tmp_path: Path
 
     from ggvision.uplink.engine import run_engine
 
-    cfg = parse_config({"site": "s1", "archive": {"enabled": True}, "iot": {"enabled": False}})
+    cfg = parse(UplinkConfig, {"site": "s1", "archive": {"enabled": True}, "iot": {"enabled": False}})
     assert cfg.message_lanes == ("archive",)
-    s3 = parse_config({"archive": {"enabled": True}, "sink": {"type": "s3", "bucket": "site-media", "region": "x"}})
+    s3 = parse(UplinkConfig, {"archive": {"enabled": True},
+                              "sink": {"type": "s3", "bucket": "site-media", "region": "x"}})
     assert s3.message_lanes == ("iot",)  # with S3, the cloud's IoT rule archives
     engine = run_engine(tmp_path / "q", cfg, tmp_path, THING)
     try:

@@ -19,7 +19,8 @@ import pytest
 from harness import wait_until
 from uplink_dev import BUCKET, MotoProcess, aws_test_env
 
-from ggvision.uplink.config import parse_config
+from ggvision.config.base import parse
+from ggvision.config.uplink import UplinkConfig
 from ggvision.uplink.engine import run_engine
 from ggvision.uplink.messages import parse_put
 from ggvision.uplink.queue import open_readonly, read_stats
@@ -82,7 +83,7 @@ def test_objects_keys_metadata_checksums_sse_and_multipart(tmp_path: Path, moto:
         p = tmp_path / f"seg-{i}.ts"
         p.write_bytes(os.urandom(size))
         files[i] = p
-    cfg = parse_config(_config(moto, "uplink-layout", sink={"prefix": "edge/", "sseKmsKeyId": "alias/ggv"}))
+    cfg = parse(UplinkConfig, _config(moto, "uplink-layout", sink={"prefix": "edge/", "sseKmsKeyId": "alias/ggv"}))
     engine = run_engine(tmp_path / "q", cfg, tmp_path, THING)
     try:
         out = engine.queue.put_many([parse_put(_spec(i, p), THING, 1) for i, p in files.items()])
@@ -110,7 +111,7 @@ def test_sqs_and_kinesis_receive_the_result_batches(tmp_path: Path, moto: MotoPr
     kinesis.create_stream(StreamName="ggv-results", ShardCount=1)
     wait_until(lambda: kinesis.describe_stream(StreamName="ggv-results")["StreamDescription"]["StreamStatus"] ==
                "ACTIVE", 10, what="stream active")
-    cfg = parse_config(_config(moto, "uplink-layout", sqs={"queueUrl": url, "region": "us-east-1",
+    cfg = parse(UplinkConfig, _config(moto, "uplink-layout", sqs={"queueUrl": url, "region": "us-east-1",
                                                              "endpointUrl": moto.url},
                                kinesis={"streamName": "ggv-results", "region": "us-east-1", "endpointUrl": moto.url}))
     engine = run_engine(tmp_path / "q", cfg, tmp_path, THING)
@@ -136,7 +137,7 @@ def _child(queue: Path, cfg: dict[str, Any], specs: list[dict[str, Any]], wfd: i
     """A whole uplink process: produce (acks to the pipe once put_many returned) and drain, until killed."""
     code = 0
     try:
-        engine = run_engine(queue, parse_config(cfg), queue.parent, THING)
+        engine = run_engine(queue, parse(UplinkConfig, cfg), queue.parent, THING)
         for spec in specs:
             status, reason = engine.queue.put_many([parse_put(spec, THING, 1)])[0]
             assert status != "refused", reason

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gglocal.nucleus.artifacts import ArtifactError, install_artifacts, sha256_digest_b64
-from gglocal.nucleus.recipe import ResolvedRecipe, parse_recipe
+from gglocal.nucleus.recipe import ResolvedRecipe
+from gglocal.nucleus.recipeparser import parse_recipe
 
 NAME, VERSION = "com.example.App", "1.0.0"
 LINUX = {"os": "linux", "architecture": "amd64"}

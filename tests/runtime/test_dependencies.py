@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gglocal.nucleus.dependencies import DependencyError, dependents, resolve, start_order
-from gglocal.nucleus.recipe import Recipe, load_recipe_dir, parse_recipe
+from gglocal.nucleus.recipe import Recipe
+from gglocal.nucleus.recipeparser import load_recipe_dir, parse_recipe
 
 
 def make(name: str, version: str, deps: dict[str, str | tuple[str, str]] | None = None) -> Recipe:

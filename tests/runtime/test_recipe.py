@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gglocal.nucleus.recipe import (
-    Artifact,
-    LifecycleStep,
-    RecipeError,
-    current_platform,
-    load_recipe,
-    load_recipe_dir,
-    parse_recipe,
-    should_skip,
-)
+from gglocal.nucleus.lifecyclesteps import LifecycleStep, should_skip
+from gglocal.nucleus.platforms import current_platform
+from gglocal.nucleus.recipe import Artifact
+from gglocal.nucleus.recipeparser import load_recipe, load_recipe_dir, parse_recipe
+from gglocal.nucleus.recipereader import RecipeError
 
 LINUX = {"os": "linux", "architecture": "amd64"}
 
@@ -398,10 +393,10 @@ def test_current_platform_on_this_machine() -> None:
 def test_current_platform_uses_nucleus_names(
     monkeypatch: pytest.MonkeyPatch, machine: str, arch: str
 ) -> None:
-    import gglocal.nucleus.recipe as recipe_mod
+    import gglocal.nucleus.platforms as platforms_mod
 
-    monkeypatch.setattr(recipe_mod._platform, "machine", lambda: machine)
-    monkeypatch.setattr(recipe_mod._platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platforms_mod._platform, "machine", lambda: machine)
+    monkeypatch.setattr(platforms_mod._platform, "system", lambda: "Linux")
     assert current_platform() == {"os": "linux", "architecture": arch}
 
 

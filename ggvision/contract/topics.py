@@ -1,0 +1,44 @@
+"""Topics of the suite. Local topics travel over Greengrass IPC pub/sub between components; IoT Core topics
+leave the device (≤ 128 KB a message). Templates take `.format(camera=..., thing=..., ...)`; `every()` turns
+a template into the MQTT filter that matches all of its topics."""
+
+from __future__ import annotations
+
+import re
+
+# -- local pub/sub (Greengrass IPC) -----------------------------------------------------------------------
+FRAMES = "ggvision/v1/frames/{camera}"  # frame/1.0: Capture -> Inference, Filter, Health
+SEGMENTS = "ggvision/v1/segments/{camera}"  # segment/1.0: Capture -> Filter
+SENSORS = "ggvision/v1/sensors/{sensor}"  # gas/1.0: Capture -> Inference (fire risk)
+DETECTIONS = "ggvision/v1/detections/{camera}"  # detections/1.0: Inference -> Filter, Health
+EVENTS = "ggvision/v1/events/{camera}"  # event/1.0: Filter -> whoever watches (live view)
+MOTION = "ggvision/v1/motion/{camera}"  # motion/1.0: Filter's motion gate -> whoever watches
+ALERTS = "ggvision/v1/alerts/{component}"  # alert/1.0 (Inference, Health), filter-alert/1.0 (Filter)
+METRICS = "ggvision/v1/metrics/{component}"  # <component>-metrics/1.0 -> Health, live view
+UPLINK_PUT = "ggvision/v1/uplink/put"  # uplink-put/1.0: Filter (any producer) -> Uplink
+UPLINK_ACKS = "ggvision/v1/uplink/acks"  # uplink-ack/1.0: Uplink -> producers
+
+# -- IoT Core ---------------------------------------------------------------------------------------------
+IOT_EVENTS = "ggvision/{thing}/events"  # event/1.0 and filter-alert/1.0 (through the Uplink), alert/1.0 (Health)
+IOT_RESULTS = "ggvision/{thing}/results"  # uplink-batch/1.0 of detections results
+IOT_METRICS = "ggvision/{thing}/metrics"  # health-summary/1.0: rollout gates and the metrics archive rule
+IOT_STATUS = "ggvision/{thing}/status"  # uplink-status/1.0
+
+_FIELD = re.compile(r"\{[a-z_]+\}")
+
+
+def every(template: str) -> str:
+    """The MQTT filter matching every topic of a template: `ggvision/v1/frames/{camera}` -> `.../frames/+`."""
+    return _FIELD.sub("+", template)
+
+
+def metrics(component: str) -> str:
+    return METRICS.format(component=component)
+
+
+def iot(template: str, thing: str) -> str:
+    return template.format(thing=thing)
+
+
+LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS)
+IOT = (IOT_EVENTS, IOT_RESULTS, IOT_METRICS, IOT_STATUS)

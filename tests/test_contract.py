@@ -1,0 +1,88 @@
+"""The contract (ggvision/contract) is the one home of the names both halves depend on: the docs document
+exactly its messages and topics, the code uses no topic or schema outside it, and every recipe's accessControl
+names only contract topics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import REPO
+
+from ggvision.contract import schemas, topics
+from ggvision.contract.keys import object_key
+
+MESSAGES_MD = (REPO / "docs" / "messages.md").read_text()
+SCHEMA_ID = re.compile(r"\b([a-z][a-z-]*/\d+\.\d+)\b")
+RUNTIME_OWN = {"group-deployment/1.0", "device-deployment/1.0"}  # gglocal's fleet messages, not the product's
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)))
+
+
+def _code(pkg: str) -> list[Path]:
+    return [p for p in (REPO / pkg).rglob("*.py") if "contract" not in p.relative_to(REPO).parts[:2]]
+
+
+def test_every_message_and_topic_is_documented() -> None:
+    headings = "\n".join(line for line in MESSAGES_MD.splitlines() if line.startswith("#"))
+    for m in schemas.MESSAGES:
+        assert m.schema in headings, f"docs/messages.md has no section for {m.schema}"
+    for t in (*topics.LOCAL, *topics.IOT):
+        assert f"`{t}`" in MESSAGES_MD or t.replace("{component}", "") in MESSAGES_MD, f"{t} undocumented"
+
+
+def test_the_docs_document_no_message_the_contract_lacks() -> None:
+    documented = {s for line in MESSAGES_MD.splitlines() if line.startswith("#") for s in SCHEMA_ID.findall(line)}
+    assert documented - RUNTIME_OWN <= set(schemas.BY_SCHEMA), documented - RUNTIME_OWN - set(schemas.BY_SCHEMA)
+
+
+def test_every_schema_the_product_writes_is_in_the_contract() -> None:
+    literal = re.compile(r"[\"']([a-z][a-z-]*/\d+\.\d+)[\"']")
+    seen = {s for p in _code("ggvision") for s in literal.findall(p.read_text())}
+    assert seen, "no schema literal found: the scan is broken"
+    assert seen <= set(schemas.BY_SCHEMA), f"schemas outside the contract: {sorted(seen - set(schemas.BY_SCHEMA))}"
+
+
+@pytest.mark.parametrize("pkg", ["ggvision", "gglocal"])
+def test_no_topic_is_spelled_outside_the_contract(pkg: str) -> None:
+    spelled = re.compile(r"[\"'](ggvision/(v1/|\{thing\}/|\+/)[^\"']*)[\"']")
+    hits = [f"{p.relative_to(REPO)}: {m.group(1)}" for p in _code(pkg) for m in spelled.finditer(p.read_text())]
+    assert hits == [], "topics must come from ggvision.contract.topics:\n" + "\n".join(hits)
+
+
+def _recipe_topics() -> list[tuple[str, str]]:
+    out = []
+    for recipe in sorted((REPO / "components").glob("com.ggvision.*/recipe.yaml")):
+        doc = yaml.safe_load(recipe.read_text())
+        acl = (doc.get("ComponentConfiguration") or {}).get("DefaultConfiguration", {}).get("accessControl", {})
+        for service in ("aws.greengrass.ipc.pubsub", "aws.greengrass.ipc.mqttproxy"):
+            for policy in (acl.get(service) or {}).values():
+                out += [(recipe.parent.name, r) for r in policy.get("resources", [])]
+    return out
+
+
+def test_every_recipe_topic_is_a_contract_topic() -> None:
+    pairs = _recipe_topics()
+    assert len(pairs) >= 10, "the recipes' accessControl was not found"
+    regexes = [_template_regex(t) for t in (*topics.LOCAL, *topics.IOT)]
+    for component, resource in pairs:
+        concrete = re.sub(r"\{iot:thingName\}", "thing-1", resource).replace("+", "x").replace("*", "x")
+        assert any(r.fullmatch(concrete) for r in regexes), f"{component}: {resource} is no contract topic"
+
+
+def test_every_topic_filter_of_the_contract_is_valid_mqtt() -> None:
+    from topicmatch import mqtt_match, valid_publish_topic, valid_topic_filter
+
+    for t in (*topics.LOCAL, *topics.IOT):
+        assert valid_topic_filter(topics.every(t)) is None
+        concrete = t.format(camera="door", sensor="t1", component="capture", thing="box-1")
+        assert valid_publish_topic(concrete) is None and mqtt_match(topics.every(t), concrete)
+
+
+def test_object_key_layout() -> None:
+    key = object_key("p/", "site-7", "box-1", "door", 1795000000.0, "a.webp")
+    assert key == "p/site-7/box-1/door/2026/11/18/11/a.webp"
