@@ -48,7 +48,11 @@ def nucleus(
     iot: Annotated[bool, _opt("start the local IoT Core stand-in (mosquitto + bridge)")] = True,
     iot_endpoint: Annotated[str | None, _opt("use this MQTT broker (host:port) instead of mosquitto")] = None,
     iot_pki: Annotated[Path | None, _opt("folder with the CA and client certificates for the broker")] = None,
-    spool_max_bytes: Annotated[int, _opt("bound of the offline QoS1 spool, bytes")] = 64 * 1024 * 1024,
+    spool_max_bytes: Annotated[int, _opt("bound of the offline QoS1 spool, bytes (the nucleus' "
+                                         "mqtt.spooler.maxSizeInBytes)")] = 2621440,
+    log_file_size_kb: Annotated[int, _opt("rotate a component's log past this size, KB (logging.fileSizeKB)")] = 1024,
+    log_total_size_kb: Annotated[int, _opt("a component's logs together at most, KB "
+                                           "(logging.totalLogsSizeKB)")] = 10240,
     error_reset_time: Annotated[float, _opt("seconds after which a component's error count resets")] = 3600.0,
     settle: Annotated[float, _opt("seconds a changed component must stay healthy in a deployment")] = 3.0,
     thing_groups: Annotated[str, _opt("comma-separated thing groups whose fleet deployments to follow")] = "",
@@ -75,10 +79,15 @@ def nucleus(
         except ValueError as e:
             console.print(f"[red]ggvision nucleus --build: {e}[/red]")
             raise typer.Exit(2) from None
+    if spool_max_bytes <= 0 or log_file_size_kb <= 0 or log_total_size_kb < log_file_size_kb:
+        console.print("[red]ggvision nucleus: --spool-max-bytes and --log-file-size-kb must be positive and "
+                      "--log-total-size-kb at least --log-file-size-kb[/red]")
+        raise typer.Exit(2)
     show = sys.stdout.isatty() if dashboard is None else dashboard
     opts = KernelOptions(
         root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
         iot_spool_max_bytes=spool_max_bytes, iot_endpoint=iot_endpoint, iot_pki=iot_pki,
+        log_file_size_kb=log_file_size_kb, log_total_size_kb=log_total_size_kb,
         error_reset_time=error_reset_time, settle_s=settle,
         thing_groups=tuple(g for g in thing_groups.split(",") if g),
         limits=ServerLimits(connect_timeout_s=ipc_connect_timeout),

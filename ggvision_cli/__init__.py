@@ -1,5 +1,5 @@
 """The `ggvision` command: the local runtime's commands (gglocal.cli) plus the product's own tools
-(`ggvision uplink status`). The one place that sees both wings; it only wires commands together."""
+(`ggvision uplink status`, `ggvision site ...`). The one place that sees both wings; it only wires commands together."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import typer
 
 from gglocal.cli import app as runtime_app
 from ggvision.uplink.cli import app as uplink_app
+from sites.cli import app as site_app
 
 app = typer.Typer(help="ggvision: edge video analytics on AWS IoT Greengrass v2 — the local runtime and the "
                   "suite's tools", no_args_is_help=True)
 app.add_typer(runtime_app)  # nucleus, deployment, component, build, publish, fleet
 app.add_typer(uplink_app, name="uplink")  # `ggvision uplink status`
+app.add_typer(site_app, name="site")  # `ggvision site validate|plan`
 
 __all__ = ["app"]

@@ -4,7 +4,9 @@ promote(model, version, stage):
   1. refuse when the stage is paused, or the version has not passed the previous stage (unless forced);
   2. read the group's (and canary group's) current deployment: the revision to go back to;
   3. baseline: health summaries of the previous version on the stage's devices;
-  4. canary: deploy to the canary thing group (a subdeployment of the stage group), wait for every canary
+  4. canary: deploy to the canary thing group as a subdeployment of the stage group (check_canary first: on the
+     devices a subdeployment replaces the stage group's deployment, where a deployment of its own would be
+     combined with it and fail on the model's conflicting versions; docs/rollout.md), wait for every canary
      device, soak, gates; 5. the whole group: deploy, wait, soak, gates;
   6. any deployment failure or failed gate: redeploy the previous revisions (canary group and, if it was
      reached, the stage group), wait until no device runs the candidate, record the reason.
@@ -98,6 +100,10 @@ class Engine:
         group_prev = self.backend.current(stage.group)
         canary_prev = self.backend.current(stage.canary.group) if stage.canary else None
         previous_version = group_prev.version_of(component) if group_prev else None
+        all_devices = self.backend.devices(stage.group)
+        canary_devices = self.backend.devices(stage.canary.group) if stage.canary else []
+        if stage.canary:
+            self.check_canary(stage, all_devices, canary_devices, canary_prev)
         rid = self.state.start_rollout("promote", model, version, stage.name, component=component,
                                        previous_version=previous_version,
                                        previous={stage.group: group_prev.to_dict() if group_prev else None,
@@ -111,8 +117,6 @@ class Engine:
             return True
         deployed: list[str] = []
         try:
-            all_devices = self.backend.devices(stage.group)
-            canary_devices = self.backend.devices(stage.canary.group) if stage.canary else []
             baseline = self._baseline(rid, model, previous_version, all_devices + canary_devices)
             if stage.canary:
                 base = _newest(canary_prev, group_prev)
@@ -138,6 +142,34 @@ class Engine:
         self._log(rid, "passed", f"{model} {version} passed {stage.name}")
         self.state.finish(rid, "succeeded")
         return True
+
+    def check_canary(self, stage: Stage, group_devices: list[str], canary_devices: list[str],
+                     canary_prev: Deployment | None) -> None:
+        """Refuse (RolloutError, nothing deployed) a canary that Greengrass would not apply in place of the stage
+        group's deployment. A core device runs the union of its targets' deployments and fails a deployment whose
+        pinned versions conflict with another target's (DG "Deploy AWS IoT Greengrass components to devices",
+        component dependency resolution; nucleus DependencyResolver), so the canary must be a subdeployment
+        (parentTargetArn), which the device applies on behalf of the parent group (nucleus
+        DeploymentDocument.getGroupName): that needs every canary device in the stage group, a canary group with no
+        components deployed to it as a target of its own (they stay on the devices), and nucleus >= 2.9.0 (DG "Create
+        subdeployments")."""
+        assert stage.canary is not None
+        outside = sorted(set(canary_devices) - set(group_devices))
+        if outside:
+            raise RolloutError(f"canary devices {outside} of {stage.canary.group} are not in {stage.group}: a "
+                               f"subdeployment only replaces the parent group's deployment on the parent's devices")
+        if canary_prev is not None and canary_prev.parent_group != stage.group and canary_prev.components:
+            raise RolloutError(
+                f"{stage.canary.group}'s current deployment {canary_prev.deployment_id} is not a subdeployment of "
+                f"{stage.group}: on its devices it is a target of its own whose components stay combined with "
+                f"{stage.group}'s (a version pinned differently by the two fails the deployment); deploy it without "
+                "components, or use another canary group, first")
+        versions = getattr(self.backend, "nucleus_versions", None)
+        if versions is not None:
+            old = {t: v for t, v in versions(canary_devices).items() if v is not None and _semver(v) < (2, 9, 0)}
+            if old:
+                raise RolloutError(f"canary devices run Greengrass nucleus older than 2.9.0, which cannot apply a "
+                                   f"subdeployment: {old}")
 
     def _phase(self, rid: str, model: str, version: str, component: str, stage: Stage, group: str,
                devices: list[str], soak_s: float, base: Deployment | None, baseline: dict, deployed: list[str],
@@ -311,6 +343,14 @@ class Engine:
     def _progress(self) -> Progress:
         return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=self.console, transient=True)
+
+
+def _semver(v: str) -> tuple[int, ...]:
+    core = v.split("-", 1)[0].split("+", 1)[0]
+    try:
+        return tuple(int(x) for x in core.split("."))
+    except ValueError:
+        return (0,)
 
 
 def _newest(*deps: Deployment | None) -> Deployment | None:

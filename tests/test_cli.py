@@ -33,6 +33,13 @@ def test_malformed_secrets_file_is_refused_without_leaking_values(tmp_path: Path
     assert "secrets[0]" in out and "hunter2" not in out and "Traceback" not in out
 
 
+def test_log_and_spool_limits_are_checked_at_start(tmp_path: Path) -> None:
+    r = _nucleus(tmp_path, "--log-file-size-kb", "2048", "--log-total-size-kb", "1024")
+    assert r.returncode == 2
+    out = r.stdout + r.stderr
+    assert "--log-total-size-kb" in out and "Traceback" not in out
+
+
 def _commands(app: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     import typer.main
 

@@ -84,5 +84,37 @@ def test_every_topic_filter_of_the_contract_is_valid_mqtt() -> None:
 
 
 def test_object_key_layout() -> None:
-    key = object_key("p/", "site-7", "box-1", "door", 1795000000.0, "a.webp")
-    assert key == "p/site-7/box-1/door/2026/11/18/11/a.webp"
+    key = object_key("p/", "images", "site-7", "box-1", "door", 1795000000.0, "a.webp")
+    assert key == "p/images/site-7/box-1/door/2026/11/18/11/a.webp"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        object_key("", "pictures", "site-7", "box-1", "door", 1795000000.0, "a.webp")
+
+
+def test_stream_names_and_keys() -> None:
+    from ggvision.contract import streams
+
+    assert streams.queue_name("ggvision") == "ggvision-uplink.fifo" and streams.is_fifo(
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/" + streams.queue_name("ggvision"))
+    assert streams.stream_name("ggv-dev") == "ggv-dev-uplink" and not streams.is_fifo("https://h/1/ggv-alerts")
+    with pytest.raises(ValueError, match="prefix"):
+        streams.queue_name("Bad_Prefix")
+    # the stacks' NamePrefix allows exactly the prefixes the contract names things for
+    for template in ("routing.yaml", "device-access.yaml"):
+        doc = yaml.load((REPO / "deploy" / "cloudformation" / template).read_text(), Loader=_CfnLoader)
+        assert doc["Parameters"]["NamePrefix"]["AllowedPattern"] == streams.NAME_PREFIX.pattern, template
+    for name in (streams.QUEUE_TEMPLATE, streams.STREAM_TEMPLATE):
+        assert f"`{name}`" in MESSAGES_MD, f"docs/messages.md does not name {name}"
+    # keys within the services' limits whatever the thing and camera (each up to 128 characters)
+    long_thing, long_camera = "t" * 128, "c" * 128
+    assert len(streams.group_id(long_thing, long_camera)) <= 128
+    assert len(streams.partition_key(long_thing, long_camera)) <= 256
+    assert streams.group_id("box-1", "door") == streams.partition_key("box-1", "door") == "box-1/door"
+    dedup = streams.deduplication_id("box-1", "filter:door:évt 1")
+    assert re.fullmatch(r"[0-9a-f]{64}", dedup) and dedup != streams.deduplication_id("box-2", "filter:door:évt 1")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Sub, !Ref, ...) read as plain values."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)

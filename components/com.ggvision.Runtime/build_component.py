@@ -18,8 +18,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
-from gglocal.packaging.build import transform_recipe  # noqa: E402
+from gglocal.packaging.build import build_epoch, deterministic_zip, transform_recipe  # noqa: E402
 from gglocal.packaging.project import load_project  # noqa: E402
+
+# What the wheel is built from: the tracked sources only. Building in the repository itself would reuse
+# setuptools' build/ folder, which keeps modules that were deleted since (they ended up on devices).
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "ggvision", "gglocal", "ggvision_cli", "topicmatch",
+                 "model_registry", "rollout", "sites")
 
 
 def main() -> None:
@@ -29,12 +34,24 @@ def main() -> None:
     wheelhouse = staging / "wheelhouse"
     wheelhouse.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse), str(REPO)], check=True)
+    source = staging / "source"
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(src, source / name)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(build_epoch())}  # the wheel's zip timestamps
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse),
+                    str(source)], check=True, env=env)
+    shutil.rmtree(source)
     if os.environ.get("GGVISION_WHEELHOUSE") == "full":
         for flavour in ("cpu", "gpu"):
             subprocess.run([*pip, "download", "--quiet", "--dest", str(wheelhouse),
                             "-r", str(HERE / f"requirements-{flavour}.txt")], check=True)
-    shutil.make_archive(str(staging / "wheelhouse"), "zip", root_dir=wheelhouse)
+    deterministic_zip(wheelhouse, staging / "wheelhouse.zip")
+    shutil.rmtree(wheelhouse)
     for name in ("install_runtime.py", "requirements-common.txt", "requirements-cpu.txt", "requirements-gpu.txt"):
         shutil.copy(HERE / name, staging / name)
     transform_recipe(project, [staging], schemas=None)  # the caller validates the built recipe

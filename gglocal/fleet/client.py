@@ -1,6 +1,7 @@
-"""The fleet controller's MQTT connection (IoTCoreBridge on a background event loop): publishes group
-deployment documents and collects device deployment statuses and, when asked, the devices' health summaries
-(the caller names their topic filter and schema: the runtime knows no product's messages)."""
+"""The fleet controller's MQTT connection (IoTCoreBridge on a background event loop): publishes the deployment
+documents of thing groups and of single things (thing targets), and collects device deployment statuses and, when
+asked, the devices' health summaries (the caller names their topic filter and schema: the runtime knows no
+product's messages)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..iotcore.bridge import IoTCoreBridge
 from ..iotcore.spool import DiskSpool
-from ..nucleus.groupdeploy import GROUP_TOPIC, THING_TOPIC
+from ..nucleus.groupdeploy import GROUP_TOPIC, THING_TARGET_TOPIC, THING_TOPIC
 from .layout import CONTROLLER, FleetError, FleetInfo, controller_pki
 
 
@@ -25,6 +26,7 @@ class FleetClient:
         self.info = info
         self._summary_topics = summaries
         self.groups: dict[str, dict[str, Any]] = {}
+        self.thing_targets: dict[str, dict[str, Any]] = {}  # thing -> its own (thing target) deployment
         self.statuses: dict[str, dict[str, Any]] = {}
         self.summaries: list[dict[str, Any]] = []
         self.malformed = 0
@@ -50,6 +52,7 @@ class FleetClient:
         await self.bridge.start()
         await self.bridge.wait_connected(timeout)
         await self.bridge.subscribe(GROUP_TOPIC.format(group="+"), 1, self._on_group)
+        await self.bridge.subscribe(THING_TARGET_TOPIC.format(thing="+"), 1, self._on_thing_target)
         await self.bridge.subscribe(THING_TOPIC.format(thing="+"), 1, self._on_status)
         if self._summary_topics is not None:
             await self.bridge.subscribe(self._summary_topics[0], 1, self._on_metrics)
@@ -69,6 +72,13 @@ class FleetClient:
         if doc is not None:
             with self._cond:
                 self.groups[topic.split("/")[3]] = doc
+                self._cond.notify_all()
+
+    def _on_thing_target(self, topic: str, payload: bytes) -> None:
+        doc = self._json(payload) if payload else None
+        if doc is not None:
+            with self._cond:
+                self.thing_targets[topic.split("/")[3]] = doc
                 self._cond.notify_all()
 
     def _on_status(self, topic: str, payload: bytes) -> None:
@@ -94,6 +104,14 @@ class FleetClient:
         self._run(self.bridge.publish(GROUP_TOPIC.format(group=group), json.dumps(doc).encode(), qos=1, retain=True))
         with self._cond:
             self.groups[group] = doc
+        self._run(self.bridge.wait_drained(20.0), 25.0)
+
+    def publish_thing(self, thing: str, doc: dict[str, Any]) -> None:
+        """A thing target's deployment: like publish_group, on the thing's own topic."""
+        self._run(self.bridge.publish(THING_TARGET_TOPIC.format(thing=thing), json.dumps(doc).encode(), qos=1,
+                                      retain=True))
+        with self._cond:
+            self.thing_targets[thing] = doc
         self._run(self.bridge.wait_drained(20.0), 25.0)
 
     def wait(self, timeout: float) -> None:

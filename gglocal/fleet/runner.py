@@ -3,8 +3,8 @@
 Devices are named ``<prefix>-<stage>-<i>`` and belong to the stage's thing group (``<group prefix><stage>``);
 with ``canary`` the first k devices of a stage are also in ``<group prefix><stage>-canary``. Each device has its
 own root, thing name and client certificate (same fleet CA), publishes its IoT Core messages (Health's
-health-summary/1.0 on ggvision/{thing}/metrics) to the shared broker and follows the retained group deployment
-documents there (ggvision/nucleus/groupdeploy.py).
+health-summary/1.0 on ggvision/{thing}/metrics) to the shared broker and follows the retained deployment documents
+of its groups and of its own thing there, as a Greengrass core device does (gglocal/nucleus/groupdeploy.py).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from awscrt import io, mqtt5
 from awscrt.exceptions import AwsCrtError
 
 from .pki import Pki
-from .spool import DiskSpool, SpooledMessage
+from .spool import DiskSpool, SpooledMessage, SpoolStorageError
 from .subscriptions import BrokerSubscription, MessageCallback, SubscriptionTable
 from .topics import validate_topic, validate_topic_filter
 
@@ -316,6 +316,9 @@ class IoTCoreBridge:
                 await self._drain_once()
             except asyncio.CancelledError:
                 raise
+            except SpoolStorageError as e:  # the spool's disk: said once (until it changes), no traceback
+                self._note_error(str(e))
+                await asyncio.sleep(self._reconnect_max_s)
             except Exception as e:  # e.g. a disk error: keep the task alive, retry after a pause
                 log.exception("IoT Core spool drain failed")
                 self._note_error(f"spool drain failed: {e!r}")

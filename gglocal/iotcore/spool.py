@@ -1,9 +1,16 @@
 """Durable, bounded FIFO of outbound QoS1 messages (SQLite, WAL).
 
-The Greengrass nucleus spools offline QoS1 messages in memory and drops the oldest when full.
-We keep them on disk so they survive a runtime restart, and when the bound is reached we refuse
-the *new* message (``SpoolFullError``) so the caller learns about back-pressure instead of
-silently losing old data.
+The Greengrass nucleus spools offline messages in memory, bounded by `mqtt.spooler.maxSizeInBytes` (default
+2621440, 2.5 MB); when a message does not fit it first drops spooled QoS 0 messages, and if it still does not
+fit it refuses the new one ("Message spool is full. Message could not be added."; a message bigger than the
+whole spool: "Message is larger than the size of message spool.") — aws-greengrass-nucleus,
+mqttclient/spool/Spool.java, queueCapacityCheck. We keep QoS1 messages on disk so they survive a runtime
+restart (QoS 0 is never spooled: it is dropped while offline, the nucleus' default), with the same bound and
+the same answer: the *new* message is refused (``SpoolFullError``), older ones are kept.
+
+The disk under the spool may itself be full, read-only or forbidden: then ``SpoolStorageError`` (a
+SpoolFullError: the caller's answer is the same, try again later) says so in words instead of SQLite's
+exception; nothing was stored, or (``remove``) the message stays queued and is sent again.
 """
 
 from __future__ import annotations
@@ -31,6 +38,21 @@ CREATE TABLE IF NOT EXISTS messages (
 
 class SpoolFullError(Exception):
     """Adding the message would exceed the spool's byte bound; nothing was stored."""
+
+
+class SpoolStorageError(SpoolFullError):
+    """The spool's database could not be written (full disk, read-only, permission); nothing was changed."""
+
+
+def _storage_problem(e: BaseException) -> str:
+    text = str(e).lower()
+    if "full" in text:
+        return "its disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "its disk is read-only"
+    if "unable to open" in text or "permission" in text or "access" in text:
+        return "its file cannot be opened for writing"
+    return "its disk failed"
 
 
 @dataclass(frozen=True)
@@ -91,17 +113,28 @@ class DiskSpool:
         props = [(str(k), str(v)) for k, v in (user_properties or [])]
         size = _message_size(topic, payload, props)
         with self._lock:
+            if size > self.max_bytes:
+                raise SpoolFullError(
+                    f"IoT Core spool: a {size}-byte message is larger than the whole spool ({self.max_bytes} "
+                    "bytes, mqtt.spooler.maxSizeInBytes); message refused"
+                )
             if self._bytes + size > self.max_bytes:
                 raise SpoolFullError(
                     f"IoT Core spool is full: {self._count} messages / {self._bytes} bytes queued, "
                     f"a {size}-byte message would exceed the {self.max_bytes}-byte limit; "
                     "message refused (older messages are kept)"
                 )
-            cur = self._db.execute(
-                "INSERT INTO messages (topic, payload, qos, retain, user_properties, enqueued_at, size)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (topic, bytes(payload), qos, int(retain), json.dumps(props), time.time(), size),
-            )
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO messages (topic, payload, qos, retain, user_properties, enqueued_at, size)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (topic, bytes(payload), qos, int(retain), json.dumps(props), time.time(), size),
+                )
+            except sqlite3.Error as e:
+                raise SpoolStorageError(
+                    f"IoT Core spool {self.path} cannot store the message: {_storage_problem(e)} ({e}); message "
+                    f"refused ({self._count} messages / {self._bytes} bytes stay queued)"
+                ) from None
             self._count += 1
             self._bytes += size
             return int(cur.lastrowid)
@@ -134,7 +167,13 @@ class DiskSpool:
             row = self._db.execute("SELECT size FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return False
-            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            try:
+                self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            except sqlite3.Error as e:
+                raise SpoolStorageError(
+                    f"IoT Core spool {self.path} cannot remove delivered message {message_id}: "
+                    f"{_storage_problem(e)} ({e}); it stays queued and is sent again (at least once)"
+                ) from None
             self._count -= 1
             self._bytes -= row[0]
             return True

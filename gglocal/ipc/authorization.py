@@ -29,11 +29,16 @@ OPERATION_SERVICE: dict[str, str] = {
     "GetComponentDetails": "aws.greengrass.Cli",
     "RestartComponent": "aws.greengrass.Cli",
     "StopComponent": "aws.greengrass.Cli",
+    "CreateDebugPassword": "aws.greengrass.Cli",
     "PutComponentMetric": "aws.greengrass.ipc.componentmetric",
 }
 
-# Where a requested resource is an MQTT filter, policy resources may be MQTT filters too.
-_MQTT_STYLE = {"SubscribeToTopic", "SubscribeToIoTCore", "PublishToIoTCore"}
+# Services whose policy resources match MQTT wildcards (`+`, `#`) as wildcards: only the IoT Core MQTT proxy.
+# The nucleus' MqttProxyIPCAgent alone asks AuthorizationHandler for ResourceLookupPolicy.MQTT_STYLE; every other
+# agent (PubSubIPCEventStreamAgent included) uses STANDARD, where `+` and `#` are plain characters and only `*`
+# globs. Developer guide, ipc-publish-subscribe: a policy on `test/topic/#` lets a component subscribe to
+# `test/topic/#` but not to `test/topic/filter`.
+_MQTT_STYLE = {"SubscribeToIoTCore", "PublishToIoTCore"}
 
 
 def is_authorized(access_control: Mapping[str, Any] | None, operation: str, resource: str) -> bool:

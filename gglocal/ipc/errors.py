@@ -50,6 +50,12 @@ class ConflictError(IpcError):
     shape = "ConflictError"
 
 
+class InvalidTokenError(IpcError):
+    """ValidateAuthorizationToken with a token the nucleus did not issue (nucleus AuthorizationIPCAgent)."""
+
+    shape = "InvalidTokenError"
+
+
 class InvalidRecipeDirectoryPathError(IpcError):
     shape = "InvalidRecipeDirectoryPathError"
 

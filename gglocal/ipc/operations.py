@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import re
+import secrets
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +21,10 @@ from topicmatch import valid_publish_topic, valid_topic_filter
 
 from .authorization import is_authorized
 from .errors import (
-    ComponentNotFoundError,
     ConflictError,
     FailedUpdateConditionCheckError,
     InvalidArgumentsError,
+    InvalidTokenError,
     ResourceNotFoundError,
     ServiceError,
     UnauthorizedError,
@@ -28,6 +33,24 @@ from .host import ConfigError, Host, ShadowError, ShadowNotFound, ShadowVersionC
 from .server import CallContext, Handler
 
 _STATES = {"RUNNING", "ERRORED"}
+
+# UpdateConfiguration may not touch these top-level configuration keys (nucleus ConfigStoreIPCEventStreamAgent,
+# restrictedConfigurationFields). Compared case-insensitively: the nucleus' configuration keys are (Topics keyed by
+# CaseInsensitiveString), so `AccessControl` names the same node there.
+_RESTRICTED_CONFIG_KEYS = ("accessControl",)
+# Characters the nucleus refuses in a PublishToTopic topic (PubSubIPCEventStreamAgent: `+`, `#` and `*`).
+_PUBLISH_WILDCARDS = ("+", "#", "*")
+# TelemetryUnit of the nucleus' telemetry library (aws-greengrass-logging-java); a PutComponentMetric unit matches one
+# after dropping non-alphanumerics, ignoring case (ComponentMetricIPCEventStreamAgent.valueOfIgnoreCase). Note that
+# the IPC model's MILLISECONDS has no TelemetryUnit and is refused by the nucleus.
+_TELEMETRY_UNITS = {u.lower(): u for u in ("Bytes", "BytesPerSecond", "Count", "CountPerSecond", "Megabytes",
+                                           "None", "Percent", "Seconds")}
+_AWS_COMPONENT = re.compile(r"^aws\.")  # ComponentMetricIPCEventStreamAgent.SERVICE_NAME_REGEX
+STREAM_MANAGER = "aws.greengrass.StreamManager"  # the one caller of ValidateAuthorizationToken (AuthorizationIPCAgent)
+# java.util.UUID.fromString's accepted form (the Greengrass CLI validates deployment ids with it).
+_UUID = re.compile(r"^[0-9a-fA-F]{1,8}-[0-9a-fA-F]{1,4}-[0-9a-fA-F]{1,4}-[0-9a-fA-F]{1,4}-[0-9a-fA-F]{1,12}$")
+DEBUG_USERNAME = "debug"
+DEBUG_PASSWORD_TTL_S = 8 * 3600  # CLIEventStreamAgent.DEBUG_PASSWORD_EXPIRATION
 
 
 def _str(req: dict[str, Any], key: str, op: str, required: bool = True) -> str | None:
@@ -48,6 +71,25 @@ def _key_path(req: dict[str, Any], op: str) -> list[str]:
     if not isinstance(kp, list) or not all(isinstance(k, str) for k in kp):
         raise InvalidArgumentsError(f"{op}: 'keyPath' must be a list of strings")
     return kp
+
+
+def touches_restricted_config(key_path: list[str], value: Any) -> bool:
+    """Would an UpdateConfiguration at key_path with this valueToMerge change accessControl (at any depth below it)?
+
+    As the nucleus: the first key of a non-empty path, or a top-level key of the value merged at the root. A key
+    named accessControl deeper in a component's own tree is not its policies, and the nucleus accepts it."""
+    restricted = {k.casefold() for k in _RESTRICTED_CONFIG_KEYS}
+    if key_path:
+        return key_path[0].casefold() in restricted
+    return isinstance(value, dict) and any(isinstance(k, str) and k.casefold() in restricted for k in value)
+
+
+def _deployment_id(req: dict[str, Any], op: str) -> str:
+    dep = _str(req, "deploymentId", op)
+    assert dep is not None
+    if not _UUID.match(dep):
+        raise InvalidArgumentsError(f"{op}: Invalid deploymentId format received. DeploymentId is a UUID")
+    return dep
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -92,12 +134,15 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
     # -- local pub/sub ------------------------------------------------------------------
     @op
     def PublishToTopic(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Nucleus PubSubIPCEventStreamAgent: authorization first, then the topic (no `+`, `#` or `*` anywhere).
         topic = _str(req, "topic", "PublishToTopic")
         assert topic is not None
+        authorize(ctx, topic)
+        if any(w in topic for w in _PUBLISH_WILDCARDS):
+            raise InvalidArgumentsError(f"PublishToTopic: Publish topic must not contain a wildcard ({topic!r}).")
         why = valid_publish_topic(topic)
         if why:
             raise InvalidArgumentsError(f"PublishToTopic: {why}")
-        authorize(ctx, topic)
         pm = req.get("publishMessage")
         if not isinstance(pm, dict):
             raise InvalidArgumentsError("PublishToTopic: 'publishMessage' must be an object")
@@ -116,35 +161,50 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
     def SubscribeToTopic(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         topic = _str(req, "topic", "SubscribeToTopic")
         assert topic is not None
+        authorize(ctx, topic)  # `+`/`#` in the policy's resources are plain characters here (STANDARD lookup)
         why = valid_topic_filter(topic)
         if why:
             raise InvalidArgumentsError(f"SubscribeToTopic: {why}")
-        mode = req.get("receiveMode") or "RECEIVE_ALL_MESSAGES"
+        mode = req.get("receiveMode")
+        if mode is None:
+            # Nucleus PubSubIPCEventStreamAgent.validateReceiveMode: a filter with a wildcard level defaults to
+            # RECEIVE_MESSAGES_FROM_OTHERS, any other topic to RECEIVE_ALL_MESSAGES.
+            wildcard = any(level == "+" for level in topic.split("/")) or topic.split("/")[-1] == "#"
+            mode = "RECEIVE_MESSAGES_FROM_OTHERS" if wildcard else "RECEIVE_ALL_MESSAGES"
         if mode not in ("RECEIVE_ALL_MESSAGES", "RECEIVE_MESSAGES_FROM_OTHERS"):
             raise InvalidArgumentsError(f"SubscribeToTopic: unknown receiveMode {mode!r}")
-        authorize(ctx, topic)
         kernel.pubsub.subscribe(topic, ctx.stream, mode == "RECEIVE_MESSAGES_FROM_OTHERS")
         ctx.keep_open()
         return {"topicName": topic}
 
     # -- IoT Core -----------------------------------------------------------------------
-    def _mqtt_request(ctx: CallContext, req: dict[str, Any], is_filter: bool) -> tuple[str, int]:
-        """Topic (checked and authorized) and QoS of an IoT Core request."""
+    # Nucleus MqttProxyIPCAgent: topic required, authorization, then (publish) payload required, then QoS required.
+    def _mqtt_topic(ctx: CallContext, req: dict[str, Any], is_filter: bool) -> str:
+        if req.get("topicName") is None:
+            raise InvalidArgumentsError(f"{ctx.operation}: Topic is required")
         topic = _str(req, "topicName", ctx.operation)
         assert topic is not None
+        authorize(ctx, topic)
         why = valid_topic_filter(topic) if is_filter else valid_publish_topic(topic)
         if why:
             raise InvalidArgumentsError(f"{ctx.operation}: {why}")
-        authorize(ctx, topic)
-        qos = req.get("qos", "0")
+        return topic
+
+    def _mqtt_qos(ctx: CallContext, req: dict[str, Any]) -> int:
+        qos = req.get("qos")
+        if qos is None:
+            raise InvalidArgumentsError(f"{ctx.operation}: QoS is required")
         if str(qos) not in ("0", "1"):
-            raise InvalidArgumentsError(f"{ctx.operation}: qos must be '0' or '1', got {qos!r}")
-        return topic, int(qos)
+            raise InvalidArgumentsError(f"{ctx.operation}: Invalid QoS value: {qos!r} (must be '0' or '1')")
+        return int(qos)
 
     @op
     def PublishToIoTCore(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
-        topic, qos = _mqtt_request(ctx, req, is_filter=False)
+        topic = _mqtt_topic(ctx, req, is_filter=False)
+        if req.get("payload") is None:
+            raise InvalidArgumentsError("PublishToIoTCore: Payload is required")
         payload = _b64(req.get("payload"), "PublishToIoTCore: payload")
+        qos = _mqtt_qos(ctx, req)
         props = req.get("userProperties") or []
         if not isinstance(props, list) or not all(isinstance(p, dict) for p in props):
             raise InvalidArgumentsError("PublishToIoTCore: userProperties must be a list of {key, value}")
@@ -153,7 +213,8 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
 
     @op
     def SubscribeToIoTCore(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
-        topic, qos = _mqtt_request(ctx, req, is_filter=True)
+        topic = _mqtt_topic(ctx, req, is_filter=True)
+        qos = _mqtt_qos(ctx, req)
         ctx.keep_open()
         return kernel.iot_subscribe(ctx.stream, topic, qos)
 
@@ -173,16 +234,28 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
 
     @op
     def UpdateConfiguration(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Nucleus ConfigStoreIPCEventStreamAgent.validateRequest: timestamp, then valueToMerge, then the restricted
+        # fields: accessControl changes only through a deployment, never by the component itself.
         kp = _key_path(req, "UpdateConfiguration")
-        if "valueToMerge" not in req:
-            raise InvalidArgumentsError("UpdateConfiguration: 'valueToMerge' is required")
         ts = req.get("timestamp")
-        if ts is not None and not isinstance(ts, int | float):
+        if ts is None:
+            raise InvalidArgumentsError("UpdateConfiguration: Timestamp is required")
+        if isinstance(ts, bool) or not isinstance(ts, int | float):
             raise InvalidArgumentsError("UpdateConfiguration: 'timestamp' must be a number")
-        if kp and kp[0] == "accessControl":
-            raise InvalidArgumentsError("UpdateConfiguration: accessControl can only change through a deployment")
+        value = req.get("valueToMerge")
+        if value is None:
+            raise InvalidArgumentsError("UpdateConfiguration: ValueToMerge is required")
+        if not isinstance(value, dict):
+            raise InvalidArgumentsError("UpdateConfiguration: 'valueToMerge' must be an object")
+        if touches_restricted_config(kp, value):
+            fields = ", ".join(_RESTRICTED_CONFIG_KEYS)
+            raise InvalidArgumentsError(f"UpdateConfiguration: Config update is not allowed for following fields "
+                                        f"[{fields}] (accessControl changes only through a deployment)")
         try:
-            kernel.config.update(ctx.component, kp, req["valueToMerge"], ts)
+            kernel.config.update(ctx.component, kp, value, ts)
+        except KeyError:
+            raise InvalidArgumentsError(
+                f"UpdateConfiguration: Component config not found for component {ctx.component}") from None
         except StaleUpdateError as e:
             raise FailedUpdateConditionCheckError(f"UpdateConfiguration: {e}") from None
         except ConfigError as e:
@@ -193,6 +266,11 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
     def SubscribeToConfigurationUpdate(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name = _str(req, "componentName", "SubscribeToConfigurationUpdate", required=False) or ctx.component
         kp = _key_path(req, "SubscribeToConfigurationUpdate")
+        try:  # nucleus: an unknown component or a missing key is ResourceNotFoundError("Key not found")
+            kernel.config.get(name, kp)
+        except KeyError:
+            raise ResourceNotFoundError("Key not found", resource_type="Configuration",
+                                        resource_name="/".join([name, *kp])) from None
         stream = ctx.stream
 
         def on_change(component: str, key_path: list[str]) -> None:
@@ -242,35 +320,109 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
 
     @op
     def DeferComponentUpdate(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Nucleus LifecycleIPCEventStreamAgent.deferComponentUpdate: the caller must be subscribed to component
+        # updates and name a deployment; an answer with no PreComponentUpdateEvent waiting for it is a ServiceError.
+        if not kernel.update_listeners.subscribed(ctx.component):
+            raise InvalidArgumentsError("DeferComponentUpdate: Component is not subscribed to component update events")
+        dep = req.get("deploymentId")
+        if dep is None:
+            raise InvalidArgumentsError("DeferComponentUpdate: Cannot defer the update, the deployment ID provided "
+                                        "was null")
         dep = _str(req, "deploymentId", "DeferComponentUpdate")
+        assert dep is not None
         recheck = req.get("recheckAfterMs", 0) or 0
         if not isinstance(recheck, int) or recheck < 0:
             raise InvalidArgumentsError("DeferComponentUpdate: recheckAfterMs must be a non-negative integer")
-        assert dep is not None
         if not kernel.update_listeners.defer(ctx.component, dep, recheck, str(req.get("message") or "")):
-            raise ResourceNotFoundError(f"DeferComponentUpdate: no update pending for deployment {dep}",
-                                        resource_type="Deployment", resource_name=dep)
+            raise ServiceError(f"DeferComponentUpdate: Time limit to respond to PreComponentUpdateEvent exceeded "
+                               f"(no update of deployment {dep} is waiting for an answer from {ctx.component})")
         return {}
 
     @op
     def PutComponentMetric(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Nucleus ComponentMetricIPCEventStreamAgent: only `aws.*` components (doServiceAuthorization), then each
+        # metric checked (name 1-32 bytes, unit given, value >= 0) and authorized on its name against the
+        # aws.greengrass.ipc.componentmetric policy (Stream Manager needs none), then units translated.
+        if not _AWS_COMPONENT.match(ctx.component):
+            kernel.counters["unauthorized"] += 1
+            raise UnauthorizedError(f"Principal {ctx.component} is not authorized to perform "
+                                    f"aws.greengrass.ipc.componentmetric:aws.greengrass#PutComponentMetric "
+                                    f"(only components named aws.* may put component metrics)")
         metrics = req.get("metrics")
         if not isinstance(metrics, list) or not metrics:
-            raise InvalidArgumentsError("PutComponentMetric: 'metrics' must be a non-empty list")
-        authorize(ctx, "*")
-        clean = []
+            raise InvalidArgumentsError("PutComponentMetric: Null or Empty list of metrics found in "
+                                        "PutComponentMetricRequest")
         for i, m in enumerate(metrics):
-            if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"]:
-                raise InvalidArgumentsError(f"PutComponentMetric: metrics[{i}] needs a name")
-            if not isinstance(m.get("value"), int | float):
-                raise InvalidArgumentsError(f"PutComponentMetric: metrics[{i}] ({m['name']}) needs a numeric value")
-            unit = m.get("unit", "COUNT")
-            if unit not in ("BYTES", "BYTES_PER_SECOND", "COUNT", "COUNT_PER_SECOND", "MEGABYTES", "SECONDS",
-                            "MILLISECONDS", "PERCENT"):
-                raise InvalidArgumentsError(f"PutComponentMetric: metrics[{i}] has unknown unit {unit!r}")
+            name = m.get("name") if isinstance(m, dict) else None
+            value = m.get("value") if isinstance(m, dict) else None
+            unit = m.get("unit") if isinstance(m, dict) else None
+            if (not isinstance(name, str) or not name or len(name.encode()) > 32 or not isinstance(unit, str)
+                    or not unit or isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise InvalidArgumentsError(
+                    f"PutComponentMetric: Invalid argument found in PutComponentMetricRequest: metrics[{i}] needs a "
+                    f"name of 1-32 bytes, a unit and a value >= 0")
+            if ctx.component != STREAM_MANAGER:
+                authorize(ctx, name)
+        clean = []
+        for m in metrics:
+            unit = _TELEMETRY_UNITS.get(re.sub(r"[^A-Za-z0-9]", "", m["unit"]).lower())
+            if unit is None:
+                raise InvalidArgumentsError(f"PutComponentMetric: Invalid telemetry unit: No matching TelemetryUnit "
+                                            f"type found for {m['unit']!r}")
             clean.append({"name": m["name"], "unit": unit, "value": float(m["value"])})
         kernel.put_metrics(ctx.component, clean)
         return {}
+
+    def _lifecycle_target(ctx: CallContext, req: dict[str, Any]) -> str:
+        # Nucleus LifecycleIPCEventStreamAgent Pause/ResumeComponentHandler: Linux only, a name, authorization on
+        # aws.greengrass.ipc.lifecycle with the target as resource, then the target must exist.
+        if not sys.platform.startswith("linux"):
+            raise ServiceError("Pause/resume component not supported on this platform.")
+        name = req.get("componentName")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentsError(f"{ctx.operation}: Component name is required.")
+        authorize(ctx, name)
+        if not kernel.has_component(name):
+            raise ResourceNotFoundError(f"{ctx.operation}: component {name} not found", resource_type="Component",
+                                        resource_name=name)
+        return name
+
+    @op
+    def PauseComponent(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name = _lifecycle_target(ctx, req)
+        if kernel.component_state(name) != "RUNNING":
+            raise InvalidArgumentsError(f"PauseComponent: Component {name} is not running")
+        try:
+            kernel.pause_component(name)  # pausing a paused component succeeds, as GenericExternalService.pause
+        except OSError as e:
+            raise ServiceError(f"Failed to pause component {name} due to : {e}") from None
+        return {}
+
+    @op
+    def ResumeComponent(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name = _lifecycle_target(ctx, req)
+        if not kernel.is_paused(name):
+            raise InvalidArgumentsError(f"ResumeComponent: Component {name} is not paused")
+        try:
+            kernel.resume_component(name)
+        except OSError as e:
+            raise ServiceError(f"Failed to resume component {name} due to : {e}") from None
+        return {}
+
+    @op
+    def ValidateAuthorizationToken(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Nucleus AuthorizationIPCAgent: only Stream Manager may ask; a token no component was given is
+        # InvalidTokenError (AuthenticationHandler.doAuthentication).
+        if ctx.component != STREAM_MANAGER:
+            kernel.counters["unauthorized"] += 1
+            raise UnauthorizedError(f"{ctx.component} is not authorized to perform "
+                                    f"aws.greengrass#ValidateAuthorizationToken")
+        token = req.get("token")
+        if not isinstance(token, str):
+            raise InvalidTokenError("Invalid authentication token")
+        if kernel.authenticate(token) is None:
+            raise InvalidTokenError("Authentication token not found")
+        return {"isValid": True}
 
     # -- secrets ------------------------------------------------------------------------
     @op
@@ -334,17 +486,18 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
         thing = _str(req, "thingName", "ListNamedShadowsForThing")
         assert thing is not None
         authorize(ctx, f"$aws/things/{thing}/shadow")
-        import time
-
         return {"results": kernel.shadows.list_named(thing), "timestamp": time.time()}
 
     # -- component management (aws.greengrass.Cli) ----------------------------------------
+    # As the Greengrass CLI's CLIEventStreamAgent (aws-greengrass-cli): validate, authorize, then look up.
     def _component(ctx: CallContext, req: dict[str, Any]) -> str:
-        name = _str(req, "componentName", ctx.operation)
-        assert name is not None
+        name = req.get("componentName")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentsError(f"{ctx.operation}: Component name cannot be empty")
         authorize(ctx, name)
         if not kernel.has_component(name):
-            raise ComponentNotFoundError(f"Component {name} not found")
+            raise ResourceNotFoundError(f"Component with name {name} not found in Greengrass",
+                                        resource_type="Component", resource_name=name)
         return name
 
     @op
@@ -379,12 +532,11 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
 
     @op
     def GetLocalDeploymentStatus(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        authorize(ctx, "*")
-        dep = _str(req, "deploymentId", "GetLocalDeploymentStatus")
-        assert dep is not None
+        dep = _deployment_id(req, "GetLocalDeploymentStatus")
+        authorize(ctx, dep)
         d = kernel.deployments.describe(dep)
         if d is None:
-            raise ResourceNotFoundError(f"Deployment {dep} not found", resource_type="LocalDeployment",
+            raise ResourceNotFoundError(f"Cannot find deployment {dep}", resource_type="LocalDeployment",
                                         resource_name=dep)
         return {"deployment": d}
 
@@ -392,6 +544,33 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
     def ListLocalDeployments(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         authorize(ctx, "*")
         return {"localDeployments": kernel.deployments.list()}
+
+    @op
+    def CancelLocalDeployment(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if req.get("deploymentId") is None:  # the CLI's UUID.fromString(null) fails: a ServiceError there
+            raise ServiceError("CancelLocalDeployment: deploymentId is required")
+        dep = _deployment_id(req, "CancelLocalDeployment")
+        authorize(ctx, "*")
+        outcome = kernel.deployments.cancel(dep)
+        if outcome is None:
+            raise ResourceNotFoundError(f"Cannot find the deployment id provided {dep}",
+                                        resource_type="LocalDeployment", resource_name=dep)
+        if outcome == "finished":
+            return {"message": "Cancellation request is not processed because deployment is already finished"}
+        return {"message": f"Cancel request submitted. Deployment ID: {dep}"}
+
+    @op
+    def CreateDebugPassword(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # CLIEventStreamAgent.CreateDebugPasswordHandler: user `debug`, a random password valid for 8 hours. The
+        # certificate hashes come from the Local Debug Console's certificate, which this runtime does not have.
+        authorize(ctx, "*")
+        password = base64.urlsafe_b64encode(hashlib.sha256(secrets.token_bytes(32)).digest()).decode().rstrip("=")
+        expires = time.time() + DEBUG_PASSWORD_TTL_S
+        now = time.time()
+        for old in [p for p, t in kernel.debug_passwords.items() if t <= now]:
+            del kernel.debug_passwords[old]
+        kernel.debug_passwords[password] = expires
+        return {"username": DEBUG_USERNAME, "password": password, "passwordExpiration": expires}
 
     if not ops:
         raise ServiceError("no operations")  # pragma: no cover

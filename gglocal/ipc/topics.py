@@ -1,4 +1,4 @@
-"""accessControl resource matching: `*` globs, and MQTT filters for subscribe/mqttproxy resources.
+"""accessControl resource matching: `*` globs everywhere, and MQTT filters for IoT Core (mqttproxy) resources.
 
 The MQTT rules themselves (valid topics and filters, matching) live in topicmatch, shared with the product."""
 
@@ -29,10 +29,10 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 def resource_match(pattern: str, resource: str, mqtt_wildcards: bool = False) -> bool:
     """Does an accessControl resource pattern cover the requested resource?
 
-    `*` globs always apply. For MQTT-style resources (subscribe, mqttproxy) a policy written as
-    an MQTT filter (`a/+/c`, `a/#`) also covers what it would match; a requested filter's own
-    wildcards are then treated as plain level names, so `a/#` covers a request for `a/+/c`
-    while `a/b` does not cover `a/#`.
+    `*` globs always apply. For MQTT-style resources (mqttproxy only, as the nucleus' MqttProxyIPCAgent) a
+    policy written as an MQTT filter (`a/+/c`, `a/#`) also covers what it would match; a requested filter's
+    own wildcards are then treated as plain level names, so `a/#` covers a request for `a/+/c` while `a/b`
+    does not cover `a/#`. Elsewhere (local pub/sub included) `+` and `#` are plain characters.
     """
     if pattern == "*" or pattern == resource:
         return True

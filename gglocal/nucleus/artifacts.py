@@ -9,6 +9,10 @@ Layout under the runtime root (same as the Java nucleus)::
 Artifacts come from a local folder in the Greengrass CLI ``--artifactDir`` layout
 (``<dir>/<name>/<version>/<file>``), matched by file name whatever the URI scheme; ``docker:`` URIs
 are images, not files, and are skipped.
+
+File modes are the nucleus' (aws-greengrass-nucleus: componentmanager/models/Permission.toFileSystemPermission,
+util/Permissions.setArtifactPermission, NucleusPaths): see `artifact_mode`. Folders in the store, and every
+folder of an unpacked ZIP, are 0755; the work folder is 0700.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .recipe import Artifact, ResolvedRecipe
 
 _CHUNK = 1 << 20
 _STATE_DIR = Path("packages") / ".ggvision-unarchived"  # markers: which zip content was unpacked
+_STORE_DIR_MODE = 0o755  # Permissions.OWNER_RWX_EVERYONE_RX, for every folder of the artifact store
 
 
 class ArtifactError(RuntimeError):
@@ -73,6 +78,11 @@ def install_artifacts(resolved: ResolvedRecipe, source_dir: Path | None, root: P
     paths.artifacts_path.mkdir(parents=True, exist_ok=True)
     paths.decompressed_path.mkdir(parents=True, exist_ok=True)
     paths.work_path.mkdir(parents=True, exist_ok=True)
+    # NucleusPaths.artifactPath / unarchiveArtifactPath: <name> and <name>/<version> are 0755 (everyone may
+    # look in, for dependents' {Dep:artifacts:path}); NucleusPaths.workPath: the work folder is 0700.
+    for folder in (paths.artifacts_path, paths.decompressed_path):
+        os.chmod(folder.parent, _STORE_DIR_MODE)
+        os.chmod(folder, _STORE_DIR_MODE)
     os.chmod(paths.work_path, 0o700)
 
     for artifact in resolved.artifacts:
@@ -89,17 +99,32 @@ def _label(name: str, version: str, artifact: Artifact) -> str:
     return f"{name}@{version}: artifact {artifact.uri}"
 
 
-def _file_mode(artifact: Artifact) -> int:
-    # The owner keeps read access even for Read NONE: the runtime must re-hash its files, and local
-    # components run as the same user anyway. Artifacts are read-only, as on a real device.
+def artifact_mode(read: str, execute: str, *, superuser: bool) -> int:
+    """The mode the nucleus gives an artifact file (and each file unpacked from it) for its ``Permission``.
+
+    Permission.toFileSystemPermission ("user group is considered to be owner"): the owner may always
+    read; Read OWNER or ALL, or any Execute, lets the group read; Read ALL or Execute ALL lets others
+    read; Execute OWNER or ALL sets the owner's and the group's execute bit, Execute ALL also the others'.
+    Permissions.setArtifactPermission then adds the owner's write bit when the nucleus is not running as
+    root, so that it can delete the file later. Defaults (no Permission): Read OWNER, Execute NONE.
+    """
+    any_exec = execute in ("OWNER", "ALL")
     mode = stat.S_IRUSR
-    if artifact.read == "ALL":
-        mode |= stat.S_IRGRP | stat.S_IROTH
-    if artifact.execute in ("OWNER", "ALL"):
-        mode |= stat.S_IXUSR
-    if artifact.execute == "ALL":
-        mode |= stat.S_IXGRP | stat.S_IXOTH
+    if not superuser:
+        mode |= stat.S_IWUSR
+    if any_exec:
+        mode |= stat.S_IXUSR | stat.S_IXGRP
+    if read in ("OWNER", "ALL") or any_exec:
+        mode |= stat.S_IRGRP
+    if read == "ALL" or execute == "ALL":
+        mode |= stat.S_IROTH
+    if execute == "ALL":
+        mode |= stat.S_IXOTH
     return mode
+
+
+def _file_mode(artifact: Artifact) -> int:
+    return artifact_mode(artifact.read, artifact.execute, superuser=os.geteuid() == 0)
 
 
 def _check_digest(artifact: Artifact, actual: str, label: str, where: Path) -> None:
@@ -184,14 +209,16 @@ def _unarchive(artifact: Artifact, name: str, version: str, zip_path: Path, targ
         with archive:
             members = _safe_members(archive, staging, label)
             archive.extractall(staging, members)
+        # Permissions.setArtifactPermission on the unpack folder: every folder 0755 whatever the Permission
+        # (the developer guide: "sets the folder's access permissions to ALL for Read and Execute"), every
+        # file the artifact's mode.
         file_mode = _file_mode(artifact)
-        dir_mode = 0o755 if artifact.read == "ALL" else 0o700
         for dirpath, dirnames, filenames in os.walk(staging):
             for d in dirnames:
-                os.chmod(os.path.join(dirpath, d), dir_mode)
+                os.chmod(os.path.join(dirpath, d), _STORE_DIR_MODE)
             for f in filenames:
                 os.chmod(os.path.join(dirpath, f), file_mode)
-        os.chmod(staging, dir_mode)
+        os.chmod(staging, _STORE_DIR_MODE)
         if target.exists():
             shutil.rmtree(target)
         os.rename(staging, target)

@@ -4,7 +4,9 @@ One deployment at a time: import recipes and artifacts, resolve dependencies, bu
 configuration (reset, then merge), let components validate it and defer, snapshot, apply
 (stop removed, replace changed versions, update config, restart where the interpolated
 lifecycle changed), wait for the changed components to be healthy, and roll back to the
-snapshot if one goes BROKEN and the policy is ROLLBACK.
+snapshot if one goes BROKEN and the policy is ROLLBACK. A deployment with Bootstrap steps to run takes the
+nucleus' intrusive path instead (bootstrap.py): stop everything, bootstrap, start everything again, and
+always roll back on failure.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import ArtifactError
+from .bootstrap import (
+    BootstrapFailed,
+    pending_bootstraps,
+    restart_into,
+    rollback_bootstraps,
+    run_bootstraps,
+    start_all,
+)
 from .configstore import ConfigError, merge, reset_pointer
 from .dependencies import DependencyError, resolve
 from .recipe import Recipe
@@ -63,11 +73,12 @@ class DeploymentRequest:
 @dataclass
 class DeploymentRecord:
     id: str
-    status: str = "QUEUED"  # QUEUED | IN_PROGRESS | SUCCEEDED | FAILED
+    status: str = "QUEUED"  # QUEUED | IN_PROGRESS | SUCCEEDED | FAILED | CANCELED
     detailed: str | None = None
     cause: str | None = None
     created: float = field(default_factory=time.time)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    applying: bool = False  # past the point where CancelLocalDeployment can stop it without a half-done change
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"deploymentId": self.id, "status": self.status, "createdOn": str(self.created)}
@@ -113,6 +124,7 @@ class DeploymentManager:
         self.records: dict[str, DeploymentRecord] = {}
         self._queue: asyncio.Queue[DeploymentRequest] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None  # the deployment being executed
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -156,6 +168,24 @@ class DeploymentManager:
         )
         return self.submit(req)
 
+    def cancel(self, dep_id: str) -> str | None:
+        """CancelLocalDeployment (Greengrass CLI CancelLocalDeploymentHandler, nucleus DeploymentService): None for
+        an unknown id, "finished" when it has ended, else "submitted". A queued deployment is dropped; one in
+        progress stops where it waits (validation, component updates) with nothing changed. Once it has begun
+        changing components it runs to its end: stopping half-way would leave components stopped."""
+        rec = self.records.get(dep_id)
+        if rec is None:
+            return None
+        if rec.status not in ("QUEUED", "IN_PROGRESS"):
+            return "finished"
+        if rec.status == "QUEUED":
+            rec.status, rec.cause = "CANCELED", "cancelled before it started"
+            rec.done.set()
+        elif not rec.applying and self._current is not None:
+            self._current.cancel()
+        self.kernel.hub.line("ggvision.deployment", "nucleus", f"deployment {dep_id}: cancellation requested")
+        return "submitted"
+
     def describe(self, dep_id: str) -> dict[str, Any] | None:
         rec = self.records.get(dep_id)
         return rec.describe() if rec else None
@@ -173,18 +203,30 @@ class DeploymentManager:
         while True:
             req = await self._queue.get()
             rec = self.records[req.id]
+            if rec.status == "CANCELED":  # cancelled while queued
+                continue
             rec.status = "IN_PROGRESS"
             self.kernel.hub.line("ggvision.deployment", "nucleus", f"deployment {req.id} started")
+            task = self._current = asyncio.get_running_loop().create_task(self._execute(req, rec))
             try:
-                await self._execute(req)
-                rec.status, rec.detailed = "SUCCEEDED", "SUCCESSFUL"
-            except DeploymentFailed as e:
-                rec.status, rec.detailed, rec.cause = "FAILED", e.detailed, e.cause
+                await asyncio.wait({task})  # a cancelled deployment does not cancel this worker
             except asyncio.CancelledError:
+                task.cancel()
                 raise
-            except Exception as e:  # never let one bad deployment kill the worker
-                log.exception("deployment %s crashed", req.id)
+            finally:
+                self._current = None
+            if task.cancelled():
+                rec.status, rec.cause = "CANCELED", "cancelled before it changed any component"
+            elif isinstance(task.exception(), DeploymentFailed):
+                e = task.exception()
+                assert isinstance(e, DeploymentFailed)
+                rec.status, rec.detailed, rec.cause = "FAILED", e.detailed, e.cause
+            elif task.exception() is not None:  # never let one bad deployment kill the worker
+                e = task.exception()
+                log.error("deployment %s crashed", req.id, exc_info=e)
                 rec.status, rec.detailed, rec.cause = "FAILED", "FAILED_NO_STATE_CHANGE", f"internal error: {e}"
+            else:
+                rec.status, rec.detailed = "SUCCEEDED", "SUCCESSFUL"
             outcome = f"deployment {req.id} {rec.status}" + (f": {rec.detailed}: {rec.cause}" if rec.cause else "")
             self.kernel.hub.line("ggvision.deployment", "nucleus", outcome)
             rec.done.set()
@@ -202,7 +244,7 @@ class DeploymentManager:
         for name, version in req.add.items():
             roots[name] = version
         try:
-            target = resolve(roots, k.recipes.all())
+            target = resolve(roots, k.available_recipes())
         except DependencyError as e:
             raise DeploymentFailed("FAILED_NO_STATE_CHANGE", str(e)) from None
         # Artifacts for everything new or changed (fails before anything is touched).
@@ -242,7 +284,7 @@ class DeploymentManager:
                                    f"configuration given for components not in the deployment: {sorted(unknown)}")
         return out
 
-    async def _execute(self, req: DeploymentRequest) -> None:
+    async def _execute(self, req: DeploymentRequest, rec: DeploymentRecord) -> None:
         k = self.kernel
         roots, target = self._prepare(req)
         configs = self._new_configs(req, target)
@@ -257,7 +299,14 @@ class DeploymentManager:
         version_changes = [n for n in k.services if n not in target or k.services[n].version != target[n].version]
         if req.notify_components and (version_changes or changed_cfg):
             await k.update_listeners.pre_update(req.id, req.update_timeout_s)
+        rec.applying = True
         snapshot = self._snapshot()
+        pending = pending_bootstraps(k, target, configs)
+        if pending:
+            await self._execute_with_bootstrap(req, roots, target, configs, pending, snapshot)
+            if req.notify_components:
+                k.update_listeners.post_update(req.id)
+            return
         changed = await self._apply(roots, target, configs)
         try:
             await self._await_healthy(changed, req.health_timeout_s)
@@ -281,10 +330,51 @@ class DeploymentManager:
             "roots": dict(k.roots),
             "versions": {n: s.recipe for n, s in k.services.items()},
             "configs": {n: k.config.get(n) for n in k.services if k.config.has(n)},
+            "bootstrapped": dict(k.bootstrapped),
         }
+
+    async def _execute_with_bootstrap(self, req: DeploymentRequest, roots: dict[str, str], target: dict[str, Recipe],
+                                      configs: dict[str, dict[str, Any]], pending: list[str],
+                                      snap: dict[str, Any]) -> None:
+        """The nucleus' KernelUpdateActivator path (bootstrap.py): stop every component, put the new versions
+        and configuration in place, run the Bootstrap steps, then start every component again and wait for
+        all of them, as a restarted nucleus does (KernelUpdateDeploymentTask tracks every auto-start service).
+        Any failure rolls back to the snapshot whatever the failureHandlingPolicy."""
+        k = self.kernel
+
+        def say(msg: str) -> None:
+            k.hub.line("ggvision.deployment", "nucleus", f"deployment {req.id}: {msg}")
+
+        say(f"Bootstrap to run for {', '.join(pending)}: stopping every component (the nucleus restarts for "
+            "a deployment with Bootstrap steps)")
+        await restart_into(k, roots, target, configs)
+        started: list[str] = []
+        try:
+            await run_bootstraps(k, pending, target, configs, started, say)
+            say("Bootstrap steps done; starting every component again, as the restarted nucleus does")
+            start_all(k)
+            await self._await_healthy(list(k.services), req.health_timeout_s)
+        except (BootstrapFailed, DeploymentFailed) as e:
+            cause = e.cause if isinstance(e, DeploymentFailed) else str(e)
+            say(f"failed ({cause}); rolling back (a deployment with Bootstrap steps always rolls back)")
+            old: dict[str, Recipe] = snap["versions"]
+            again = rollback_bootstraps(k, old, snap["configs"], target, configs, started)
+            try:
+                await restart_into(k, snap["roots"], old, snap["configs"])
+                k.bootstrapped = dict(snap["bootstrapped"])
+                if again:
+                    say(f"running the restored Bootstrap of {', '.join(again)} (BootstrapOnRollback)")
+                    await run_bootstraps(k, again, old, snap["configs"], [], say)
+                start_all(k)
+                await self._await_healthy(list(k.services), req.health_timeout_s)
+            except (BootstrapFailed, DeploymentFailed) as r:
+                why = r.cause if isinstance(r, DeploymentFailed) else str(r)
+                raise DeploymentFailed("FAILED_UNABLE_TO_ROLLBACK", f"{cause}; rollback failed: {why}") from None
+            raise DeploymentFailed("FAILED_ROLLBACK_COMPLETE", cause) from None
 
     async def _restore(self, snap: dict[str, Any]) -> list[str]:
         target: dict[str, Recipe] = snap["versions"]
+        self.kernel.bootstrapped = dict(snap["bootstrapped"])
         return await self._apply(snap["roots"], target, snap["configs"], force=True)
 
     async def _apply(self, roots: dict[str, str], target: dict[str, Recipe], configs: dict[str, dict[str, Any]],
@@ -299,6 +389,7 @@ class DeploymentManager:
                 del k.services[name]
                 if name not in target:
                     k.config.remove(name)
+                    k.bootstrapped.pop(name, None)  # added again later, it is a new component: it bootstraps
         for name, recipe in target.items():
             if name not in k.services:
                 k.services[name] = ComponentService(k, recipe, recipe.resolve(k.options.platform))

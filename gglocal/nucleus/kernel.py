@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..components import provided_recipes
 from ..ipc.errors import ServiceError
 from ..ipc.operations import build_operations
 from ..ipc.pubsub import LocalPubSub
@@ -28,6 +29,7 @@ from .logs import LogHub
 from .notify import UpdateNotifier, ValidationRegistry
 from .platforms import current_platform
 from .recipe import Recipe
+from .recipeparser import parse_recipe
 from .recipestore import RecipeStore
 from .secrets import SecretStore
 from .service import HEALTHY, ComponentService, State
@@ -46,7 +48,7 @@ class KernelOptions:
     region: str = "us-east-1"
     secrets_file: Path | None = None
     iot: bool = True  # start mosquitto + the IoT Core bridge
-    iot_spool_max_bytes: int = 64 * 1024 * 1024
+    iot_spool_max_bytes: int = 2621440  # the nucleus' mqtt.spooler.maxSizeInBytes default (2.5 MB)
     iot_max_message_bytes: int = 131072
     # Use an already running MQTT broker (host:port) with the PKI in iot_pki instead of starting mosquitto.
     iot_endpoint: str | None = None
@@ -55,6 +57,8 @@ class KernelOptions:
     settle_s: float = 3.0  # a changed component must stay healthy this long for a deployment to succeed
     thing_groups: tuple[str, ...] = ()  # follow these groups' deployments from the local fleet (groupdeploy.py)
     console: bool = True
+    log_file_size_kb: int = 1024  # the nucleus' logging.fileSizeKB default
+    log_total_size_kb: int = 10240  # the nucleus' logging.totalLogsSizeKB default (per component)
     limits: ServerLimits = field(default_factory=ServerLimits)
     platform: dict[str, str] = field(default_factory=current_platform)
 
@@ -77,6 +81,8 @@ class DeploymentService(Protocol):
 
     def list(self) -> list[dict[str, Any]]: ...
 
+    def cancel(self, dep_id: str) -> str | None: ...
+
 
 class Kernel:
     def __init__(self, options: KernelOptions, deployments: Callable[[Kernel], DeploymentService]) -> None:
@@ -88,14 +94,19 @@ class Kernel:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         import sys
 
-        self.hub = LogHub(self.root / "logs", console=sys.stderr if options.console else None)
+        self.hub = LogHub(self.root / "logs", console=sys.stderr if options.console else None,
+                          file_size_kb=options.log_file_size_kb, total_size_kb=options.log_total_size_kb)
         self.config = ConfigStore(self.root / "config" / "config.json")
         self.pubsub = LocalPubSub()
         self.secrets = SecretStore.from_file(options.secrets_file, region=options.region)
         self.shadows = ShadowStore(self.root / "config" / "shadows.json")
         self.recipes = RecipeStore(self.root / "packages" / "recipes")
+        # AWS-provided components the runtime supplies stand-ins for (gglocal/components), offered to a
+        # deployment only when no recipe of that name was given.
+        self.provided = {name: parse_recipe(doc, f"<stand-in {name}>") for name, doc in provided_recipes().items()}
         self.counters: Counter[str] = Counter()
         self.metrics: dict[str, dict[str, dict[str, Any]]] = {}
+        self.debug_passwords: dict[str, float] = {}  # CreateDebugPassword (no Local Debug Console uses them)
         self.validators = ValidationRegistry()
         self.update_listeners = UpdateNotifier()
         self.services: dict[str, ComponentService] = {}
@@ -104,6 +115,9 @@ class Kernel:
         state = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
         self.roots: dict[str, str] = state.get("roots", {})
         self.installed: dict[str, str] = state.get("installed", {})
+        # name -> the version and interpolated Bootstrap step it was deployed with (bootstrap.py): what the
+        # nucleus compares a deployment against to decide whether a component's Bootstrap must run.
+        self.bootstrapped: dict[str, str] = state.get("bootstrapped", {})
         self.socket_path = self.root / "ipc.socket"
         self.cli_token = os.urandom(18).hex()
         self.server = IpcServer(self.socket_path, build_operations(self), self.authenticate, options.limits)
@@ -254,6 +268,13 @@ class Kernel:
             return {"aws.greengrass.Cli": {"cli": {"operations": ["*"], "resources": ["*"]}}}
         return self.config.peek(component, ("accessControl",))
 
+    def available_recipes(self) -> list[Recipe]:
+        """Every recipe a deployment may resolve against: the store's, plus the stand-in of each AWS-provided
+        component of which the store has no recipe at all."""
+        stored = self.recipes.all()
+        names = {r.name for r in stored}
+        return stored + [r for name, r in self.provided.items() if name not in names]
+
     # -- services -----------------------------------------------------------------------
     def has_component(self, name: str) -> bool:
         return name in self.services
@@ -318,6 +339,18 @@ class Kernel:
         asyncio.get_running_loop().create_task(svc.stop())
         return True, f"stopping {name}"
 
+    def component_state(self, name: str) -> str:
+        return str(self.services[name].state)
+
+    def is_paused(self, name: str) -> bool:
+        return self.services[name].paused
+
+    def pause_component(self, name: str) -> None:
+        self.services[name].pause()
+
+    def resume_component(self, name: str) -> None:
+        self.services[name].resume()
+
     def put_metrics(self, component: str, metrics: list[dict[str, Any]]) -> None:
         now = time.time()
         per = self.metrics.setdefault(component, {})
@@ -347,7 +380,8 @@ class Kernel:
 
     def save_state(self) -> None:
         tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"roots": self.roots, "installed": self.installed}, indent=1))
+        tmp.write_text(json.dumps({"roots": self.roots, "installed": self.installed,
+                                   "bootstrapped": self.bootstrapped}, indent=1))
         os.replace(tmp, self._state_file)
 
     # -- environment and interpolation -----------------------------------------------------
@@ -413,7 +447,7 @@ class Kernel:
         if self.bridge is None:
             raise ServiceError("PublishToIoTCore: the IoT Core bridge is not running (runtime started without --iot)")
         from ..iotcore.bridge import MessageTooLargeError
-        from ..iotcore.spool import SpoolFullError
+        from ..iotcore.spool import SpoolFullError, SpoolStorageError
 
         try:
             await self.bridge.publish(topic, payload, qos=qos, retain=retain, user_properties=user_properties or None)
@@ -421,6 +455,8 @@ class Kernel:
             from ..ipc.errors import InvalidArgumentsError
 
             raise InvalidArgumentsError(f"PublishToIoTCore: {e}") from None
+        except SpoolStorageError as e:  # the disk under the spool: a clear reason, no traceback
+            raise ServiceError(f"PublishToIoTCore: {e}") from None
         except SpoolFullError as e:
             raise ServiceError(f"PublishToIoTCore: offline spool is full, message refused: {e}") from None
         except ValueError as e:

@@ -81,6 +81,9 @@ class UpdateNotifier:
         streams.append(stream)
         stream.on_close.append(lambda: streams.remove(stream) if stream in streams else None)
 
+    def subscribed(self, component: str) -> bool:
+        return bool(self._streams.get(component))
+
     def _send(self, component: str, event: dict[str, Any]) -> None:
         for s in list(self._streams.get(component, [])):
             s.send_event_obj("ComponentUpdatePolicyEvents", event, droppable=False)
@@ -123,8 +126,10 @@ class UpdateNotifier:
             self._send(c, {"postUpdateEvent": {"deploymentId": deployment_id}})
 
     def defer(self, component: str, deployment_id: str, recheck_ms: int, message: str) -> bool:
+        """The component's answer to the pre-update event it was sent; False when no event awaits its answer
+        (none sent, already answered, or the update stopped waiting), as the nucleus' one answer per event."""
         waiting = self._pending.get(deployment_id)
-        if waiting is None or component not in waiting:
+        if waiting is None or waiting.get(component) != 0.0:
             return False
         if recheck_ms > 0:
             waiting[component] = time.monotonic() + recheck_ms / 1000

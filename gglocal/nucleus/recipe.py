@@ -40,9 +40,11 @@ class Artifact:
 
     @property
     def stem(self) -> str:
-        """Folder name the nucleus unarchives a ZIP into (``X.zip`` -> ``X``)."""
+        """Folder name the nucleus unarchives a ZIP into: the file name without its last extension, whatever
+        it is (ComponentManager.getFileName: ``X.zip`` -> ``X``, ``a.b.jar`` -> ``a.b``; a name whose only dot
+        is its first character is kept whole)."""
         name = self.filename
-        return name[:-4] if name.lower().endswith(".zip") else name
+        return name[:name.rindex(".")] if name.find(".") > 0 else name
 
 
 def artifact_filename(uri: str) -> str:

@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from .lifecyclesteps import LifecycleStep, should_skip
+from .lifecyclesteps import LifecycleStep, SkipifError, should_skip
 from .logs import LogHub
 from .recipe import Recipe, ResolvedRecipe
 
@@ -36,6 +36,7 @@ DEFAULT_TIMEOUTS: dict[str, float | None] = {
     "bootstrap": 120.0,
 }
 MAX_CONTINUAL_ERRORS = 3
+MAX_LINE_BYTES = 1 << 20  # a component's output line longer than this is logged in pieces
 
 
 class State(str, Enum):
@@ -66,6 +67,7 @@ class ServiceHost(Protocol):
 
     hub: LogHub
     options: Any  # KernelOptions: error_reset_time
+    root: Path  # the runtime root (Skipif's ~root/, ~config/, ~packages/)
     state_listeners: list[Callable[[ComponentService, State, State], None]]
 
     def on_state_change(self, svc: ComponentService, old: State, new: State) -> None: ...
@@ -101,6 +103,8 @@ class ComponentService:
         self._driver: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.wanted = True  # False after StopComponent: reconcile leaves it stopped
+        self.pgid: int | None = None  # process group of the current Startup/Run step (its processes and children)
+        self.paused = False  # PauseComponent: the state stays as it was (RUNNING), as the nucleus reports it
 
     # -- state --------------------------------------------------------------------------
     def set_state(self, state: State, reason: str = "") -> None:
@@ -120,9 +124,17 @@ class ComponentService:
 
     # -- processes ----------------------------------------------------------------------
     async def _spawn(self, name: str, step: LifecycleStep) -> asyncio.subprocess.Process | None:
+        """Start a step's script; None when its Skipif skips it, SkipifError when the Skipif is invalid."""
         env = self.kernel.component_env(self, step)
-        if should_skip(step.skipif, env):
-            self.kernel.hub.line(self.name, "nucleus", f"{name}: skipped ({step.skipif})")
+        # The nucleus interpolates the whole lifecycle, Skipif included, before evaluating it.
+        skipif = self.kernel.interpolate(self, step.skipif) if step.skipif is not None else None
+        try:
+            skip = should_skip(skipif, root=self.kernel.root)
+        except SkipifError as e:
+            self.kernel.hub.line(self.name, "nucleus", f"{name}: {e}")
+            raise
+        if skip:
+            self.kernel.hub.line(self.name, "nucleus", f"{name}: skipped ({skipif})")
             return None
         script = self.kernel.interpolate(self, step.script)
         work = self.kernel.work_path(self.name)
@@ -141,6 +153,9 @@ class ComponentService:
         return proc
 
     async def _pump(self, reader: asyncio.StreamReader, stream: str) -> None:
+        """Drain one output stream of a process into its log until EOF. Nothing may end this early: a
+        component whose pipe is not read blocks once the pipe buffer fills. The hub never raises (a log it
+        cannot write drops and counts lines, logs.py); a line without an end is cut at MAX_LINE_BYTES."""
         pending = b""
         while True:
             chunk = await reader.read(65536)
@@ -148,10 +163,41 @@ class ComponentService:
                 break
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            if len(pending) > MAX_LINE_BYTES:
+                lines.append(pending)
+                pending = b""
             for line in lines:
-                self.kernel.hub.line(self.name, stream, line.decode(errors="replace").rstrip("\r"))
+                self._log_line(stream, line.decode(errors="replace").rstrip("\r"))
         if pending:
-            self.kernel.hub.line(self.name, stream, pending.decode(errors="replace"))
+            self._log_line(stream, pending.decode(errors="replace"))
+
+    def _log_line(self, stream: str, text: str) -> None:
+        try:
+            self.kernel.hub.line(self.name, stream, text)
+        except Exception:  # never the pump's end (see _pump)
+            log.debug("%s: a %s line could not be logged", self.name, stream, exc_info=True)
+
+    # -- pause / resume (PauseComponent, ResumeComponent) -------------------------------------
+    def pause(self) -> None:
+        """Freeze every process of the component: SIGSTOP to its process group (the nucleus freezes the
+        component's cgroup, GenericExternalService.pause). Pausing a paused component does nothing."""
+        if self.paused:
+            return
+        if self.pgid is None:
+            raise ProcessLookupError(f"{self.name} has no running processes")
+        os.killpg(self.pgid, signal.SIGSTOP)
+        self.paused = True
+        self.kernel.hub.line(self.name, "nucleus", "paused (SIGSTOP to its process group)")
+
+    def resume(self) -> None:
+        """Thaw a paused component: SIGCONT to its process group."""
+        if not self.paused:
+            return
+        self.paused = False
+        if self.pgid is not None:
+            with contextlib.suppress(ProcessLookupError):  # nothing left to resume
+                os.killpg(self.pgid, signal.SIGCONT)
+        self.kernel.hub.line(self.name, "nucleus", "resumed (SIGCONT to its process group)")
 
     @staticmethod
     async def _kill(proc: asyncio.subprocess.Process, grace: float) -> None:
@@ -162,6 +208,7 @@ class ComponentService:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped (paused) process acts on SIGTERM only once continued
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except asyncio.TimeoutError:
@@ -175,7 +222,10 @@ class ComponentService:
         step = self.resolved.steps.get(name)
         if step is None:
             return True, ""
-        proc = await self._spawn(name, step)
+        try:
+            proc = await self._spawn(name, step)
+        except SkipifError as e:
+            return False, f"{name}: {e}"
         if proc is None:
             return True, ""
         timeout = self._timeout(name, step)
@@ -188,6 +238,31 @@ class ComponentService:
             return False, f"{name} exited with code {code}"
         self.kernel.hub.line(self.name, "nucleus", f"{name}: done")
         return True, ""
+
+    async def run_bootstrap(self) -> int:
+        """The Bootstrap step, as GenericExternalService.bootstrap runs it during a deployment: its exit code;
+        0 when there is none or its Skipif skips it, 1 when it cannot run (an invalid Skipif, a script that
+        does not start). Past its Timeout (default 120 s) it is killed and TimeoutError raised."""
+        step = self.resolved.steps.get("bootstrap")
+        if step is None:
+            return 0
+        try:
+            proc = await self._spawn("bootstrap", step)
+        except SkipifError:
+            return 1
+        except OSError as e:
+            self.kernel.hub.line(self.name, "nucleus", f"bootstrap could not start: {e}")
+            return 1
+        if proc is None:
+            return 0
+        timeout = self._timeout("bootstrap", step)
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self._kill(proc, 1.0)
+            raise TimeoutError(f"Bootstrap step timed out after {timeout:g}s") from None
+        self.kernel.hub.line(self.name, "nucleus", f"bootstrap: exited with code {code}")
+        return code
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -219,13 +294,14 @@ class ComponentService:
             step = self.resolved.steps[name]
             try:
                 proc = await self._spawn(name, step)
-            except OSError as e:
+            except (OSError, SkipifError) as e:
                 await self._handle_error(f"{name} could not start: {e}", State.INSTALLED)
                 return
             if proc is None:  # skipped
                 self.set_state(State.FINISHED)
                 return
             self.proc = proc
+            self.pgid = proc.pid  # its own session: the pid is the process group id
             self.set_state(State.RUNNING if name == "run" else State.STARTING)
         await self._supervise(gen, name, step, proc)
 
@@ -262,11 +338,13 @@ class ComponentService:
     async def _handle_error(self, reason: str, during: State) -> None:
         self._gen += 1
         gen = self._gen
+        self.resume()
         proc, self.proc = self.proc, None
         self.set_state(State.ERRORED, reason)
         log.warning("%s ERRORED: %s", self.name, reason)
         if proc is not None:
             await self._kill(proc, self.shutdown_timeout)
+        self.pgid = None
         now = time.time()
         times = self.errors.setdefault(during, [])
         if times and now - times[-1] >= self.kernel.options.error_reset_time:
@@ -288,6 +366,7 @@ class ComponentService:
     async def stop(self, final: State = State.FINISHED) -> None:
         """Shutdown step, then SIGTERM → SIGKILL after the Shutdown timeout."""
         self._gen += 1
+        self.resume()  # a paused component is resumed for a graceful shutdown (GenericExternalService.shutdown)
         proc, self.proc = self.proc, None
         if self._driver is not None and not self._driver.done() and self._driver is not asyncio.current_task():
             self._driver.cancel()
@@ -309,6 +388,7 @@ class ComponentService:
             if proc.returncode == -signal.SIGKILL:
                 self.kernel.hub.line(self.name, "nucleus",
                                      f"did not stop within {self.shutdown_timeout:g}s of SIGTERM; killed")
+        self.pgid = None
         self.set_state(final)
 
     async def restart(self) -> None:

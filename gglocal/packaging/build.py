@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import subprocess
+import time
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -308,8 +310,34 @@ def zip_project(project: GdkProject) -> Path:
         return {n for n in names if (rel / n).as_posix() in excluded}
 
     shutil.copytree(project.dir, staging, ignore=ignore)
-    shutil.make_archive(str(zip_build / zip_name(project)), "zip", root_dir=staging)
+    deterministic_zip(staging, zip_build / f"{zip_name(project)}.zip")
     return zip_build
+
+
+def build_epoch() -> int:
+    """The timestamp stored in built archives: SOURCE_DATE_EPOCH (reproducible-builds.org) or 1980-01-01, the
+    earliest a zip can hold — so two builds of the same tree are byte-identical and digests change only with
+    content."""
+    return max(int(os.environ.get("SOURCE_DATE_EPOCH", "315532800")), 315532800)
+
+
+def deterministic_zip(root_dir: Path, out: Path) -> Path:
+    """A zip of `root_dir`'s contents, as shutil.make_archive lays it out (gdk's zip build), but reproducible:
+    members sorted, one fixed timestamp, permissions normalised to 0644 / 0755 (executables)."""
+    date_time = time.gmtime(build_epoch())[:6]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(root_dir.rglob("*"), key=lambda p: p.relative_to(root_dir).as_posix()):
+            rel = path.relative_to(root_dir).as_posix()
+            info = zipfile.ZipInfo(rel + "/" if path.is_dir() else rel, date_time=date_time)  # type: ignore[arg-type]
+            mode = 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644
+            info.external_attr = ((0o040000 if path.is_dir() else 0o100000) | mode) << 16
+            if path.is_dir():
+                z.writestr(info, b"")
+            else:
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, path.read_bytes())
+    return out
 
 
 def transform_recipe(project: GdkProject, build_folders: Sequence[Path], schemas: RecipeSchemas | None) -> Path:

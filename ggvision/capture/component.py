@@ -10,6 +10,9 @@ ggvision/config/capture.py:
   metricsPeriodS: seconds between metrics messages (default 5)
 Cameras are added, changed and removed by a configuration update without a restart; an invalid
 configuration is refused through the validation IPC with the reason and the old one stays.
+Recording that cannot write (full disk, read-only or forbidden folder, less free than record.minFreeBytes) never
+stops frames: the segment is given up, and the condition is counted and logged once for all cameras and shown
+in the metrics' `storage` block (ggvision/component/storage.py), which Health exports.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..component.storage import StorageFaults
 from ..config.base import parse, validator
 from ..config.capture import CameraConfig, CaptureConfig, SensorConfig
 from ..contract import topics
@@ -65,6 +69,7 @@ class CaptureComponent:
         self._lock = threading.Lock()
         self.started = time.time()
         self._last_metrics = 0.0
+        self.faults = StorageFaults(NAME, log)
 
     def apply(self, cfg: dict[str, Any]) -> None:
         """Start, restart or stop workers so the running set matches the configuration."""
@@ -93,6 +98,8 @@ class CaptureComponent:
             on_frame=lambda frame, ts: self._on_frame(holder["cam"], frame, ts),
             on_segment=lambda seg: self._on_segment(cam_id, seg),
             secret_lookup=self.app.get_secret,
+            faults=self.faults,
+            on_gap=lambda start, end, reason: self._on_gap(cam_id, start, end, reason),
         )
         cam = holder["cam"] = Camera(cfg, worker)
         self.cameras[cam_id] = cam
@@ -148,6 +155,11 @@ class CaptureComponent:
             },
         )
 
+    def _on_gap(self, cam_id: str, start: float, end: float, reason: str) -> None:
+        """Time that could not be recorded, as a segment/1.0 without a file: `missing` says why."""
+        self.app.publish(SEGMENTS.format(camera=cam_id), {
+            "schema": "segment/1.0", "camera": cam_id, "start": start, "end": end, "missing": reason[:300]})
+
     def metrics(self) -> dict[str, Any]:
         with self._lock:
             cams = {}
@@ -162,7 +174,7 @@ class CaptureComponent:
             sensors = {sid: {"status": "connected" if s.worker.is_alive() else "stopped", "frames_out": s.worker.frames,
                              "ring": s.ring.stats()} for sid, s in self.sensors.items()}
         return {"schema": "capture-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
-                "sensors": sensors}
+                "sensors": sensors, "storage": self.faults.metrics()}
 
     def publish_metrics(self) -> None:
         self.app.publish(METRICS, self.metrics())

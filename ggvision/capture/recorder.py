@@ -8,6 +8,13 @@
   repeat them in-band and converts AVCC (mp4/avi/mkv) to Annex B itself.
 - Written as `.<name>.tmp` in `out_dir`, hashed while written, fsync'd, renamed atomically into place,
   the directory fsync'd, and only then announced with `on_segment`.
+- Free space: a segment is not started when fewer than `min_free_bytes` would stay free on `out_dir`'s
+  filesystem (the last space is left to event records and alerts); like a full disk, that is a RecordError
+  raised from an OSError (ENOSPC), so the worker counts it as a storage condition and frames keep flowing.
+- Gaps: time that could not be recorded (a segment given up, frames until the next keyframe that could start
+  one) is told through `on_gap(start, end, reason)` in epoch seconds: when it begins, again each time it grew by
+  `segment_seconds`, and a last time when a segment is written again (it then ends where that segment starts).
+  Calls for one gap share its start, so a reader can merge them.
 - Local retention: after each new segment, this camera's segments older than `retain_s` are deleted
   (the Uplink keeps its own hard link or copy of what it queued, so this never loses an upload).
 - Times: stream seconds + `time_offset` (the worker passes the offset that maps the stream clock to
@@ -17,6 +24,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -28,6 +36,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
+
+from ..component.storage import condition_of, describe, short_of_space
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +96,16 @@ class SegmentRecorder:
         on_segment: Callable[[SegmentInfo], None],
         time_offset: float = 0.0,
         retain_s: float | None = None,
+        min_free_bytes: int = 0,
+        on_gap: Callable[[float, float, str], None] | None = None,
     ) -> None:
         self.camera = camera
         self.retain_s = retain_s
+        self.min_free_bytes = min_free_bytes
+        self.on_gap = on_gap
+        self._gap: list[float] | None = None  # [start, end] epoch of time not recorded, until a segment is again
+        self._gap_reason = ""
+        self._gap_told: float | None = None  # the gap's end when it was last told
         self.out_dir = Path(out_dir).absolute()  # announced paths are absolute; a relative dir is the work dir's
         self.segment_seconds = segment_seconds
         self.template = template_stream
@@ -128,7 +145,9 @@ class SegmentRecorder:
             packet.stream = self._stream
             self._out.mux(packet)  # type: ignore[union-attr]
         except Exception as e:
+            start = self._start
             self.abort()
+            self._lost(start, t, e)
             raise RecordError(f"muxing failed: {e}") from e
         self._end = max(self._end, t + self._frame_s)
 
@@ -156,6 +175,9 @@ class SegmentRecorder:
         name = f"{self.camera}-{stamp}Z.ts"
         self._tmp = self.out_dir / f".{name}.tmp"
         try:
+            short = short_of_space(self.out_dir, self.min_free_bytes)
+            if short:
+                raise OSError(errno.ENOSPC, short)
             self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish/abort
             self._writer = _HashingWriter(self._file)
             self._out = av.open(self._writer, "w", format="mpegts")
@@ -163,6 +185,7 @@ class SegmentRecorder:
             self._stream = self._out.add_stream_from_template(self.template, opaque=True)
         except Exception as e:
             self.abort()
+            self._lost(t, t, e)
             raise RecordError(f"cannot start segment: {e}") from e
         self._start = t
         self._end = t
@@ -179,7 +202,9 @@ class SegmentRecorder:
             os.replace(tmp, final)
             _fsync_dir(self.out_dir)
         except Exception as e:
+            start = self._start
             self.abort()
+            self._lost(start, end_t, e)
             raise RecordError(f"cannot finish segment: {e}") from e
         self._out = self._file = self._writer = self._tmp = None
         self.bytes_written += writer.size
@@ -192,6 +217,10 @@ class SegmentRecorder:
             size=writer.size,
             sha256=writer.sha.hexdigest(),
         )
+        if self._gap is not None:  # recording works again: the gap ends where this segment starts
+            self._gap[1] = max(self._gap[1], info.start)
+            self._tell_gap()
+            self._gap = self._gap_told = None
         self.on_segment(info)
         if self.retain_s is not None:
             prune_segments(self.out_dir, self.camera, self.retain_s)
@@ -200,6 +229,27 @@ class SegmentRecorder:
         """Finish the open segment, if any, at stream time `end` (default: the end of its last frame)."""
         if self._out is not None:
             self._finish(max(self._end if end is None else end, self._start))
+        elif self._gap is not None:  # the connection ends inside a gap: tell how far it went
+            self._tell_gap()
+
+    def _lost(self, t0: float, t1: float, e: BaseException) -> None:
+        """Stream times [t0, t1] could not be recorded (the segment there was given up)."""
+        a, b = t0 + self.time_offset, max(t0, t1, self._end) + self.time_offset
+        if self._gap is None:
+            self._gap, self._gap_reason = [a, b], f"{condition_of(e) or 'error'}: {describe(e)}"
+        else:
+            self._gap[0], self._gap[1] = min(self._gap[0], a), max(self._gap[1], b)
+        if self._gap_told is None or self._gap[1] - self._gap_told >= self.segment_seconds:
+            self._tell_gap()
+
+    def _tell_gap(self) -> None:
+        if self._gap is None or self.on_gap is None:
+            return
+        self._gap_told = self._gap[1]
+        try:
+            self.on_gap(self._gap[0], self._gap[1], self._gap_reason)
+        except Exception:
+            log.exception("camera %s: on_gap callback failed", self.camera)
 
     def abort(self) -> None:
         """Drop the open segment and its temp file (used on errors)."""
@@ -210,7 +260,10 @@ class SegmentRecorder:
                 except Exception:
                     pass
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            try:
+                self._tmp.unlink(missing_ok=True)
+            except OSError as e:  # a read-only volume: the temp file stays (a dot file, never announced)
+                log.debug("camera %s: cannot remove %s: %s", self.camera, self._tmp, e)
         self._out = self._file = self._writer = self._tmp = None
 
 

@@ -30,14 +30,14 @@ class ThermalWorker(threading.Thread):
         self.sim = ThermalSimulator(scenario, seed)
         self.fps = fps
         self.on_frame, self.on_gas = on_frame, on_gas
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not `_stop`: that name is threading.Thread's own method
         self.frames = 0
 
     def run(self) -> None:
         t0 = time.time()
         next_gas = 0.0
         period = 1.0 / self.fps
-        while not self._stop.wait(max(0.0, t0 + self.frames * period - time.time())):
+        while not self._halt.wait(max(0.0, t0 + self.frames * period - time.time())):
             now = time.time()
             t = now - t0
             self.on_frame(self.sim.frame(t)[:, :, None], now)
@@ -55,5 +55,5 @@ class ThermalWorker(threading.Thread):
                 )
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout)

@@ -35,6 +35,7 @@ import av
 import cv2
 import numpy as np
 
+from ..component.storage import StorageFaults, condition_of
 from ..config.capture import CameraConfig, FileSource, RtspSource, SourceConfig, UsbSource
 from ..sim.scenes import ObjectBox
 from .recorder import RecordError, SegmentInfo, SegmentRecorder
@@ -168,12 +169,16 @@ class CameraWorker(threading.Thread):
         on_segment: Callable[[SegmentInfo], None] | None = None,
         on_status: Callable[[CameraStatus], None] | None = None,
         secret_lookup: Callable[[str], str] | None = None,
+        faults: StorageFaults | None = None,
+        on_gap: Callable[[float, float, str], None] | None = None,
     ) -> None:
         super().__init__(name=f"capture-{config.camera_id}", daemon=True)
         self.config = config
+        self.faults = faults or StorageFaults("com.ggvision.Capture", log)  # shared by the component's cameras
         self.camera_id = config.camera_id
         self._on_frame = on_frame
         self._on_segment = on_segment
+        self._on_gap = on_gap  # (start, end, reason): time recording could not keep (recorder.py)
         self._on_status = on_status
         self._secret_lookup = secret_lookup
         self._stopping = threading.Event()
@@ -475,9 +480,11 @@ class CameraWorker(threading.Thread):
                 self._segment_done,
                 time_offset,  # type: ignore[arg-type]
                 retain_s=rec.retain_s,
+                min_free_bytes=rec.min_free_bytes,
+                on_gap=self._gap,
             )
         except OSError as e:  # e.g. the recording volume is not mounted yet: frames keep flowing
-            self._record_error(f"cannot record into {rec.dir}: {e}")
+            self._record_error(f"cannot record into {rec.dir}: {e}", e)
             return None
 
     def _record(self, packet: av.Packet, stream: av.stream.Stream, conn: _Conn) -> None:
@@ -490,23 +497,39 @@ class CameraWorker(threading.Thread):
         try:
             conn.recorder.mux(packet)
         except RecordError as e:
-            self._record_error(str(e))
+            self._record_error(str(e), e)
 
     def _close_recorder(self, recorder: SegmentRecorder, end_t: float | None = None) -> None:
         try:
             recorder.close(end_t)
         except RecordError as e:
-            self._record_error(str(e))
+            self._record_error(str(e), e)
 
-    def _record_error(self, message: str) -> None:
-        """Recording failures never stop frame delivery; logged on the first and every 100th."""
+    def _record_error(self, message: str, exc: BaseException | None = None) -> None:
+        """Recording failures never stop frame delivery. A storage condition (full disk, read-only, permission
+        denied, less free than record.minFreeBytes) is counted and logged once for the whole component; other
+        failures are logged on the first and every 100th."""
         self.record_errors += 1
+        if exc is not None and condition_of(exc) is not None:
+            self.faults.failed("segment", exc, "frames and detections go on; segments are given up (and events "
+                                               "name the missing time) until it can write again")
+            self.faults.count("segment")
+            return
         if self.record_errors == 1 or self.record_errors % 100 == 0:
             log.warning(
                 "camera %s: recording: %s (%d errors)", self.camera_id, self._redact(message), self.record_errors
             )
 
+    def _gap(self, start: float, end: float, reason: str) -> None:
+        if self._on_gap is not None:
+            try:
+                self._on_gap(start, end, self._redact(reason))
+            except Exception:
+                self.callback_errors += 1
+                log.exception("camera %s: on_gap callback failed", self.camera_id)
+
     def _segment_done(self, info: SegmentInfo) -> None:
+        self.faults.ok("segment")
         self.segments += 1
         self.segment_bytes += info.size
         if self._on_segment is not None:
@@ -558,7 +581,7 @@ class CameraWorker(threading.Thread):
                             try:
                                 recorder.mux(p)
                             except RecordError as e:
-                                self._record_error(str(e))
+                                self._record_error(str(e), e)
                 if due:
                     self._deliver_scaled(img, item.timestamp, truth)
         finally:

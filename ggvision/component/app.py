@@ -150,7 +150,8 @@ class ComponentApp:
         except Exception as e:
             self.publish_errors += 1
             if self.publish_errors in (1, 10, 100) or self.publish_errors % 1000 == 0:
-                log.warning("%s: publish to %s failed (%d so far): %s", self.name, topic, self.publish_errors, e)
+                log.warning("%s: publish to %s failed (%d so far): %s", self.name, topic, self.publish_errors,
+                            error_text(e))
             return False
 
     def get_secret(self, secret_id: str) -> str:
@@ -211,6 +212,15 @@ def run_component(name: str, validate: Validator, build: Callable[[ComponentApp,
         comp.close()
         app.close()
     return 0
+
+
+def error_text(e: BaseException | str) -> str:
+    """What went wrong, in words: the IPC client's errors (ServiceError, ...) keep their text in `message`
+    and print as an empty string, which would hide the nucleus' reason (a full spool, say)."""
+    if isinstance(e, str):
+        return e
+    text = getattr(e, "message", None) or str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -115,6 +116,30 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def error_at(loc: str | tuple[str, ...], msg: str) -> ValidationError:
+    """An error at `loc` below the object being validated: a check that spans keys names the key to fix."""
+    loc = (loc,) if isinstance(loc, str) else loc
+    err = PydanticCustomError("invalid", "{msg}", {"msg": msg})
+    return ValidationError.from_exception_data("configuration", [{"type": err, "loc": loc, "input": None}])
+
+
+def describe(e: Any) -> str:
+    """One problem of a ValidationError (an item of `.errors()`) as users read it: `key.path: what is wrong`."""
+    loc = tuple(e["loc"])
+    if e["type"] == "extra_forbidden":
+        where = _path(loc[:-1])
+        return f"{where}: unknown keys {loc[-1]}" if where else f"unknown configuration keys: {loc[-1]}"
+    msg = str(e["msg"])
+    if e["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif e["type"] == "missing":
+        msg = "required"
+    elif e["type"] == "assertion_error":
+        msg = msg.removeprefix("Assertion failed, ")
+    where = _path(loc)
+    return f"{where}: {msg}" if where else msg
+
+
 def explain(err: ValidationError) -> str:
     """One line per problem, `key.path: what is wrong`; unknown keys of one object are reported together."""
     lines: list[str] = []
@@ -124,15 +149,7 @@ def explain(err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             unknown.setdefault(_path(loc[:-1]), []).append(str(loc[-1]))
             continue
-        msg = str(e["msg"])
-        if e["type"] == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        elif e["type"] == "missing":
-            msg = "required"
-        elif e["type"] == "assertion_error":
-            msg = msg.removeprefix("Assertion failed, ")
-        where = _path(loc)
-        lines.append(f"{where}: {msg}" if where else msg)
+        lines.append(describe(e))
     for where, keys in unknown.items():
         keys = sorted(keys)
         lines.insert(0, f"{where}: unknown keys {', '.join(keys)}" if where else

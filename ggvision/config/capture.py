@@ -30,9 +30,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from .base import ComponentConfig, ConfigModel, Flag, entries, number, parse, whole
+from .base import ComponentConfig, ConfigModel, Flag, entries, error_at, number, parse, whole
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Scenario = Literal["normal", "heater", "sunlight", "cooking", "fire"]  # as ggvision.sim.thermal.SCENARIOS
@@ -61,14 +60,10 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_at = error_at  # errors at a key below the object being validated (config.base)
+
+
 # -- value types and errors of this configuration --------------------------------------------------------
-
-def _at(loc: str | tuple[str, ...], msg: str) -> ValidationError:
-    """An error at `loc` below the object being validated (a check that spans keys names the key to fix)."""
-    loc = (loc,) if isinstance(loc, str) else loc
-    err = PydanticCustomError("invalid", "{msg}", {"msg": msg})
-    return ValidationError.from_exception_data("configuration", [{"type": err, "loc": loc, "input": None}])
-
 
 def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
@@ -257,6 +252,8 @@ class RecordConfig(_Entry):
     segment_seconds: number(1, 3600) = 10.0
     dir: Text | None = None
     retain_s: number(1, 30 * 86400) = 3600.0  # local segments older than this are deleted
+    # no new segment when fewer bytes would stay free on dir's filesystem (left to event records and alerts)
+    min_free_bytes: whole(0, 1 << 50) = 128 << 20
 
     @model_validator(mode="after")
     def _consistent(self) -> RecordConfig:

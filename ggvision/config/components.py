@@ -1,8 +1,8 @@
 """Which model validates which component's configuration, and the JSON Schemas made from them.
 
-`python -m ggvision.config` writes docs/config/<component>.schema.json (for docs and editors: point a YAML or
-JSON language server at them); tests/product/test_config_models.py checks they are current and that every
-recipe's DefaultConfiguration is valid and agrees with the model's defaults.
+`python -m ggvision.config` writes docs/config/<component>.schema.json, and site.schema.json from site.py (for
+docs and editors: point a YAML or JSON language server at them); tests/product/test_config_models.py checks
+they are current and that every recipe's DefaultConfiguration is valid and agrees with the model's defaults.
 """
 
 from __future__ import annotations

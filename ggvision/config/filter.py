@@ -336,6 +336,9 @@ class FilterConfig(ComponentConfig):
 
     work_dir: Annotated[str, BeforeValidator(_path)] = ""
     metrics_period_s: number(0.5, 3600) = 5.0
+    # snapshots are not written when fewer bytes would stay free on workDir's filesystem: the last space is
+    # left to event records and alerts (the event says its snapshot is missing, and why)
+    min_free_bytes: whole(0, 1 << 50) = 64 << 20
     defaults: Annotated[dict[str, Any], BeforeValidator(_defaults)] = Field(default_factory=dict)
     cameras: entries(CameraConfig, "camera") = Field(default_factory=dict)
 

@@ -4,6 +4,7 @@
 passes `validator(HealthConfig)` to ComponentApp, so a deployment with a bad value is refused with that text:
 - periods, windows and thresholds are range-checked numbers (numeric strings accepted);
 - `promBind` is an IP address, `dataPath` absolute or empty, `probes` at most 32 distinct 'host:port';
+- `cloudwatch.namespace` is a CloudWatch namespace PutMetricData accepts, `cloudwatch.topic` a local topic;
 - unknown keys are refused (`accessControl` travels along and is ignored).
 """
 
@@ -14,7 +15,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-from .base import ComponentConfig, Flag, number, whole
+from topicmatch import valid_publish_topic
+
+from ..contract import topics
+from .base import ComponentConfig, ConfigModel, Flag, number, whole
 
 DEFAULT_INFERENCE = "com.ggvision.Inference"
 MAX_PROBES = 32
@@ -74,6 +78,33 @@ Endpoint = Annotated[str, BeforeValidator(_endpoint)]
 """'host:port' or '[v6]:port', the port from 1 to 65535."""
 
 
+def _namespace(v: Any) -> str:
+    """PutMetricData's Namespace: 1-255 characters, pattern `[^:].*`, never the reserved `AWS/` prefix (CloudWatch
+    API reference, PutMetricData; developer guide "CloudWatch metrics", Input data)."""
+    if not isinstance(v, str) or not 1 <= len(v) <= 255 or v.startswith(":") or not v.isascii():
+        raise ValueError(f"expected a CloudWatch namespace (1 to 255 ASCII characters, not starting with ':'), "
+                         f"got {v!r}")
+    if v.startswith("AWS/"):
+        raise ValueError(f"namespaces starting with 'AWS/' are reserved for AWS services, got {v!r}")
+    return v
+
+
+def _publish_topic(v: Any) -> str:
+    reason = valid_publish_topic(v) if isinstance(v, str) else "not a string"
+    if reason:
+        raise ValueError(f"expected a local topic to publish on: {reason}")
+    return v
+
+
+class CloudWatchConfig(ConfigModel):
+    """CloudWatch metrics through the aws.greengrass.Cloudwatch component (its input topic)."""
+
+    enabled: Flag = True
+    namespace: Annotated[str, BeforeValidator(_namespace)] = "ggvision"
+    # The component's InputTopic; the recipe's com.ggvision.Health:pubsub:3 policy must name the same topic.
+    topic: Annotated[str, BeforeValidator(_publish_topic)] = topics.CLOUDWATCH_PUT
+
+
 class HealthConfig(ComponentConfig):
     """The whole configuration of com.ggvision.Health."""
 
@@ -93,3 +124,4 @@ class HealthConfig(ComponentConfig):
     inference_component: Annotated[str, BeforeValidator(_component_name)] = DEFAULT_INFERENCE
     restart_inference: Flag = True
     gpu: Flag = True
+    cloudwatch: CloudWatchConfig = CloudWatchConfig()  # metrics sent every summaryPeriodS

@@ -5,7 +5,8 @@ passes `validator(UplinkConfig)` to ComponentApp, so a deployment with a bad val
 - `sink` is a directory bucket (`path`) or S3 (`bucket`, `region`, `prefix`, ...): keys of the other type
   are refused, a bucket name and prefix must be valid S3;
 - `iot`, `sqs`, `kinesis` and `archive` switch the message lanes; SQS/Kinesis are on when configured at all
-  (unless `enabled: false`) and then need their queue URL / stream name;
+  (unless `enabled: false`) and then need their queue URL / stream name; their request sizes are bounded by
+  the services' limits (SQS_* and KINESIS_* below);
 - caps, quota, retention and multipart sizes are range-checked (parts at least S3's minimum part size,
   IoT batches at most IoT Core's message size);
 - sections given as null count as empty, `cameraBandwidthKbps.<camera>: null` removes that camera's cap,
@@ -27,6 +28,20 @@ MIN_PART_BYTES = 5 << 20  # S3's minimum multipart part size (all parts but the 
 MAX_PART_BYTES = 5 << 30  # S3's maximum part (and single PUT) size
 IOT_MAX_BYTES = 131072  # IoT Core's message size limit
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# SQS SendMessageBatch (API reference, SendMessageBatch): at most 10 entries; a message and the whole request at
+# most 1 MiB (1,048,576 bytes; 256 KiB until 2025, and a queue's MaximumMessageSize may be set lower).
+SQS_MAX_ENTRIES = 10
+SQS_MAX_BYTES = 1 << 20
+SQS_DEFAULT_REQUEST_BYTES = 256 << 10  # what every queue accepts, also one created with the old default
+QUEUE_URL = re.compile(r"^https?://[^/\s]+/[0-9]+/([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)$")
+# Kinesis PutRecords (API reference, PutRecords): at most 500 records; a record (data + partition key) at most
+# the stream's MaxRecordSizeInKiB (1 MiB unless raised, up to 10 MiB), the request at most 10 MiB (5 MiB before
+# records could exceed 1 MiB: the default stays there).
+KINESIS_MAX_RECORDS = 500
+KINESIS_MAX_BYTES = 10 << 20
+KINESIS_DEFAULT_RECORD_BYTES = 1 << 20
+KINESIS_DEFAULT_REQUEST_BYTES = 5 << 20
+STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
 
 def _text(v: Any) -> str:
@@ -132,14 +147,25 @@ class IotConfig(Section):
 
 
 class StreamConfig(Section):
-    """An optional SQS queue or Kinesis data stream that receives message batches too; on when configured
-    (unless `enabled: false`), and then its target is required."""
+    """An optional SQS queue or Kinesis data stream that receives every message too (one item per SQS message /
+    Kinesis record, sent in batches); on when configured (unless `enabled: false`), and then its target is
+    required. `strictOrder`: at most one item per camera in a request, so that no failure can ever let a later
+    item of the camera overtake an earlier one (costs throughput per camera)."""
 
     TARGET: ClassVar[str] = ""  # the field naming the queue or stream
 
     enabled: Flag = False
     region: Text = ""
     endpoint_url: Text = ""
+    timeout_s: number(0.5, 600) = 20.0
+    strict_order: Flag = False
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://", v):
+            raise ValueError(f"expected http(s)://host[:port], got {v!r}")
+        return v
 
     @property
     def target(self) -> str:
@@ -161,21 +187,38 @@ class StreamConfig(Section):
 
 
 class SqsConfig(StreamConfig):
-    """Message batches to an SQS queue too."""
+    """Messages to an SQS queue too (SendMessageBatch); a FIFO queue (`.fifo`) keeps each camera's order."""
 
     TARGET = "queue_url"
     queue_url: str = ""
+    max_request_bytes: whole(1024, SQS_MAX_BYTES) = SQS_DEFAULT_REQUEST_BYTES
 
     _queue_url = field_validator("queue_url", mode="before")(StreamConfig._target)
 
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url_format(cls, v: str) -> str:
+        if v and not QUEUE_URL.match(v):
+            raise ValueError(f"expected https://sqs.<region>.amazonaws.com/<account>/<queue name>, got {v!r}")
+        return v
+
 
 class KinesisConfig(StreamConfig):
-    """Message batches to a Kinesis data stream too."""
+    """Messages to a Kinesis data stream too (PutRecords; partition key = the camera)."""
 
     TARGET = "stream_name"
     stream_name: str = ""
+    max_request_bytes: whole(1024, KINESIS_MAX_BYTES) = KINESIS_DEFAULT_REQUEST_BYTES
+    max_record_bytes: whole(1024, KINESIS_MAX_BYTES) = KINESIS_DEFAULT_RECORD_BYTES
 
     _stream_name = field_validator("stream_name", mode="before")(StreamConfig._target)
+
+    @field_validator("stream_name")
+    @classmethod
+    def _stream_name_format(cls, v: str) -> str:
+        if v and not STREAM_NAME.match(v):
+            raise ValueError(f"a stream name is 1-128 of letters, digits, '_', '.' and '-', got {v!r}")
+        return v
 
 
 def _off_is_default(s: StreamConfig) -> StreamConfig:
@@ -226,6 +269,9 @@ class UplinkConfig(ComponentConfig):
                                      AfterValidator(lambda d: dict(sorted(d.items())))] = {}
     default_camera_bandwidth_kbps: number(0, 1e7) = 0.0
     quota_bytes: whole(1 << 20, 1 << 50) = 10 << 30
+    # media (objects) is refused when storing it would leave fewer bytes free on the queue's filesystem: the
+    # last space is kept for event records and alerts, which are held in memory if even that runs out
+    min_free_bytes: whole(0, 1 << 50) = 32 << 20
     retention_days: number(0.0001, 3650) = 7.0
     multipart_threshold_bytes: whole(MIN_PART_BYTES, MAX_PART_BYTES) = 16 << 20
     multipart_part_bytes: whole(MIN_PART_BYTES, MAX_PART_BYTES) = 8 << 20

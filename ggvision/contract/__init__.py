@@ -2,9 +2,12 @@
 
 - topics.py   local pub/sub topics (Greengrass IPC) and IoT Core topics, with the schema each one carries
 - schemas.py  every versioned message schema: its id, who produces it, who reads it, where it travels
-- keys.py     the S3 object key layout the Uplink writes and the cloud reads
-- metrics.py  the Prometheus metric families Health exports (names, types, labels)
+- keys.py     the S3 object key layout (kinds) the Uplink writes and the cloud reads, and the 7-day retention
+- metrics.py  the Prometheus metric families Health exports (names, types, labels), its CloudWatch metrics
+- secrets.py  secret names (camera credentials under the device's own name) and the metrics namespace
+- streams.py  the SQS queue and Kinesis stream names of a stack and the ordering/de-duplication keys of their messages
 
 Components, the local runtime's live view, the cloud side, the IaC and the docs import from here; nothing
-here imports anything of ggvision. tests/test_contract.py holds docs/messages.md and deploy/ against it.
+here imports anything of ggvision. tests/test_contract.py holds docs/messages.md and the recipes against it,
+tests/cloud/test_site_contract.py the CloudFormation templates (deployed into moto with IAM enforcement).
 """

@@ -51,5 +51,24 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ggvision_uptime_seconds": ("gauge", "Seconds since com.ggvision.Health started", ()),
     "ggvision_health_alerts_active": ("gauge", "Active alerts of each kind", ("alert",)),
     "ggvision_health_malformed_messages": ("counter", "Messages dropped as malformed, per topic", ("topic",)),
+    "ggvision_storage_errors": ("counter", "Writes that failed on a storage condition (disk-full, read-only, "
+                                "permission-denied, io-error), as the component reports them",
+                                ("component", "condition")),
+    "ggvision_storage_degraded": ("gauge", "1 while the component cannot write for that condition: media is given "
+                                  "up, event records and alerts wait in memory", ("component", "condition")),
 }
 # Counters are declared without their _total suffix: prometheus_client appends it.
+
+# The CloudWatch metrics Health sends through the aws.greengrass.Cloudwatch component (topics.CLOUDWATCH_PUT):
+# name -> CloudWatch unit (one of the units PutMetricData accepts). Each datapoint carries the dimension
+# `coreName` (the thing name), which that component appends to every metric. Dashboards and alarms read these.
+CLOUDWATCH: dict[str, str] = {
+    "CpuUsage": "Percent",
+    "MemoryAvailable": "Megabytes",
+    "DiskFree": "Percent",
+    "CamerasUp": "Count",
+    "DetectionFps": "Count/Second",
+    "InferenceLatencyP95": "Milliseconds",
+    "InferenceErrorRate": "Percent",
+    "AlertsActive": "Count",
+}

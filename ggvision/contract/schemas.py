@@ -24,6 +24,7 @@ UPLINK_PUT = "uplink-put/1.0"
 UPLINK_ACK = "uplink-ack/1.0"
 UPLINK_BATCH = "uplink-batch/1.0"
 UPLINK_STATUS = "uplink-status/1.0"
+UPLINK_RECORD = "uplink-record/1.0"
 MODEL_MANIFEST = "model-manifest/1.0"
 
 
@@ -32,7 +33,8 @@ class Message:
     schema: str
     producer: str
     readers: tuple[str, ...]
-    topics: tuple[str, ...]  # topic templates (contract.topics); empty: not a topic message (a file)
+    topics: tuple[str, ...]  # topic templates (contract.topics); empty: not a topic message (a file, or an
+    # SQS message / Kinesis record: contract.streams)
 
 
 MESSAGES: tuple[Message, ...] = (
@@ -52,6 +54,7 @@ MESSAGES: tuple[Message, ...] = (
     Message(UPLINK_ACK, "Uplink", ("Filter",), (t.UPLINK_ACKS,)),
     Message(UPLINK_BATCH, "Uplink", ("cloud",), (t.IOT_RESULTS, t.IOT_EVENTS, t.IOT_STATUS)),
     Message(UPLINK_STATUS, "Uplink", ("cloud",), (t.IOT_STATUS,)),
+    Message(UPLINK_RECORD, "Uplink", ("cloud",), ()),  # one item per SQS message / Kinesis record
     Message(MODEL_MANIFEST, "model registry", ("Inference",), ()),
 )
 

@@ -17,6 +17,10 @@ ALERTS = "ggvision/v1/alerts/{component}"  # alert/1.0 (Inference, Health), filt
 METRICS = "ggvision/v1/metrics/{component}"  # <component>-metrics/1.0 -> Health, live view
 UPLINK_PUT = "ggvision/v1/uplink/put"  # uplink-put/1.0: Filter (any producer) -> Uplink
 UPLINK_ACKS = "ggvision/v1/uplink/acks"  # uplink-ack/1.0: Uplink -> producers
+# AWS-defined (the aws.greengrass.Cloudwatch component's documented defaults, developer guide page "CloudWatch
+# metrics", Input data / Output data): Health -> CloudWatch metric requests; the component's status answers.
+CLOUDWATCH_PUT = "cloudwatch/metric/put"
+CLOUDWATCH_STATUS = "cloudwatch/metric/put/status"
 
 # -- IoT Core ---------------------------------------------------------------------------------------------
 IOT_EVENTS = "ggvision/{thing}/events"  # event/1.0 and filter-alert/1.0 (through the Uplink), alert/1.0 (Health)
@@ -40,5 +44,6 @@ def iot(template: str, thing: str) -> str:
     return template.format(thing=thing)
 
 
-LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS)
+LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS,
+         CLOUDWATCH_PUT, CLOUDWATCH_STATUS)
 IOT = (IOT_EVENTS, IOT_RESULTS, IOT_METRICS, IOT_STATUS)

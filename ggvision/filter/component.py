@@ -9,6 +9,11 @@ Threads: IPC handlers only parse and enqueue (they run on the connection's event
 block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the
 pipeline thread handles detections, segments, acks and configuration changes in arrival order, so the
 per-camera state has one owner. The frame rings are attached per thread (a ring reader is single-threaded).
+
+Storage: a snapshot that cannot be written (full disk, read-only or forbidden workDir, less free than
+minFreeBytes) is given up and the event says so (events.py); the condition is counted and logged once for the
+whole component and shown in the metrics' `storage` block, which Health exports. No such condition ever makes
+the pipeline drop a message.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..component.storage import StorageFaults, condition_of
 from ..config.base import parse, validator
 from ..config.filter import FilterConfig
 from ..contract import topics
@@ -81,6 +87,7 @@ class FilterComponent:
         self.work_dir = Path(cfg.work_dir or Path.cwd() / "filter")
         self.pipelines: dict[str, CameraPipeline] = {}
         self.ledger = Ledger()
+        self.faults = StorageFaults(NAME, log)
         self.malformed: Counter[str] = Counter()
         self.unconfigured: Counter[str] = Counter()
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=20_000)
@@ -106,9 +113,12 @@ class FilterComponent:
         for cam in list(self.pipelines):
             if cam not in cfg.cameras or cfg.cameras[cam] != self.pipelines[cam].cfg:
                 out += self.pipelines.pop(cam).flush()  # its open events end; a new pipeline starts afresh
+        for pipe in self.pipelines.values():
+            pipe.min_free_bytes = cfg.min_free_bytes
         for cam, ccfg in cfg.cameras.items():
             if cam not in self.pipelines:
-                self.pipelines[cam] = CameraPipeline(ccfg, self.work_dir)
+                self.pipelines[cam] = CameraPipeline(ccfg, self.work_dir, faults=self.faults,
+                                                     min_free_bytes=cfg.min_free_bytes)
         self._publish(out)
 
     def on_config(self, raw: dict[str, Any]) -> None:
@@ -201,8 +211,11 @@ class FilterComponent:
                     continue
                 try:
                     self._handle(kind, item, rings)
-                except Exception:
-                    log.exception("filter pipeline failed on a %s message", kind)
+                except Exception as e:
+                    if condition_of(e) is not None:  # a storage condition: counted and logged once, never a trace
+                        self.faults.failed(f"{kind} message", e)
+                    else:
+                        log.exception("filter pipeline failed on a %s message", kind)
         finally:
             rings.close()
 
@@ -227,8 +240,14 @@ class FilterComponent:
             p = self.ledger.ack(item.id, item.status, item.reason)
             if p is not None and item.status == "refused":
                 log.warning("uplink refused %s: %s", item.id, item.reason[:200])
+                pipe = self.pipelines.get(p.camera)
+                if pipe is not None:
+                    pipe.media_refused(p.kind, p.events, item.reason)
                 if p.own_file:  # ours and nobody will take it now
-                    Path(p.own_file).unlink(missing_ok=True)
+                    try:
+                        Path(p.own_file).unlink(missing_ok=True)
+                    except OSError as e:
+                        self.faults.failed("snapshot cleanup", e)
         elif kind == "tick":
             self._tick()
 
@@ -293,7 +312,7 @@ class FilterComponent:
                 "malformed": dict(self.malformed), "unconfigured": sum(self.unconfigured.values()),
                 "queue_depth": self.queue.qsize(), "queue_full": self.queue_full,
                 "motion_skipped": self.motion_skipped, "publish_errors": self.app.publish_errors,
-                "last_refusals": list(self.ledger.refusals)}
+                "last_refusals": list(self.ledger.refusals), "storage": self.faults.metrics()}
 
     def close(self) -> None:
         self._stop.set()
@@ -307,7 +326,11 @@ class FilterComponent:
 
 def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
     comp = FilterComponent(app, parse(FilterConfig, raw))
-    comp.work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        comp.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only or full volume: events still flow, snapshots wait for it
+        comp.faults.failed("snapshot", e, f"cannot create workDir {comp.work_dir}: snapshots are given up "
+                                          "until it can be written")
     app.on_config(comp.on_config)
     app.subscribe(ACKS, comp.on_ack)
     app.subscribe(SEGMENTS, comp.on_segment)

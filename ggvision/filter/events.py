@@ -18,10 +18,16 @@ events.cloudNewAfterS old or raises an alert, and after that the updates that ch
 uploaded snapshot; snapshot-only updates stay local. The best snapshot goes up once, at the end — earlier
 only when an alert fires (the alert names it) or when the event is still open after events.snapshotAfterS —
 and again at the end only if a better one was taken since.
+
+Media that cannot be written (a full disk, a read-only or forbidden folder, or less free space than
+`minFreeBytes`, which is left to event records and alerts) never holds an event back: the event and its end
+go out all the same, with `media_missing` saying what is missing and why; the picture is kept in memory and
+tried again at the event's end. The condition is counted and logged once (ggvision/component/storage.py).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -35,8 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from ..component.storage import StorageFaults, describe, short_of_space
 from ..config.filter import CameraConfig
 from ..contract import topics
+from ..contract.keys import CLIPS, IMAGES, SEGMENTS
 from .encode import CONTENT_TYPES, EXTENSIONS, encode
 from .messages import Detection, Detections, Segment
 from .motion import MotionGate
@@ -54,6 +62,7 @@ IOT_EVENTS = topics.IOT_EVENTS
 IOT_LIMIT = 127 * 1024  # IoT Core takes 128 KB per message; leave room for the transport's own framing
 MAX_ZONE_EVENTS = 32
 MAX_SEGMENTS = 64
+MAX_MISSING = 8  # media_missing entries per event message
 ALERT_DETECTIONS = 50
 
 
@@ -126,6 +135,7 @@ class EventState:
     last_update_t: float = -math.inf
     fired: set[str] = field(default_factory=set)
     clips: bool = False  # its segments are selected (clipsFor)
+    missing: dict[str, dict[str, Any]] = field(default_factory=dict)  # media kind -> why it is missing
 
 
 @dataclass
@@ -141,6 +151,7 @@ class Stats:
     alerts_suppressed: int = 0
     suppressed_tracks: int = 0
     event_times: list[float] = field(default_factory=list)  # wall times of "new" in the last minute
+    media_missing: Counter[str] = field(default_factory=Counter)  # ends published with media missing, by kind
 
 
 class _FrameOnce:
@@ -176,8 +187,11 @@ class _FrameOnce:
 
 
 class CameraPipeline:
-    def __init__(self, cfg: CameraConfig, work_dir: Path, producer: str = PRODUCER) -> None:
+    def __init__(self, cfg: CameraConfig, work_dir: Path, producer: str = PRODUCER,
+                 faults: StorageFaults | None = None, min_free_bytes: int = 0) -> None:
         self.cfg = cfg
+        self.faults = faults or StorageFaults(producer)
+        self.min_free_bytes = min_free_bytes
         self.camera = cfg.camera
         self.producer = producer
         self.snap_dir = work_dir / "snapshots"
@@ -331,7 +345,7 @@ class CameraPipeline:
         ev = self.cfg.events
         t1 = tr.last_t + ev.post_roll_s
         segs = [s.id for s in self.segments.covering(tr.first_t - ev.pre_roll_s, t1)][-MAX_SEGMENTS:]
-        event = fit_event({
+        event = {
             "schema": "event/1.0", "event_id": st.event_id, "camera": self.camera, "kind": kind,
             "label": tr.label, "track_id": tr.track_id, "start": round(tr.first_t, 3), "end": round(tr.last_t, 3),
             "best": {"score": round(st.best_score, 4), "box": [_r(v) for v in st.best_box or (0, 0, 0, 0)],
@@ -340,7 +354,15 @@ class CameraPipeline:
             "boxes": thin(st.boxes, ev.max_boxes) if kind == "end" else st.boxes[-1:], "zones": sorted(st.zones),
             "zone_events": st.zone_events[-MAX_ZONE_EVENTS:], "segments": segs,
             "model": self.model, "stationary": tr.stationary, "frame_size": list(self.size or ()),
-        })
+        }
+        missing = list(st.missing.values()) + [
+            {"kind": "segment", "start": round(g.start, 3), "end": round(g.end, 3), "reason": g.missing}
+            for g in self.segments.gaps_covering(tr.first_t - ev.pre_roll_s, t1)]
+        if missing:
+            event["media_missing"] = missing[-MAX_MISSING:]
+            if kind == "end":
+                self.stats.media_missing.update(m["kind"] for m in missing)
+        event = fit_event(event)
         st.updates += 1  # numbers every message of the event, so each cloud item id is new
         out = []
         if local:
@@ -377,20 +399,27 @@ class CameraPipeline:
         item_id = f"filter:{self.camera}:{st.event_id}:snapshot-{st.snapshots}"
         if not self.budget.admit("snapshot", len(img), self.now()):
             return []
-        self.snap_dir.mkdir(parents=True, exist_ok=True)
         path = self.snap_dir / name
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(img)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            short = short_of_space(self.snap_dir, self.min_free_bytes, len(img))
+            if short:
+                raise OSError(errno.ENOSPC, short)
+            _write_atomically(path, img)
+        except OSError as e:
+            cond = self.faults.failed("snapshot", e, "events still go out, marked media_missing; the picture is "
+                                                     "kept in memory for the event's end")
+            self.faults.count("snapshot")
+            st.missing["snapshot"] = {"kind": "snapshot", "reason": f"{cond}: {describe(e)}"}
+            st.best_image = img  # tried again at the end (or replaced by a better one)
+            return []
+        self.faults.ok("snapshot")
+        st.missing.pop("snapshot", None)
         st.snapshot_id = item_id
         msg = {"schema": "uplink-put/1.0", "id": item_id, "producer": self.producer, "priority": "clips",
                "camera": self.camera, "start": st.best_t, "end": st.best_t, "destination": "s3",
-               "file": str(path), "move": True, "name": name, "content_type": CONTENT_TYPES[fmt],
+               "file": str(path), "move": True, "name": name, "kind": IMAGES, "content_type": CONTENT_TYPES[fmt],
                "sha256": sha, "metadata": {"event_ids": [st.event_id], "labels": {tr.label: 1}}}
-        put = Out(PUT_TOPIC, msg, Pending(self.camera, "snapshot", len(img), str(path)))
+        put = Out(PUT_TOPIC, msg, Pending(self.camera, "snapshot", len(img), str(path), (st.event_id,)))
         self._snaps_now[sha] = put
         return [put]
 
@@ -451,6 +480,9 @@ class CameraPipeline:
         return out
 
     def on_segment(self, seg: Segment) -> list[Out]:
+        if seg.missing:  # time Capture could not record: events covering it say so
+            self.segments.gap(seg)
+            return []
         self.segments.add(seg)
         # windows of ended events close once segments are past their post-roll
         for eid, (_, t1, ended) in list(self.windows.items()):
@@ -471,13 +503,16 @@ class CameraPipeline:
         if seg.path in self.segments.sent:
             return []
         item = {"id": f"filter:{self.camera}:seg:{seg.id}", "priority": PRIORITY[kind], "destination": "s3",
-                "file": seg.path, "move": False, "name": seg.id, "content_type": "video/mp2t",
+                "file": seg.path, "move": False, "name": seg.id, "kind": CLIPS if kind == "clip" else SEGMENTS,
+                "content_type": "video/mp2t",
                 "metadata": {"event_ids": ids[:20]}}
         if seg.sha256:
             item["sha256"] = seg.sha256
         put = self._put(kind, item, seg.start, seg.end, seg.size)
         if put is None:
             return []
+        if put.pending is not None:
+            put.pending.events = tuple(ids)
         self.segments.mark_sent(seg)
         return [put]
 
@@ -487,6 +522,16 @@ class CameraPipeline:
         msg = {"schema": "uplink-put/1.0", "producer": self.producer, "camera": self.camera,
                "start": round(start, 3), "end": round(end, 3), **item}
         return Out(PUT_TOPIC, msg, Pending(self.camera, kind, nbytes, None))
+
+    def media_refused(self, kind: str, event_ids: tuple[str, ...], reason: str) -> None:
+        """The Uplink refused a snapshot or clip of these events (no room, say): their messages from now on
+        say so in media_missing."""
+        if kind not in ("snapshot", "clip") or not event_ids:
+            return
+        for tr in self.tracker.tracks:
+            st: EventState | None = tr.data.get("event")
+            if st is not None and st.event_id in event_ids:
+                st.missing[kind] = {"kind": kind, "reason": f"uplink refused it: {reason}"[:300]}
 
     # -- time passing, shutdown, metrics ------------------------------------------------------------
     def expire(self, now: float) -> list[Out]:
@@ -516,12 +561,30 @@ class CameraPipeline:
             "detections_dropped": dict(fs.dropped), "tracks_active": len(self.tracker.tracks),
             "suppressed_tracks": s.suppressed_tracks, "snapshot_frames_missed": s.snapshot_frames_missed,
             "events": dict(s.events), "events_per_min": len(s.event_times), "alerts": s.alerts,
-            "alerts_suppressed": s.alerts_suppressed,
+            "alerts_suppressed": s.alerts_suppressed, "media_missing": dict(s.media_missing),
             "segments_in": self.segments.count, "bytes_in": self.segments.bytes_in,
             "bytes_selected": dict(b.selected), "items_selected": dict(b.selected_items),
             "bytes_dropped_budget": dict(b.dropped), "items_dropped_budget": dict(b.dropped_items),
             "budget_kbps": self.cfg.budget_kbps,
         }
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """temp file, fsync, rename; nothing is left behind when it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
 
 
 def _no_geometry(cfg: CameraConfig) -> CameraConfig:

@@ -128,6 +128,7 @@ class Segment:
     end: float
     size: int
     sha256: str | None
+    missing: str = ""  # Capture could not record [start, end]: why (no file then)
 
     @property
     def id(self) -> str:
@@ -140,6 +141,11 @@ def parse_segment(obj: Any) -> Segment:
     start, end = _num(m, "start", what, 0), _num(m, "end", what, 0)
     if end < start:
         raise ValueError(f"{what} field 'end': before 'start'")
+    missing = m.get("missing")
+    if missing is not None:  # a gap in the recording: no file
+        if not isinstance(missing, str) or not missing:
+            raise ValueError(f"{what} field 'missing': expected the reason as a string")
+        return Segment(_str(m, "camera", what), "", start, end, 0, None, missing[:300])
     path = _str(m, "path", what)
     if not path.startswith("/"):
         raise ValueError(f"{what} field 'path': expected an absolute path")

@@ -70,6 +70,7 @@ class SegmentLog:
     def __init__(self, keep_s: float = 900.0) -> None:
         self.keep_s = keep_s
         self.recent: deque[Segment] = deque()
+        self.gaps: OrderedDict[float, Segment] = OrderedDict()  # recording gaps by start (Capture's `missing`)
         self.sent: OrderedDict[str, None] = OrderedDict()
         self.bytes_in = 0
         self.count = 0
@@ -83,6 +84,18 @@ class SegmentLog:
 
     def covering(self, t0: float, t1: float) -> list[Segment]:
         return [s for s in self.recent if s.end > t0 and s.start < t1]
+
+    def gap(self, seg: Segment) -> None:
+        """A recording gap; told again with the same start as it grows (the latest end wins)."""
+        key = round(seg.start, 3)
+        old = self.gaps.get(key)
+        if old is None or seg.end >= old.end:
+            self.gaps[key] = seg
+        while self.gaps and next(iter(self.gaps.values())).end < seg.end - self.keep_s:
+            self.gaps.popitem(last=False)
+
+    def gaps_covering(self, t0: float, t1: float) -> list[Segment]:
+        return [g for g in self.gaps.values() if g.end >= t0 and g.start <= t1]
 
     def mark_sent(self, seg: Segment) -> bool:
         """True the first time a segment is marked."""
@@ -100,6 +113,7 @@ class Pending:
     kind: str
     size: int
     own_file: str | None  # a file the Filter wrote (deleted if the Uplink refuses it)
+    events: tuple[str, ...] = ()  # media: the events it shows (told when the Uplink refuses it)
 
 
 class Ledger:

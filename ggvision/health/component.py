@@ -4,7 +4,9 @@ Every `periodS` it samples the host (psutil), the GPUs (NVML), the component pro
 ListComponents, merges what the local topics told it (inference/capture/uplink metrics, frame descriptors,
 detections), runs the watchdogs, and swaps the result into the Prometheus collector. Every
 `summaryPeriodS` it publishes a `health-summary/1.0` to IoT Core (`ggvision/{thing}/metrics`, QoS 1,
-≤ 128 KB) and a few values through PutComponentMetric. Alerts go to `ggvision/v1/alerts/health` and to
+≤ 128 KB) and a few values as CloudWatch metric requests on `cloudwatch/metric/put` (`cloudwatch` settings),
+which the AWS-provided aws.greengrass.Cloudwatch component batches into PutMetricData calls (PutComponentMetric
+is refused by the nucleus to any component not named `aws.*`). Alerts go to `ggvision/v1/alerts/health` and to
 IoT Core `ggvision/{thing}/events`. Configuration keys: ggvision/config/health.py.
 """
 
@@ -12,15 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..component import ComponentApp, run_component
+from ..component import ComponentApp, error_text, run_component
 from ..config.base import parse, validator
 from ..config.health import HealthConfig, parse_endpoint
 from ..contract import topics
+from ..contract.metrics import CLOUDWATCH
 from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, network_sent_bytes
 from .exporter import Collected, ComponentInfo, HealthCollector, encode_summary, summary
 from .gpu import GpuSource, NvmlGpuSource
@@ -36,6 +40,9 @@ IOT_METRICS = topics.IOT_METRICS
 IOT_EVENTS = topics.IOT_EVENTS
 IPC_TIMEOUT_S = 10.0
 ERROR_STATES = ("ERRORED", "BROKEN")
+# PutMetricData refuses values whose magnitude is outside this range (0 aside), NaN and infinities (developer guide
+# "CloudWatch metrics", Input data, `value`).
+CW_MIN_MAGNITUDE, CW_MAX_MAGNITUDE = 8.515920e-109, 1.174271e+108
 
 
 class _Once:
@@ -47,7 +54,8 @@ class _Once:
     def __call__(self, what: str, err: Any) -> None:
         n = self.counts[what] = self.counts.get(what, 0) + 1
         if n in (1, 10, 100) or n % 1000 == 0:
-            log.warning("%s failed (%d so far): %s", what, n, err)
+            log.warning("%s failed (%d so far): %s", what, n, error_text(err) if isinstance(err, BaseException)
+                        else err)
 
 
 class HealthComponent:
@@ -79,6 +87,7 @@ class HealthComponent:
         self._error_pending: set[str] = set()
         self.latest: Collected | None = None
         self.published_summaries = 0
+        self.cloudwatch_requests = 0
         self.inference_restarts = 0
         self._configure(cfg, first=True)
 
@@ -253,33 +262,50 @@ class HealthComponent:
         data = encode_summary(summary(c, self.thing, self.cfg.summary_period_s))
         if self._iot(IOT_METRICS.format(thing=self.thing), data):
             self.published_summaries += 1
-        self._put_metrics(c)
+        self._put_cloudwatch(c)
         return data
 
-    def _put_metrics(self, c: Collected) -> None:
-        from awsiot.greengrasscoreipc.model import Metric
-
-        values: list[tuple[str, str, float | None]] = []
+    def cloudwatch_values(self, c: Collected) -> dict[str, float]:
+        """The values sent to CloudWatch (names and units: contract.metrics.CLOUDWATCH); absent ones left out."""
+        values: dict[str, float | None] = {}
         if c.host is not None:
-            values += [("CpuUsage", "PERCENT", c.host.cpu_all * 100),
-                       ("MemoryAvailable", "MEGABYTES", c.host.memory_available / 2**20)]
+            values["CpuUsage"] = c.host.cpu_all * 100
+            values["MemoryAvailable"] = c.host.memory_available / 2**20
         if c.disk is not None and c.disk.total:
-            values.append(("DiskFree", "PERCENT", c.disk.free / c.disk.total * 100))
+            values["DiskFree"] = c.disk.free / c.disk.total * 100
         if c.app is not None:
-            values += [("CamerasUp", "COUNT", sum(1 for v in c.app.cameras.values() if v.up)),
-                       ("DetectionFps", "COUNT_PER_SECOND", sum(c.detection_fps.values()))]
+            values["CamerasUp"] = sum(1 for v in c.app.cameras.values() if v.up)
+            values["DetectionFps"] = sum(c.detection_fps.values())
             p95 = [s.metrics.p95_ms for s in c.app.models.values() if s.metrics.p95_ms is not None]
             if p95:
-                values.append(("InferenceLatencyP95", "MILLISECONDS", max(p95)))
+                values["InferenceLatencyP95"] = max(p95)
             if c.app.models:
-                worst = max(s.error_ratio for s in c.app.models.values())
-                values.append(("InferenceErrorRate", "PERCENT", worst * 100))
-        values.append(("AlertsActive", "COUNT", sum(c.alerts.values())))
-        try:
-            self.app.client.put_component_metric(metrics=[Metric(name=n, unit=u, value=float(v))
-                                                          for n, u, v in values if v is not None])
-        except Exception as e:
-            self._failed("PutComponentMetric", e)
+                values["InferenceErrorRate"] = max(s.error_ratio for s in c.app.models.values()) * 100
+        values["AlertsActive"] = sum(c.alerts.values())
+        out = {}
+        for name, v in values.items():
+            if v is None or not math.isfinite(v) or abs(v) >= CW_MAX_MAGNITUDE:
+                continue
+            out[name] = 0.0 if abs(v) < CW_MIN_MAGNITUDE else float(v)
+        return out
+
+    def _put_cloudwatch(self, c: Collected) -> int:
+        """One request per value, in the shape the aws.greengrass.Cloudwatch component documents (developer guide
+        "CloudWatch metrics", Input data); it adds the `coreName` dimension itself. Returns how many went out."""
+        cw = self.cfg.cloudwatch
+        if not cw.enabled:
+            return 0
+        sent = 0
+        for name, value in self.cloudwatch_values(c).items():
+            request = {"request": {"namespace": cw.namespace, "metricData": {
+                "metricName": name, "value": value, "unit": CLOUDWATCH[name], "timestamp": c.timestamp}}}
+            if self.app.publish(cw.topic, request):
+                sent += 1
+        if sent:
+            self.cloudwatch_requests += sent
+        else:
+            self._failed(f"CloudWatch metric requests on {cw.topic}", "nothing could be published")
+        return sent
 
     def tick(self) -> None:
         if self._pending is not None:

@@ -19,7 +19,7 @@ from ..contract.metrics import METRICS
 from ..contract.schemas import HEALTH_SUMMARY
 from .collectors import ComponentProcs, DiskSample, HostSample, ProbeResult
 from .gpu import GpuSample
-from .state import AppView
+from .state import STORAGE_CONDITIONS, AppView
 
 SUMMARY_SCHEMA = HEALTH_SUMMARY
 IOT_MAX_BYTES = 128 * 1024  # IoT Core's message limit (the local bridge enforces it too)
@@ -107,6 +107,10 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
             put("ggvision_camera_frame_age_seconds", (cam,), v.frame_age_s)
         for topic, n in c.app.malformed.items():
             put("ggvision_health_malformed_messages", (topic,), n)
+        for comp, r in c.app.storage.items():
+            for cond in STORAGE_CONDITIONS:
+                put("ggvision_storage_errors", (comp, cond), r.errors.get(cond, 0))
+                put("ggvision_storage_degraded", (comp, cond), 1 if cond in r.active else 0)
     for ep, r in c.probes.items():
         put("ggvision_endpoint_up", (ep,), 1 if r.up else 0)
         put("ggvision_endpoint_latency_seconds", (ep,), r.latency_s)
@@ -206,6 +210,8 @@ def summary(c: Collected, thing: str, period_s: float) -> dict[str, Any]:
         doc["cameras"] = cams
         doc["uplink_backlog_bytes"] = app.backlog
         doc["malformed_messages"] = sum(app.malformed.values())
+        doc["storage"] = {comp: {"errors": {k: int(v) for k, v in r.errors.items()}, "degraded": dict(r.active)}
+                          for comp, r in sorted(app.storage.items()) if r.errors or r.active}
     doc["endpoints"] = {ep: {"up": r.up, "latency_s": _r(r.latency_s, 4), "loss_ratio": _r(r.loss_ratio)}
                         for ep, r in c.probes.items()}
     doc["components"] = {name: {"state": ci.state, "version": ci.version, "restarts": ci.restarts,

@@ -1,4 +1,6 @@
-"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections.
+"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections, and the
+`storage` block any component's metrics carry (ggvision/component/storage.py: write failures per condition,
+the conditions still active).
 
 IPC callbacks (on the client's event thread) call `on_*`; each does a little validation and
 bookkeeping under a lock and returns. A malformed message is counted per topic and dropped.
@@ -27,6 +29,8 @@ _UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")
 MAX_TOPIC_LABELS = 256  # malformed-message counters beyond this many topics go under "other"
 MAX_CAMERAS = 1024  # cameras tracked from frames/detections (a runaway publisher cannot grow us without bound)
 MODEL_STALE_S = 600.0  # a model not reported for this long (swapped out) is forgotten
+MAX_STORAGE_COMPONENTS = 64  # components whose storage block is kept
+STORAGE_CONDITIONS = ("disk-full", "read-only", "permission-denied", "io-error")
 
 
 class Malformed(ValueError):
@@ -157,6 +161,40 @@ def parse_uplink(msg: Any) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class StorageReport:
+    """One component's storage block: failed writes per condition (cumulative since it started) and the
+    conditions still active with what they affect."""
+
+    errors: dict[str, float]
+    active: dict[str, str]  # condition -> "what: first error"
+    since: dict[str, float]  # condition -> epoch it began
+
+
+def parse_storage(block: Any) -> StorageReport | None:
+    """The optional `storage` block of a `*-metrics/1.x` message; Malformed names the field."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise Malformed("storage: expected an object")
+    errors, active = block.get("errors") or {}, block.get("active") or {}
+    if not isinstance(errors, dict) or not isinstance(active, dict):
+        raise Malformed("storage.errors/active: expected objects keyed by condition")
+    out_e: dict[str, float] = {}
+    for cond, n in errors.items():
+        if cond not in STORAGE_CONDITIONS:
+            raise Malformed(f"storage.errors.{str(cond)[:32]}: unknown condition")
+        v = _num({"v": n}, "v")
+        out_e[cond] = v or 0.0
+    out_a, since = {}, {}
+    for cond, a in active.items():
+        if cond not in STORAGE_CONDITIONS or not isinstance(a, dict):
+            raise Malformed(f"storage.active.{str(cond)[:32]}: expected a known condition with an object")
+        out_a[cond] = str(a.get("error", ""))[:300]
+        since[cond] = _num(a, "since") or 0.0
+    return StorageReport(out_e, out_a, since)
+
+
 @dataclass
 class ModelState:
     metrics: InferenceMetrics
@@ -194,6 +232,7 @@ class AppView:
     backlog: dict[str, float]
     malformed: dict[str, int]
     any_detection: bool
+    storage: dict[str, StorageReport] = field(default_factory=dict)  # by component name
 
 
 @dataclass
@@ -208,6 +247,7 @@ class AppState:
     backlog: dict[str, float] = field(default_factory=dict)
     tracks: dict[str, CameraTrack] = field(default_factory=dict)
     any_detection: bool = False
+    storage: dict[str, tuple[StorageReport, float]] = field(default_factory=dict)  # component -> (report, when)
 
     def _bad(self, topic: str) -> None:
         key = topic if topic in self.malformed or len(self.malformed) < MAX_TOPIC_LABELS else "other"
@@ -242,9 +282,22 @@ class AppState:
                         self._track(cam, now)
                 elif topic == METRICS + "uplink":
                     self.backlog = parse_uplink(msg)
-                # other components' metrics: not ours to read
+                # of other components' metrics Health reads only the storage block
+                if topic.startswith(METRICS):
+                    self._on_storage(topic, msg, now)
             except Exception:  # Malformed, FrameDescriptor's ValueError, or anything odd: count and drop
                 self._bad(topic)
+
+    def _on_storage(self, topic: str, msg: Any, now: float) -> None:
+        if not isinstance(msg, dict):
+            raise Malformed("expected a JSON object")
+        report = parse_storage(msg.get("storage"))
+        if report is None:
+            return
+        name = msg.get("component") if isinstance(msg.get("component"), str) else topic[len(METRICS):]
+        name = str(name)[:128]
+        if name in self.storage or len(self.storage) < MAX_STORAGE_COMPONENTS:
+            self.storage[name] = (report, now)
 
     def _on_frame(self, topic: str, msg: Any, now: float) -> None:
         cam = topic[len(FRAMES):]
@@ -301,4 +354,7 @@ class AppState:
                                        t.detection_last, t.first_known)
             for model in [m for m, s in self.models.items() if now - s.received > MODEL_STALE_S]:
                 del self.models[model]
-            return AppView(cams, dict(self.models), dict(self.backlog), dict(self.malformed), self.any_detection)
+            for comp in [c for c, (_, at) in self.storage.items() if now - at > MODEL_STALE_S]:
+                del self.storage[comp]  # a component that stopped reporting
+            return AppView(cams, dict(self.models), dict(self.backlog), dict(self.malformed), self.any_detection,
+                           {c: r for c, (r, _) in self.storage.items()})

@@ -95,3 +95,7 @@ def status(
     if s["evicted_by_reason"]:
         reasons = sorted(s["evicted_by_reason"].items())
         console.print("evictions by reason: " + ", ".join(f"{k} {v}" for k, v in reasons))
+    for lane, v in s["links"].items():  # the lanes' own outcomes, when something was retried or refused
+        if v["retried_items"] or v["rejected_items"] or v["reordered_items"]:
+            console.print(f"{lane}: {v['delivered_items']} delivered, {v['retried_items']} retried, "
+                          f"{v['rejected_items']} rejected, {v['reordered_items']} reordered")

@@ -6,10 +6,17 @@ docs/uplink.md):
   bandwidthKbps, cameraBandwidthKbps {camera: kbit/s}, defaultCameraBandwidthKbps, quotaBytes, retentionDays,
   multipartThresholdBytes, multipartPartBytes, metricsPeriodS, backoffMaxS, queuePath.
 Relative paths (queuePath, sink.path) are under the component's work folder (its current directory).
+
+Storage (docs/reliability.md): media is refused (acked `refused`, reason first word the condition) when the
+queue's filesystem would keep fewer than minFreeBytes free, or when the queue cannot store it; records and
+alerts that the queue cannot store (a full or read-only disk) are held in memory, in order, and stored and
+acked as soon as it can — none is dropped while HELD_MAX_BYTES of them fit. The condition is counted and
+logged once (ggvision/component/storage.py) and shown in the metrics' `storage` block.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -21,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..component import ComponentApp, run_component
+from ..component.storage import DISK_FULL, StorageFaults, condition_of, describe, short_of_space
 from ..config.base import parse, validator
 from ..config.uplink import UplinkConfig
-from .engine import Engine, MessageSink, object_sink, stream_sinks
+from .engine import Engine, LaneSink, object_sink, stream_sinks
 from .messages import ACK_TOPIC, METRICS_TOPIC, PUT_TOPIC, STATUS_TOPIC, PutRequest, Refused, ack, parse_put
 from .msgsinks import IotSink
 from .queue import UplinkQueue
@@ -34,6 +42,8 @@ NAME = "com.ggvision.Uplink"
 INTAKE_BATCH = 256  # requests stored per group commit
 ENVELOPE_BYTES = 1024  # room kept for the uplink-batch/1.0 envelope and the entry's own fields
 EXPIRE_PERIOD_S = 10.0
+HELD_RETRY_S = 1.0  # records held in memory (the disk could not take them) are tried again this often
+HELD_MAX_BYTES = 32 << 20  # ... up to this many payload bytes; past it new records are refused, saying why
 
 
 class UplinkComponent:
@@ -42,10 +52,16 @@ class UplinkComponent:
         self.cfg = cfg
         self.work = work or Path.cwd()
         self.thing = os.environ.get("AWS_IOT_THING_NAME", "ggvision-local")
+        self.faults = StorageFaults(NAME, log)
         self.queue = UplinkQueue(self.work / cfg.queue_path, ("object", *cfg.message_lanes), cfg.quota_bytes,
                                  cfg.retention_s)
+        self.queue.faults = self.faults
         self.engine = Engine(self.queue, cfg, self.thing, object_sink(cfg, self.work), self._message_sinks(cfg),
-                             on_change=self._on_change)
+                             on_change=self._on_change, faults=self.faults)
+        self._held: list[PutRequest] = []  # records the disk could not take yet, oldest first
+        self._held_ids: set[str] = set()
+        self._held_at = 0.0  # monotonic time of the last try that failed
+        self._held_error: BaseException | None = None
         self.malformed = 0
         self.refused = 0
         self.persisted = 0
@@ -57,7 +73,7 @@ class UplinkComponent:
         self._stop = threading.Event()
         self._intake_thread = threading.Thread(target=self._intake_loop, name="uplink-intake", daemon=True)
 
-    def _message_sinks(self, cfg: UplinkConfig) -> dict[str, MessageSink]:
+    def _message_sinks(self, cfg: UplinkConfig) -> dict[str, LaneSink]:
         sinks = stream_sinks(cfg, self.work, self.thing)
         if cfg.iot_enabled:
             sinks["iot"] = IotSink(self.app.client)
@@ -84,8 +100,13 @@ class UplinkComponent:
     def _intake_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                msgs = [self._intake.get(timeout=0.5)]
+                msgs = [self._intake.get(timeout=HELD_RETRY_S / 2 if self._held else 0.5)]
             except stdqueue.Empty:
+                if self._held and time.monotonic() - self._held_at >= HELD_RETRY_S:  # try the disk again
+                    try:
+                        self._store([])
+                    except Exception:
+                        log.exception("storing %d held uplink records failed", len(self._held))
                 continue
             while len(msgs) < INTAKE_BATCH:
                 try:
@@ -98,7 +119,8 @@ class UplinkComponent:
                 log.exception("storing %d uplink requests failed", len(msgs))
 
     def _store(self, msgs: list[Any]) -> None:
-        reqs: list[PutRequest] = []
+        reqs: list[PutRequest] = self._held  # held records first: they keep their place in line
+        self._held = []
         for msg in msgs:
             try:
                 reqs.append(parse_put(msg, self.thing, self.cfg.iot_max_batch_bytes - ENVELOPE_BYTES))
@@ -109,7 +131,22 @@ class UplinkComponent:
                     log.warning("malformed uplink-put %r (%d so far): %s", rid, self.malformed, e)
                 if isinstance(rid, str) and rid:
                     self.app.publish(ACK_TOPIC, ack(rid, "refused", f"malformed: {e}"))
-        for req, (status, reason) in zip(reqs, self.queue.put_many(reqs), strict=True):
+        reqs = [r for r in reqs if not self._short_of_space(r)]
+        if not reqs:
+            return
+        if self._held_error is not None and time.monotonic() - self._held_at < HELD_RETRY_S:
+            self._hold(reqs, self._held_error, tried=False)  # not yet time to try the disk again
+            return
+        try:
+            results = self.queue.put_many(reqs)
+        except Exception as e:
+            if condition_of(e) is None:
+                raise
+            self._hold(reqs, e)
+            return
+        self.faults.ok("queue")
+        self._held_ids, self._held_error = set(), None
+        for req, (status, reason) in zip(reqs, results, strict=True):
             if status == "refused":
                 self.refused += 1
                 log.warning("uplink-put %s refused: %s", req.id, reason)
@@ -117,6 +154,51 @@ class UplinkComponent:
             else:
                 self.persisted += status == "persisted"
                 self.app.publish(ACK_TOPIC, ack(req.id, "persisted", "duplicate id" if status == "duplicate" else ""))
+
+    def _short_of_space(self, req: PutRequest) -> bool:
+        """Media that would leave less than minFreeBytes free is refused at once (records are never)."""
+        if req.destination != "s3" or self.cfg.min_free_bytes <= 0:
+            return False
+        try:
+            size = len(req.data) if req.data is not None else os.stat(req.file).st_size
+        except OSError:
+            return False  # put_many says what is wrong with the file
+        why = short_of_space(self.queue.root, self.cfg.min_free_bytes, size)
+        if why:
+            self.faults.failed("queue payload", OSError(errno.ENOSPC, why), "media is refused (its producer is "
+                                                                          "told); records still go")
+            self._refuse_media(req, f"{DISK_FULL}: {why}")
+        return bool(why)
+
+    def _refuse_media(self, req: PutRequest, why: str) -> None:
+        self.refused += 1
+        self.faults.count("media refused")
+        self.app.publish(ACK_TOPIC, ack(req.id, "refused", why))
+
+    def _hold(self, reqs: list[PutRequest], e: BaseException, tried: bool = True) -> None:
+        """The queue cannot store anything now: media is refused (its producer decides), records are held in
+        memory in their order and tried again (HELD_RETRY_S) — they are what a full disk must not lose."""
+        if tried:
+            self.faults.failed("queue", e, "media is refused; event records and alerts are held in memory and "
+                                           "stored as soon as the disk takes them")
+            self._held_at, self._held_error = time.monotonic(), e
+        why = f"{condition_of(e) or 'io-error'}: the uplink queue cannot store it: {describe(e)}"
+        held, size = [], 0
+        for req in reqs:
+            if req.destination == "s3":
+                self._refuse_media(req, why)
+            elif size + len(req.payload) > HELD_MAX_BYTES:
+                self.refused += 1
+                self.faults.count("records refused")
+                self.app.publish(ACK_TOPIC, ack(req.id, "refused", f"{why} (and {len(held)} records, "
+                                                                   f"{size} bytes, already wait in memory)"))
+            else:
+                held.append(req)
+                size += len(req.payload)
+        new = sum(1 for r in held if r.id not in self._held_ids)
+        if new:
+            self.faults.count("records held", new)
+        self._held, self._held_ids = held, {r.id for r in held}
 
     # -- reports --------------------------------------------------------------------------------
     def _on_change(self, lane: str, online: bool, error: str) -> None:
@@ -136,6 +218,8 @@ class UplinkComponent:
             return
         evictions = [e.to_dict() for _, e in pending]
         for e in evictions:
+            if e["reason"] in ("corrupt", "rejected"):
+                continue  # the engine logged it when it dropped or rejected the item
             log.warning("uplink evicted %s (%s, camera %s, %d bytes, %.0f s old): %s %s", e["id"], e["priority"],
                         e["camera"], e["size"], e["age_s"], e["reason"], e["detail"])
         if self.cfg.iot_enabled:
@@ -147,7 +231,12 @@ class UplinkComponent:
             req = PutRequest(f"uplink:status:{uuid.uuid4().hex}", NAME, 0, "uplink", now, now, "iot",
                              topic=STATUS_TOPIC.format(thing=self.thing),
                              payload=json.dumps(msg, separators=(",", ":")).encode(), lanes=("iot",))
-            status, reason = self.queue.put_many([req])[0]
+            try:
+                status, reason = self.queue.put_many([req])[0]
+            except BaseException:  # the disk cannot take it now: the changes wait for the next report
+                with self._changes_lock:
+                    self._changes[:0] = changes
+                raise
             if status == "refused":
                 log.error("uplink status could not be queued: %s", reason)
                 with self._changes_lock:
@@ -159,22 +248,35 @@ class UplinkComponent:
     def metrics(self) -> dict[str, Any]:
         s = self.engine.save_state()
         online = {(self.engine.objects.name if lane == "object" else lane): v for lane, v in s["online"].items()}
+        links = {(self.engine.objects.name if lane == "object" else lane): v for lane, v in s["links"].items()}
         return {"schema": "uplink-metrics/1.0", "component": NAME, "timestamp": time.time(),
                 "backlog_bytes": s["backlog_bytes"], "backlog_items": s["backlog_items"],
                 "oldest_age_s": s["oldest_age_s"], "online": online, "uploaded_bytes": s["uploaded_bytes"],
                 "uploaded_items": s["uploaded_items"], "evicted": s["evicted"],
-                "evicted_by_reason": s["evicted_by_reason"], "last_error": s["last_error"],
+                "evicted_by_reason": s["evicted_by_reason"], "last_error": s["last_error"], "links": links,
                 "cameras": {c: {"items": v["items"], "bytes": v["bytes"]} for c, v in s["cameras"].items()},
                 "drain_eta_s": s["drain_eta_s"], "rate_bytes_per_s": s["rate_bytes_per_s"],
                 "bytes_queued": self.queue.bytes_queued, "quota_bytes": self.cfg.quota_bytes,
-                "persisted": self.persisted, "refused": self.refused, "malformed": self.malformed}
+                "persisted": self.persisted, "refused": self.refused, "malformed": self.malformed,
+                "held_records": len(self._held), "storage": self.faults.metrics()}
+
+    def _guarded(self, what: str, task: Any) -> None:
+        """A periodic write of the queue; on a full or read-only disk it waits for the next tick (counted)."""
+        try:
+            task()
+        except Exception as e:
+            if condition_of(e) is None:
+                raise
+            self.faults.failed(what, e, "tried again every tick")
+        else:
+            self.faults.ok(what)
 
     def tick(self) -> None:
         now = time.monotonic()
         if now - self._last_expire >= EXPIRE_PERIOD_S:
             self._last_expire = now
-            self.queue.expire()
-        self.report()
+            self._guarded("retention", self.queue.expire)
+        self._guarded("report", self.report)
         if now - self._last_metrics >= self.cfg.metrics_period_s:
             self._last_metrics = now
             self.app.publish(METRICS_TOPIC, self.metrics())

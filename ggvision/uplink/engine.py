@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..component.storage import StorageFaults, condition_of
 from ..config.base import parse
 from ..config.uplink import UplinkConfig
-from ..contract.keys import object_key
+from ..contract.keys import kind_for, object_key
 from .dirsink import DirectorySink
 from .errors import ItemError, Preempted, TransientError
-from .msgsinks import ArchiveSink, Batch, KinesisSink, SqsSink, build_batches
+from .msgsinks import ArchiveSink, Batch, build_batches
 from .queue import Eviction, Item, UplinkQueue
 from .s3sink import S3Sink
+from .streams import BatchSink, KinesisSink, SqsSink, deliver
 from .throttle import Throttle
 
 log = logging.getLogger("ggvision.uplink")
@@ -50,6 +52,9 @@ class MessageSink(Protocol):
     def close(self) -> None: ...
 
 
+LaneSink = MessageSink | BatchSink  # a message lane sends batches (IoT, archive) or single items (SQS, Kinesis)
+
+
 @dataclass
 class LaneState:
     online: bool | None = None  # None: not tried yet
@@ -61,28 +66,39 @@ class LaneState:
     busy_s: float = 0.0  # seconds spent sending: sent_bytes / busy_s is the link's observed rate
 
 
+def _kind_and_name(item: Item) -> tuple[str, str]:
+    """An object item's target is `{kind}/{name}`; items queued before kinds existed have only the name."""
+    kind, sep, name = item.target.partition("/")
+    return (kind, name) if sep else (kind_for(item.content_type, item.priority_name), item.target)
+
+
 def object_sink(cfg: UplinkConfig, work: Path) -> ObjectSink:
     if cfg.sink.type == "s3":
         return S3Sink(cfg.sink, cfg.multipart_threshold_bytes, cfg.multipart_part_bytes)
     return DirectorySink(work / cfg.sink.path)
 
 
-def stream_sinks(cfg: UplinkConfig, work: Path, thing: str) -> dict[str, MessageSink]:
-    out: dict[str, MessageSink] = {}
+def stream_sinks(cfg: UplinkConfig, work: Path, thing: str) -> dict[str, LaneSink]:
+    out: dict[str, LaneSink] = {}
     if cfg.archive:
         out["archive"] = ArchiveSink(work / cfg.sink.path, cfg.site, thing)
     if cfg.sqs.enabled:
-        out["sqs"] = SqsSink(cfg.sqs.target, cfg.sqs.region, cfg.sqs.endpoint_url)
+        out["sqs"] = SqsSink(cfg.sqs)
     if cfg.kinesis.enabled:
-        out["kinesis"] = KinesisSink(cfg.kinesis.target, cfg.kinesis.region, cfg.kinesis.endpoint_url)
+        out["kinesis"] = KinesisSink(cfg.kinesis)
     return out
 
 
 class Engine:
     def __init__(self, queue: UplinkQueue, cfg: UplinkConfig, thing: str, objects: ObjectSink,
-                 messages: dict[str, MessageSink],
-                 on_change: Callable[[str, bool, str], None] | None = None) -> None:
+                 messages: dict[str, LaneSink],
+                 on_change: Callable[[str, bool, str], None] | None = None,
+                 faults: StorageFaults | None = None) -> None:
         self.queue = queue
+        # the queue's own writes (a delivery recorded, a retry counted) on a full or read-only disk: counted and
+        # logged once; the lane backs off and the item is sent again once the disk can be written (a duplicate
+        # at worst, never a loss)
+        self.faults = faults or StorageFaults("com.ggvision.Uplink", log)
         self.cfg = cfg
         self.thing = thing
         self.objects = objects
@@ -96,7 +112,7 @@ class Engine:
         self.configure(cfg)
 
     def configure(self, cfg: UplinkConfig, objects: ObjectSink | None = None,
-                  messages: dict[str, MessageSink] | None = None) -> None:
+                  messages: dict[str, LaneSink] | None = None) -> None:
         """Apply a new configuration live; sinks are swapped between two deliveries."""
         with self._lock:
             self.cfg = cfg
@@ -153,9 +169,16 @@ class Engine:
             try:
                 worked = self._object_round(st) if lane == "object" else self._message_round(lane, st)
             except Exception as e:  # a bug or a disk error must not kill the lane: log, back off, go on
-                log.exception("uplink lane %s failed", lane)
-                self._failed(lane, st, f"internal error: {e!r}")
+                cond = condition_of(e)
+                if cond is None:
+                    log.exception("uplink lane %s failed", lane)
+                    self._failed(lane, st, f"internal error: {e!r}")
+                else:
+                    self.faults.failed(f"{lane} lane", e, "the lane backs off; what it sent goes again once the "
+                                                          "queue can record it")
+                    self._backoff(st)
                 continue
+            self.faults.ok(f"{lane} lane")
             if not worked:
                 with self.queue.changed:
                     self.queue.changed.wait(1.0)
@@ -177,6 +200,29 @@ class Engine:
         if was is not False and self.on_change:
             self.on_change(lane, False, error)
 
+    def _backoff(self, st: LaneState) -> None:
+        """Wait before the next round without calling the link offline (the trouble is ours, not the link's)."""
+        st.failures += 1
+        delay = min(self.cfg.backoff_max_s, BACKOFF_MIN_S * 2 ** min(st.failures - 1, 20))
+        st.retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+
+    def _partial(self, lane: str, st: LaneState, error: str) -> None:
+        """Some entries must be retried but the destination answered (throttled, or took the rest): back off
+        as after a failure, without calling the link offline."""
+        st.failures += 1
+        st.last_error, st.last_error_at = error, time.time()
+        delay = min(self.cfg.backoff_max_s, BACKOFF_MIN_S * 2 ** min(st.failures - 1, 20))
+        st.retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        if st.failures in (1, 10, 100) or st.failures % 1000 == 0:
+            log.warning("uplink %s: %s (retry %d, next in %.1f s)", lane, error, st.failures, delay)
+
+    def _reject(self, lane: str, rejected: list[tuple[Item, str]]) -> None:
+        """Items a destination refuses for good leave that lane only; logged here, once each."""
+        for it, why in rejected:
+            log.error("uplink %s: rejected %s (%s, camera %s, %d bytes), not retried: %s", lane, it.id,
+                      it.priority_name, it.camera, it.size, why)
+        self.queue.reject(lane, rejected)
+
     def _drop(self, lane: str, item: Item, reason: str, detail: str) -> Eviction | None:
         log.error("uplink %s: dropping %s (%s, %s): %s", lane, item.id, item.priority_name, reason, detail)
         return self.queue.drop(item, reason, detail)
@@ -192,8 +238,9 @@ class Engine:
             self._drop("object", item, "corrupt", problem)
             return True
         cfg = self.cfg
-        key = object_key(cfg.sink.prefix if cfg.sink.type == "s3" else "", cfg.site, self.thing, item.camera,
-                         item.start, item.target)
+        kind, name = _kind_and_name(item)
+        key = object_key(cfg.sink.prefix if cfg.sink.type == "s3" else "", kind, cfg.site, self.thing,
+                         item.camera, item.start, name)
         sink = self.objects
         t0 = time.monotonic()
         try:
@@ -219,6 +266,8 @@ class Engine:
     # -- messages -----------------------------------------------------------------------------
     def _message_round(self, lane: str, st: LaneState) -> bool:
         sink = self.messages.get(lane)
+        if isinstance(sink, BatchSink):
+            return self._stream_round(lane, st, sink)
         items = self.queue.head(lane, MESSAGE_ROUND)
         if not items or sink is None:
             return False
@@ -238,8 +287,7 @@ class Engine:
             try:
                 sink.send(batch, body)
             except ItemError as e:
-                for it in batch.items:
-                    self._drop(lane, it, "rejected", str(e))
+                self._reject(lane, [(it, str(e)) for it in batch.items])
                 continue
             except TransientError as e:
                 self.queue.failed(lane, batch.items, str(e))
@@ -248,6 +296,42 @@ class Engine:
             st.busy_s += time.monotonic() - t0
             st.sent_bytes += len(body)
             self.queue.delivered(lane, batch.items)
+            self._ok(lane, st)
+        return True
+
+    def _stream_round(self, lane: str, st: LaneState, sink: BatchSink) -> bool:
+        """SQS / Kinesis: the head of the lane in batched requests, each item acked, retried or rejected on its
+        own (streams.py); a round stops at the first request with something to retry."""
+        items = self.queue.head(lane, MESSAGE_ROUND)
+        if not items:
+            return False
+        good = []
+        for it in items:
+            problem = self.queue.verify(it)
+            if problem:
+                self._drop(lane, it, "corrupt", problem)
+            else:
+                good.append(it)
+        t0 = time.monotonic()
+        out = deliver(sink, good, self.thing, self.cfg.site, self.throttle.take, self.stop_event.is_set)
+        if out.delivered:
+            st.busy_s += time.monotonic() - t0
+            st.sent_bytes += out.sent_bytes
+            self.queue.delivered(lane, out.delivered)
+        if out.rejected:
+            self._reject(lane, out.rejected)
+        if out.reordered:
+            log.warning("uplink %s: %d items were accepted before an earlier item of their camera that must be "
+                        "retried (consumers restore the order by seq)", lane, out.reordered)
+            self.queue.count(f"reordered.{lane}", out.reordered)
+        if out.retry:
+            self.queue.failed(lane, out.retry, out.error)
+            self.queue.count(f"retried.{lane}", len(out.retry))
+            if out.delivered or out.throttled:
+                self._partial(lane, st, out.error)
+            else:
+                self._failed(lane, st, out.error)
+        elif out.delivered or out.rejected:
             self._ok(lane, st)
         return True
 
@@ -274,8 +358,16 @@ class Engine:
     def save_state(self) -> dict[str, Any]:
         """Status into the index too, so `ggvision uplink status` can show it without IPC."""
         s = self.status()
-        self.queue.set_state(online=s["online"], last_error=s["last_error"], rate_bytes_per_s=s["rate_bytes_per_s"],
-                             bandwidth_kbps=s["bandwidth_kbps"], updated=time.time(), sink=self.objects.name)
+        try:
+            self.queue.set_state(online=s["online"], last_error=s["last_error"],
+                                 rate_bytes_per_s=s["rate_bytes_per_s"], bandwidth_kbps=s["bandwidth_kbps"],
+                                 updated=time.time(), sink=self.objects.name)
+        except Exception as e:
+            if condition_of(e) is None:
+                raise
+            self.faults.failed("status", e, "`ggvision uplink status` shows the last state it could record")
+        else:
+            self.faults.ok("status")
         return s
 
 
@@ -300,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_engine(queue_dir: Path, cfg: UplinkConfig, work: Path, thing: str,
-               messages: dict[str, MessageSink] | None = None) -> Engine:
+               messages: dict[str, LaneSink] | None = None) -> Engine:
     queue = UplinkQueue(queue_dir, ("object", *cfg.message_lanes), cfg.quota_bytes, cfg.retention_s)
     engine = Engine(queue, cfg, thing, object_sink(cfg, work), {**stream_sinks(cfg, work, thing), **(messages or {})})
     engine.start()

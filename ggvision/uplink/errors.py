@@ -12,3 +12,7 @@ class ItemError(Exception):
 
 class Preempted(Exception):
     """A more important item is waiting: stop between multipart parts (progress is saved) and take it first."""
+
+
+class Throttled(TransientError):
+    """The destination asked us to slow down (throughput exceeded): keep the item and back off; the link is up."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.uplink import SAFE_NAME
-from ..contract import topics
+from ..contract import keys, topics
 from . import PRIORITIES
 
 PUT_TOPIC = topics.UPLINK_PUT
@@ -46,6 +46,7 @@ class PutRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     topic: str = ""
     payload: bytes = b""  # a message's JSON payload, encoded
+    kind: str = ""  # objects: segments | clips | images | results (contract.keys), the key's first segment
     lanes: tuple[str, ...] = ()  # internal items only: the message lanes to use instead of all enabled ones
 
 
@@ -126,6 +127,12 @@ def _parse_object(msg: dict[str, Any], req: PutRequest) -> None:
     if not SAFE_NAME.match(req.name):
         raise Refused(f"name: letters, digits, '.', '_' or '-' (the last S3 key component), got {req.name!r}")
     req.content_type = _text(msg, "content_type", 128, required=False) or "application/octet-stream"
+    kind = msg.get("kind")
+    if kind is None:
+        kind = keys.kind_for(req.content_type, PRIORITIES[req.priority])
+    elif kind not in keys.KINDS:
+        raise Refused(f"kind: one of {', '.join(keys.KINDS)}, got {kind!r}")
+    req.kind = kind
     sha = msg.get("sha256", "")
     if not isinstance(sha, str) or (sha and not _HEX64.match(sha)):
         raise Refused(f"sha256: expected 64 lower-case hex digits, got {sha!r}")

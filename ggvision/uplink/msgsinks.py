@@ -1,5 +1,5 @@
-"""Messages (results, events, Uplink's own status) to IoT Core, and optionally to SQS / Kinesis Data Streams
-and (locally) an archive of JSON objects in the directory bucket.
+"""Messages (results, events, Uplink's own status) to IoT Core and (locally) an archive of JSON objects in the
+directory bucket. SQS and Kinesis Data Streams take one item per message/record instead: streams.py.
 
 Batching: consecutive queued messages with the same topic and camera travel as one `uplink-batch/1.0`
 message of at most 128 KB (IoT Core's limit); each entry keeps its producer id, so a consumer can drop the
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..component import error_text
+from ..contract.keys import rule_archive_key
 from .dirsink import write_atomic
 from .errors import ItemError, TransientError
 from .queue import Item
@@ -83,17 +84,18 @@ class IotSink:
         try:
             self.client.publish_to_iot_core_async(topic_name=batch.topic, qos="1", payload=body).result(self.timeout_s)
         except (UnauthorizedError, InvalidArgumentsError) as e:
-            raise ItemError(f"PublishToIoTCore {batch.topic} refused: {e}") from e
+            raise ItemError(f"PublishToIoTCore {batch.topic} refused: {error_text(e)}") from e
         except Exception as e:  # ServiceError (spool full, bridge down), timeout, IPC connection lost
-            raise TransientError(f"PublishToIoTCore {batch.topic}: {type(e).__name__}: {e}") from e
+            raise TransientError(f"PublishToIoTCore {batch.topic}: {error_text(e)}") from e
 
     def close(self) -> None:
         pass
 
 
 class ArchiveSink:
-    """Writes each batch as a JSON object into the directory bucket, next to the camera's snapshots and clips:
-    {site}/{thing}/{camera}/YYYY/MM/DD/HH/{topic leaf}-{first item time ms}-{body sha256[:12]}.json."""
+    """Writes each batch as a JSON object into the directory bucket where the cloud's IoT rule would archive it
+    (contract.keys.rule_archive_key): results/iot-rules/{topic leaf}/{thing}/YYYY/MM/DD/HH/
+    {camera}-{first item time ms}-{body sha256[:12]}.json — the local stand-in for routing.yaml's rules."""
 
     name = "archive"
 
@@ -102,10 +104,9 @@ class ArchiveSink:
 
     def send(self, batch: Batch, body: bytes) -> None:
         first = batch.items[0]
-        stamp = time.strftime("%Y/%m/%d/%H", time.gmtime(first.start))
         digest = hashlib.sha256(body).hexdigest()[:12]
-        name = f"{batch.topic.rsplit('/', 1)[-1]}-{int(first.start * 1000)}-{digest}.json"
-        path = self.root / self.site / self.thing / (batch.camera or "_") / stamp / name
+        name = f"{batch.camera or '_'}-{int(first.start * 1000)}-{digest}.json"
+        path = self.root / rule_archive_key(batch.topic.rsplit("/", 1)[-1], self.thing, first.start, name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, lambda out: out.write(body))  # same name for a re-sent batch: idempotent
@@ -133,59 +134,3 @@ class FunctionSink:
 
     def close(self) -> None:
         pass
-
-
-def _aws_client(service: str, region: str, endpoint_url: str, timeout_s: float = 20.0) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(service, region_name=region or None, endpoint_url=endpoint_url or None,
-                                          config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
-                                                        retries={"total_max_attempts": 1, "mode": "standard"}))
-
-
-def _classify(what: str, e: Exception) -> Exception:
-    from botocore.exceptions import ClientError
-
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        if err.get("Code") in ("InvalidParameterValue", "InvalidMessageContents", "ValidationException"):
-            return ItemError(f"{what} refused the batch: {err.get('Code')}: {err.get('Message', '')}")
-    return TransientError(f"{what}: {e}")
-
-
-class SqsSink:
-    name = "sqs"
-
-    def __init__(self, queue_url: str, region: str = "", endpoint_url: str = "", client: Any = None) -> None:
-        self.queue_url = queue_url
-        self.client = client or _aws_client("sqs", region, endpoint_url)
-
-    def send(self, batch: Batch, body: bytes) -> None:
-        try:
-            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body.decode(), MessageAttributes={
-                "topic": {"DataType": "String", "StringValue": batch.topic},
-                "camera": {"DataType": "String", "StringValue": batch.camera}})
-        except Exception as e:
-            raise _classify(f"SQS {self.queue_url}", e) from e
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class KinesisSink:
-    """PutRecord with the camera as partition key: a camera's batches stay in order within its shard."""
-    name = "kinesis"
-
-    def __init__(self, stream: str, region: str = "", endpoint_url: str = "", client: Any = None) -> None:
-        self.stream = stream
-        self.client = client or _aws_client("kinesis", region, endpoint_url)
-
-    def send(self, batch: Batch, body: bytes) -> None:
-        try:
-            self.client.put_record(StreamName=self.stream, Data=body, PartitionKey=batch.camera)
-        except Exception as e:
-            raise _classify(f"Kinesis {self.stream}", e) from e
-
-    def close(self) -> None:
-        self.client.close()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..component.storage import StorageFaults
 from . import PRIORITIES
 from .messages import PutRequest, Refused
 
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS items (
     camera TEXT NOT NULL,
     producer TEXT NOT NULL,
     kind TEXT NOT NULL,                     -- object | message
-    target TEXT NOT NULL,                   -- object key, or message topic
+    target TEXT NOT NULL,                   -- object: {kind}/{name} (contract.keys); message: its topic
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     start REAL NOT NULL,
@@ -149,6 +150,7 @@ class UplinkQueue:
         self.quota_bytes = quota_bytes
         self.retention_s = retention_s
         self.clock = clock
+        self.faults: StorageFaults | None = None  # told of payload files that cannot be staged (full disk, ...)
         self._lock = threading.RLock()
         self._put_lock = threading.Lock()  # quota decisions and their inserts are serialized
         self.changed = threading.Condition()  # notified when items arrive (drain lanes wait on it)
@@ -177,7 +179,8 @@ class UplinkQueue:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -233,12 +236,17 @@ class UplinkQueue:
         except FileNotFoundError:
             raise Refused(f"file: {req.file} does not exist") from None
         except OSError as e:
-            staged.unlink(missing_ok=True)
-            raise Refused(f"file: {req.file}: {e.strerror or e}") from None
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
+            if self.faults is not None:
+                self.faults.failed("queue payload", e, "media is refused (its producer is told); records still go")
+            raise Refused(f"file: {req.file}: {e.strerror or e}") from e  # the cause says the storage condition
         digest = h.hexdigest()
         if req.sha256 and digest != req.sha256:
             staged.unlink(missing_ok=True)
             raise Refused(f"sha256: the content hashes to {digest}, not {req.sha256}")
+        if self.faults is not None:
+            self.faults.ok("queue payload")
         name = hashlib.sha256(req.id.encode()).hexdigest()[:40]  # deterministic: a re-sent id replaces an orphan
         os.replace(staged, self.payloads / name)
         return req, name, (self.payloads / name).stat().st_size, digest, Path(req.file) if req.move else None
@@ -280,8 +288,8 @@ class UplinkQueue:
                     f"INSERT INTO items ({_ITEM_COLS.replace('seq, ', '')}) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (req.id, req.priority, req.camera, req.producer, "object" if name else "message",
-                     req.name if name else req.topic, req.content_type, json.dumps(req.metadata), req.start,
-                     req.end, min(req.start, now), size, digest, name, None if name else req.payload, None))
+                     f"{req.kind}/{req.name}" if name else req.topic, req.content_type, json.dumps(req.metadata),
+                     req.start, req.end, min(req.start, now), size, digest, name, None if name else req.payload, None))
                 db.executemany("INSERT INTO lanes (lane, priority, seq) VALUES (?, ?, ?)",
                                [(lane, req.priority, cur.lastrowid) for lane in lanes])
                 self._bytes += size
@@ -393,6 +401,42 @@ class UplinkQueue:
             p.unlink(missing_ok=True)
         return ev
 
+    def reject(self, lane: str, rejected: list[tuple[Item, str]]) -> list[Eviction]:
+        """Take items off one lane for good: that destination refused them and always will (too large for the
+        queue, say). Recorded and counted like an eviction (reason `rejected`, detail `{lane}: why`; counters
+        `evicted.*` and `rejected.{lane}`), so it is reported on IoT Core and in the metrics; the item stays
+        queued for its other lanes and leaves (as handled: a re-sent id is a duplicate) when none is left."""
+        freed: list[Path] = []
+        out: list[Eviction] = []
+        now = self.clock()
+        with self._tx() as db:
+            for it, why in rejected:
+                if db.execute("DELETE FROM lanes WHERE lane = ? AND seq = ?", (lane, it.seq)).rowcount == 0:
+                    continue  # evicted meanwhile
+                ev = Eviction(it.id, it.priority, it.camera, it.size, max(0.0, now - it.created), "rejected",
+                              f"{lane}: {why}"[:500])
+                db.execute("INSERT INTO evictions (at, id, priority, camera, size, age_s, reason, detail) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (now, ev.id, ev.priority, ev.camera, ev.size, ev.age_s, ev.reason, ev.detail))
+                self._count(db, f"evicted.{PRIORITIES[it.priority]}", 1)
+                self._count(db, "evicted_reason.rejected", 1)
+                self._count(db, f"rejected.{lane}", 1)
+                out.append(ev)
+                if db.execute("SELECT 1 FROM lanes WHERE seq = ?", (it.seq,)).fetchone() is None:
+                    db.execute("DELETE FROM items WHERE seq = ?", (it.seq,))
+                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (it.id, now))
+                    self._bytes -= it.size
+                    if it.path is not None:
+                        freed.append(it.path)
+        for p in freed:
+            p.unlink(missing_ok=True)
+        return out
+
+    def count(self, name: str, n: float) -> None:
+        """Add to a counter of the index (cumulative, survives restarts; read_stats shows it)."""
+        with self._tx() as db:
+            self._count(db, name, n)
+
     def verify(self, item: Item) -> str:
         """'' if the stored payload is intact, else what is wrong with it."""
         if item.data is not None:
@@ -479,7 +523,19 @@ def read_stats(db: sqlite3.Connection, now: float) -> dict[str, Any]:
             uploaded_items += int(value)
         elif name.startswith("uploaded_bytes."):
             uploaded_bytes += int(value)
+    links: dict[str, dict[str, Any]] = {}  # per lane: backlog and what became of its items, since the queue began
+    for name, value in counters.items():
+        what, _, lane = name.partition(".")
+        if what in ("uploaded_items", "rejected", "retried", "reordered") and lane:
+            links.setdefault(lane, {})[what] = int(value)
+    for lane, v in lanes.items():
+        links.setdefault(lane, {})["backlog_items"] = v["items"]
+    links = {lane: {"backlog_items": v.get("backlog_items", 0), "delivered_items": v.get("uploaded_items", 0),
+                    "retried_items": v.get("retried", 0), "rejected_items": v.get("rejected", 0),
+                    "reordered_items": v.get("reordered", 0), "last_error": lanes.get(lane, {}).get("errors", "")}
+             for lane, v in sorted(links.items())}
     return {"backlog_bytes": backlog_bytes, "backlog_items": backlog_items, "cameras": cameras, "lanes": lanes,
+            "links": links,
             "oldest_age_s": round(now - oldest, 3) if oldest is not None else 0.0, "evicted": evicted,
             "evicted_by_reason": {k.split(".", 1)[1]: int(v) for k, v in counters.items()
                                   if k.startswith("evicted_reason.")},

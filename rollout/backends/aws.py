@@ -4,7 +4,10 @@
   (components, deploymentPolicies, iotJobConfiguration kept as they were).
 - deploy: CreateDeployment with the stage's iotJobConfiguration (jobExecutionsRolloutConfig + abortConfig +
   timeoutConfig; from the template revision, else rollout.yaml `aws.iot_job`); a canary is a subdeployment
-  (parentTargetArn = the stage group, nucleus >= 2.9).
+  (parentTargetArn = the stage group): a core device applies it in place of the stage group's deployment, where a
+  deployment of the canary group's own would be resolved together with the stage group's and fail on the model's
+  conflicting pinned versions (docs/rollout.md, "Devices in several targets").
+- nucleus_versions: GetCoreDevice coreVersion per canary device (subdeployments need nucleus >= 2.9.0).
 - per-device status: ListEffectiveDeployments (coreDeviceExecutionStatus, reason) + ListInstalledComponents.
 - devices: iot ListThingsInThingGroup.
 - health summaries (the metrics source): Health publishes health-summary/1.0 to ggvision/{thing}/metrics; an IoT
@@ -184,6 +187,11 @@ class AwsBackend:
             token = page.get("nextToken")
             if not token:
                 return sorted(things)
+
+    def nucleus_versions(self, things: list[str]) -> dict[str, str | None]:
+        """GetCoreDevice coreVersion (= the Greengrass nucleus version) per thing; None when not reported."""
+        return {t: self._call(f"GetCoreDevice {t}", self.gg.get_core_device, coreDeviceThingName=t).get("coreVersion")
+                for t in things}
 
     def device_status(self, thing: str, deployment_id: str) -> DeviceStatus:
         eff = self._call(f"ListEffectiveDeployments {thing}", self.gg.list_effective_deployments,

@@ -1,10 +1,13 @@
 """Local backend: drives a `ggvision fleet up` fleet for real.
 
 Deployments are group-deployment/1.0 documents published retained on the fleet's broker (the devices follow
-them, ggvision/nucleus/groupdeploy.py); per-device status is what each device reports on
-ggvision/fleet/things/{thing}/deployment; health summaries are what each device's Health publishes on
-ggvision/{thing}/metrics, collected from the moment the backend connects. Model component versions are built
-from the model registry into the fleet's component store before they are deployed.
+them as Greengrass core devices follow their targets' deployments: gglocal/nucleus/groupdeploy.py); a canary is a
+subdeployment (``parentGroup``, with ``onBehalfOf`` = the root group, as the cloud marks one), which the devices
+apply in place of the parent group's deployment. Per-device status is what each device reports on
+ggvision/fleet/things/{thing}/deployment (the outcome per target, like ListEffectiveDeployments); health summaries
+are what each device's Health publishes on ggvision/{thing}/metrics, collected from the moment the backend
+connects. Model component versions are built from the model registry into the fleet's component store before they
+are deployed.
 """
 
 from __future__ import annotations
@@ -83,21 +86,40 @@ class LocalBackend:
         return Deployment(group=group, components=d["components"], deployment_id=d["deploymentId"],
                           revision=str(d.get("revision", "")), created=d["created"], parent_group=d.get("parentGroup"))
 
+    def _document(self, prev: dict[str, Any], components: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+        docs = [*self.client.groups.values(), *self.client.thing_targets.values()]
+        created = max(time.time(), max((d.get("created", 0) for d in docs), default=0) + 1e-3)
+        return {"schema": "group-deployment/1.0", "deploymentId": str(uuid.uuid4()), "deploymentName": name,
+                "revision": int(prev.get("revision", 0)) + 1, "created": created, "components": components,
+                "failureHandlingPolicy": "ROLLBACK", "recipeDirectoryPath": str(Path(self.info.store) / "recipes"),
+                "artifactsDirectoryPath": str(Path(self.info.store) / "artifacts")}
+
     def deploy(self, group: str, components: dict[str, dict[str, Any]], *, parent_group: str | None = None,
                name: str = "", template: Deployment | None = None) -> Deployment:
-        prev = self.client.groups.get(group) or {}
-        created = max(time.time(), max((d.get("created", 0) for d in self.client.groups.values()), default=0) + 1e-3)
-        doc = {"schema": "group-deployment/1.0", "group": group, "deploymentId": str(uuid.uuid4()),
-               "deploymentName": name, "revision": int(prev.get("revision", 0)) + 1, "created": created,
-               "parentGroup": parent_group, "components": components, "failureHandlingPolicy": "ROLLBACK",
-               "recipeDirectoryPath": str(Path(self.info.store) / "recipes"),
-               "artifactsDirectoryPath": str(Path(self.info.store) / "artifacts")}
+        """A thing group's deployment; with `parent_group` a subdeployment, which the cloud sends on behalf of the
+        parent's root group (the nucleus applies it as that group's deployment: DeploymentDocument.getGroupName)."""
+        doc = {**self._document(self.client.groups.get(group) or {}, components, name), "group": group,
+               "parentGroup": parent_group}
+        if parent_group is not None:
+            parent = self.client.groups.get(parent_group) or {}
+            doc["onBehalfOf"] = parent.get("onBehalfOf") or parent_group
         try:
             self.client.publish_group(group, doc)
         except Exception as e:
             raise BackendError(f"publish deployment for {group}: {e}") from None
         return Deployment(group=group, components=components, deployment_id=doc["deploymentId"],
-                          revision=str(doc["revision"]), created=created, parent_group=parent_group)
+                          revision=str(doc["revision"]), created=doc["created"], parent_group=parent_group)
+
+    def deploy_thing(self, thing: str, components: dict[str, dict[str, Any]], name: str = "") -> Deployment:
+        """A deployment whose target is one thing (CreateDeployment with a thing ARN): on the device it is one more
+        target, resolved together with its thing groups' deployments."""
+        doc = {**self._document(self.client.thing_targets.get(thing) or {}, components, name), "thing": thing}
+        try:
+            self.client.publish_thing(thing, doc)
+        except Exception as e:
+            raise BackendError(f"publish deployment for thing {thing}: {e}") from None
+        return Deployment(group=f"thing/{thing}", components=components, deployment_id=doc["deploymentId"],
+                          revision=str(doc["revision"]), created=doc["created"])
 
     def devices(self, group: str) -> list[str]:
         return sorted(t for t, groups in self.info.devices.items() if group in groups)
@@ -106,10 +128,14 @@ class LocalBackend:
         st = self.client.statuses.get(thing)
         if not st:
             return DeviceStatus(thing, None, "UNKNOWN")
-        if deployment_id and st.get("deploymentId") != deployment_id:
-            return DeviceStatus(thing, st.get("deploymentId"), "QUEUED", "", dict(st.get("components", {})))
-        return DeviceStatus(thing, st.get("deploymentId"), st.get("status", "UNKNOWN"), st.get("reason", ""),
-                            dict(st.get("components", {})))
+        comps = dict(st.get("components", {}))
+        if deployment_id:  # the device's outcome per target (ListEffectiveDeployments), else its last report
+            mine = [e for e in st.get("deployments", [st]) if e.get("deploymentId") == deployment_id]
+            if not mine:
+                return DeviceStatus(thing, st.get("deploymentId"), "QUEUED", "", comps)
+            return DeviceStatus(thing, deployment_id, mine[0].get("status", "UNKNOWN"), mine[0].get("reason", ""),
+                                comps)
+        return DeviceStatus(thing, st.get("deploymentId"), st.get("status", "UNKNOWN"), st.get("reason", ""), comps)
 
     def health(self, things: list[str], since: float) -> list[dict[str, Any]]:
         return self.client.health(things, since)

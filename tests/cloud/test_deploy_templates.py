@@ -144,19 +144,19 @@ def test_every_bucket_is_tls_only(storage: dict[str, Any]) -> None:
     assert covered == set(_buckets(storage))
 
 
-def test_media_expires_within_seven_days_and_old_versions_too(storage: dict[str, Any]) -> None:
+def test_uploads_expire_within_seven_days_and_old_versions_too(storage: dict[str, Any]) -> None:
+    """Every kind, results included (the privacy rule covers images and their metadata); the contract-level
+    checks are in test_site_contract.py."""
     params = storage["Parameters"]
-    media_days = params["MediaRetentionDays"]
-    assert media_days["Default"] == 7 and media_days["MaxValue"] <= 7  # nobody can raise it past the privacy rule
+    days = params["RetentionDays"]
+    assert days["Default"] == "7" and max(int(v) for v in days["AllowedValues"]) <= 7  # nobody can raise it
     rules = storage["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     by_prefix = {r.get("Prefix"): r for r in rules}
-    for prefix in ("segments/", "clips/", "images/"):
+    for prefix in ("segments/", "clips/", "images/", "results/"):
         rule = by_prefix[prefix]
         assert rule["Status"] == "Enabled"
-        assert rule["ExpirationInDays"] == {"Ref": "MediaRetentionDays"}
-        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
-    results = by_prefix["results/"]
-    assert results["NoncurrentVersionExpiration"]["NoncurrentDays"] == {"Ref": "NoncurrentResultsDays"}
+        assert rule["ExpirationInDays"] == {"Fn::FindInMap": ["Retention", {"Ref": "RetentionDays"}, "CurrentDays"]}
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
     whole = [r for r in rules if "Prefix" not in r and "Filter" not in r]
     assert any(
         r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == {"Ref": "AbortMultipartDays"} for r in whole
@@ -221,7 +221,10 @@ def test_device_role_puts_only_under_its_own_thing_prefix(device: dict[str, Any]
     assert "${DataBucketArn}/results/iot-rules/*" in denied
     # no statement grants anything on every resource, and no service-wide wildcard actions
     for st in statements:
-        assert st["Resource"] != "*", st["Sid"]
+        # PutMetricData has no resource type (Service Authorization Reference, CloudWatch): "*", held to one
+        # namespace by its condition instead
+        assert st["Resource"] != "*" or (st["Sid"] == "PutOwnMetrics" and "cloudwatch:namespace" in
+                                         st["Condition"]["StringEquals"]), st["Sid"]
         assert not any(a.endswith(":*") or a == "*" for a in as_list(st["Action"])), st["Sid"]
 
 

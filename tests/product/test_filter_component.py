@@ -22,7 +22,7 @@ CAM = "filt-e2e"
 PUB, SUB = "aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"
 # The agent's own grants plus publishing what Capture, Inference and the Uplink would publish.
 AGENT_ACL = {"aws.greengrass.ipc.pubsub": {
-    f"{AGENT}:pubsub:1": {"operations": [SUB], "resources": ["ggvision/v1/#"]},
+    f"{AGENT}:pubsub:1": {"operations": [SUB], "resources": ["ggvision/v1/*"]},  # `#` would be literal
     f"{AGENT}:pubsub:2": {"operations": [PUB], "resources": [
         f"ggvision/v1/frames/{CAM}", f"ggvision/v1/detections/{CAM}", f"ggvision/v1/segments/{CAM}",
         "ggvision/v1/uplink/acks"]}}}

@@ -5,6 +5,7 @@ inference that hangs, and the IoT Core stand-in."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ggvision.component import ComponentApp
 from ggvision.config.base import parse, validator
 from ggvision.config.health import HealthConfig
+from ggvision.contract.metrics import CLOUDWATCH
 from ggvision.health.collectors import SOCKET_ENV, DiskCollector, DiskSample, HostSample, ProcessCollector
 from ggvision.health.component import HealthComponent
 from ggvision.health.exporter import IOT_MAX_BYTES, METRICS, Collected, HealthCollector, encode_summary, summary
@@ -40,6 +42,8 @@ from ggvision.health.state import AppState, Malformed, parse_inference
 from ggvision.health.watchdog import Watchdogs
 
 FAKE_INFERENCE = "com.ggvision.test.FakeInference"
+CLOUDWATCH_COMPONENT = "aws.greengrass.Cloudwatch"
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 AGENT = "com.ggvision.test.Agent"
 ALL_NAMES = {n + ("_total" if kind == "counter" else "") for n, (kind, _, _) in METRICS.items()}
 SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10, "seed": 1}, "detectFps": 5}
@@ -295,7 +299,8 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
         st.on_message("ggvision/v1/detections/door", {"schema": "detections/1.0", "camera": "door"})
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=1, runs=100))
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=3, runs=200))
-        st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}})
+        st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}, "storage": {
+            "errors": {"disk-full": 2}, "active": {"disk-full": {"since": 1.0, "error": "queue: ENOSPC"}}}})
         st.on_message("ggvision/v1/metrics/inference", {"schema": "inference-metrics/1.0", "model": 7})
         st.on_message("ggvision/v1/frames/door", None)  # binary: malformed
         for _ in range(3):  # the leak slope needs three samples
@@ -310,6 +315,8 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
     absent_source = set() if psutil.sensors_temperatures() else {"ggvision_temperature_celsius"}
     assert ALL_NAMES - absent_source <= names, sorted(ALL_NAMES - absent_source - names)
     rows = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples}
+    assert rows[("ggvision_storage_degraded", (("component", "uplink"), ("condition", "disk-full")))] == 1
+    assert rows[("ggvision_storage_errors_total", (("component", "uplink"), ("condition", "disk-full")))] == 2
     assert rows[("ggvision_inference_errors_total", (("model", "yolox"),))] == 3
     assert rows[("ggvision_inference_error_ratio", (("model", "yolox"),))] == pytest.approx(0.02)  # 2 of 100
     assert rows[("ggvision_inference_latency_seconds", (("model", "yolox"), ("quantile", "0.95")))] == 0.02
@@ -332,8 +339,21 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
     assert doc["inference_p95_ms"] == 20.0 and doc["inference_error_ratio"] == pytest.approx(0.02)
     assert doc["cameras"]["door"]["up"] and doc["components"]["com.ggvision.Capture"]["state"] == "RUNNING"
     assert not doc["truncated"]
-    units = {m.name: m.unit for m in client.metrics[-1]}
-    assert units["CpuUsage"] == "PERCENT" and units["InferenceLatencyP95"] == "MILLISECONDS"
+    # CloudWatch metrics: one documented request per value on cloudwatch/metric/put (developer guide "CloudWatch
+    # metrics", Input data), never PutComponentMetric (the nucleus refuses it to non-aws.* components)
+    assert client.metrics == []
+    requests = [m["request"] for t, m in client.published if t == "cloudwatch/metric/put"]
+    data = {r["metricData"]["metricName"]: r["metricData"] for r in requests}
+    assert {r["namespace"] for r in requests} == {"ggvision"} and set(data) == set(CLOUDWATCH)
+    assert {n: d["unit"] for n, d in data.items()} == CLOUDWATCH
+    assert data["InferenceLatencyP95"]["value"] == 20.0 and data["InferenceErrorRate"]["value"] == pytest.approx(2.0)
+    assert data["CamerasUp"]["value"] == 1 and data["CpuUsage"]["timestamp"] == c.timestamp
+    assert all(set(d) == {"metricName", "value", "unit", "timestamp"} for d in data.values())
+    comp.reconfigure({"cloudwatch": {"enabled": False}})
+    comp.tick()  # applies the new configuration (and collects once)
+    before = len(client.published)
+    comp.publish_summary(c)
+    assert [t for t, _ in client.published[before:]] == []  # summary to IoT Core only
 
 
 def test_restarts_count_errors_and_new_processes_once_each() -> None:
@@ -482,7 +502,10 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[tuple[Runtime, int]]:
+def suite(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+          moto_url: str) -> Iterator[tuple[Runtime, int]]:
+    """Health with the synthetic capture, a fake inference, and the runtime's aws.greengrass.Cloudwatch stand-in
+    sending to moto's CloudWatch (found through AWS_ENDPOINT_URL, as boto3 does)."""
     if not Path("/usr/sbin/mosquitto").exists():
         pytest.skip("mosquitto is not installed (make test installs Debian's mosquitto)")
     tmp = tmp_path_factory.mktemp("health")
@@ -492,7 +515,14 @@ def suite(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     health_dev_recipe(rt.recipes, promPort=port, periodS=0.5, summaryPeriodS=1, hungAfterS=3, cameraSilentS=10,
                       inferenceComponent=FAKE_INFERENCE)
     try:
-        rt.start(wait_for={n: ("RUNNING",) for n in (AGENT, FAKE_INFERENCE, CAPTURE, HEALTH)})
+        with pytest.MonkeyPatch.context() as env:  # the runtime passes its environment on to components
+            for k, v in {**MOTO_CREDENTIALS, "AWS_ENDPOINT_URL": moto_url}.items():
+                env.setenv(k, v)
+            rt.start(wait_for={n: ("RUNNING",) for n in (AGENT, FAKE_INFERENCE, CAPTURE, HEALTH)})
+        # A deployment naming the AWS-provided component without a recipe: the runtime supplies its stand-in.
+        d = rt.deploy(root_component_versions_to_add={CLOUDWATCH_COMPONENT: "3.2.0"},
+                      component_to_configuration={CLOUDWATCH_COMPONENT: {"MERGE": {"PublishInterval": "1"}}})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
         yield rt, port
     finally:
         rt.cleanup()
@@ -516,7 +546,7 @@ def test_prometheus_endpoint_serves_camera_fps_and_components(suite: tuple[Runti
     assert m[("ggvision_component_rss_bytes", (("component", HEALTH),))] > 10 << 20  # itself too
     assert m[("ggvision_uptime_seconds", ())] > 0 and m[("ggvision_memory_available_bytes", ())] > 0
     assert ("ggvision_health_alerts_active", (("alert", "inference-hung"),)) in m
-    assert "PutComponentMetric failed" not in rt.log(HEALTH)  # the runtime accepted names, units and the policy
+    assert "publish to cloudwatch/metric/put failed" not in rt.log(HEALTH)  # the pubsub:3 policy allows it
 
 
 def test_hung_inference_is_restarted_and_alerted(suite: tuple[Runtime, int]) -> None:
@@ -561,6 +591,47 @@ def test_health_summary_reaches_iot_core_within_128kb(suite: tuple[Runtime, int]
     assert doc["schema"] == "health-summary/1.0" and doc["thing"] == "test-thing" and doc["truncated"] is False
     assert doc["components"][CAPTURE]["state"] == "RUNNING" and doc["components"][CAPTURE]["rss_bytes"] > 0
     assert "detection_fps" in doc["cameras"]["synthetic-1"] and "inference_error_ratio" in doc
+
+
+def test_health_metrics_reach_cloudwatch_through_the_cloudwatch_component(suite: tuple[Runtime, int],
+                                                                         moto_url: str) -> None:
+    """The real Health under the runtime sends its values as CloudWatch metric requests; the runtime's stand-in
+    for aws.greengrass.Cloudwatch turns them into PutMetricData calls to moto's CloudWatch server, where boto3
+    reads them back. The request shape, the `coreName` dimension and the batching are the component's (developer
+    guide "CloudWatch metrics", Input data and Configuration: https://docs.aws.amazon.com/greengrass/v2/
+    developerguide/cloudwatch-metrics-component.html; its source, aws-greengrass/aws-greengrass-cloudwatch-metrics
+    v3.2.0, adds coreName). Fails when no metric arrives."""
+    import boto3
+
+    rt, _ = suite
+    cw = boto3.client("cloudwatch", endpoint_url=moto_url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    core = [{"Name": "coreName", "Value": "test-thing"}]
+
+    def listed() -> list[dict[str, Any]] | None:
+        metrics = cw.list_metrics(Namespace="ggvision")["Metrics"]
+        names = {m["MetricName"] for m in metrics}
+        return metrics if {"CpuUsage", "MemoryAvailable", "DiskFree", "CamerasUp", "DetectionFps",
+                           "AlertsActive"} <= names else None
+
+    metrics = wait_until(listed, 40, interval=0.5, what="Health's metrics in moto's CloudWatch")
+    assert {m["MetricName"] for m in metrics} <= set(CLOUDWATCH)
+    assert all(m["Dimensions"] == core for m in metrics), metrics
+
+    def values(name: str, stat: str) -> list[float]:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        out = cw.get_metric_data(MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {
+            "Namespace": "ggvision", "MetricName": name, "Dimensions": core}, "Period": 60, "Stat": stat}}],
+            StartTime=now - datetime.timedelta(minutes=10), EndTime=now + datetime.timedelta(minutes=1))
+        return out["MetricDataResults"][0]["Values"]
+
+    assert values("CpuUsage", "Maximum") and all(0 <= v <= 100 for v in values("CpuUsage", "Maximum"))
+    assert 0 < max(values("DiskFree", "Maximum")) <= 100
+    assert max(values("MemoryAvailable", "Maximum")) > 1  # MB
+    wait_until(lambda: max(values("CamerasUp", "Maximum"), default=0) >= 1, 30, interval=0.5,
+               what="CamerasUp >= 1 (the synthetic camera is up)")
+    assert "CloudWatch metric requests" not in rt.log(HEALTH)
+    assert "refused a metric request" not in rt.log(CLOUDWATCH_COMPONENT)  # every request had the documented shape
 
 
 def test_configuration_updates_are_validated_and_applied_live(suite: tuple[Runtime, int]) -> None:

@@ -112,3 +112,31 @@ def test_inference_runtime_pins_match_the_device_requirements() -> None:
         text = (REPO / "components" / RUNTIME / f"requirements-{extra}.txt").read_text()
         pins = set(re.findall(r"^(onnxruntime[A-Za-z0-9_.-]*==\S+)", text, re.M))
         assert pins == set(extras[extra]), f"pyproject [{extra}] vs requirements-{extra}.txt"
+
+
+def test_two_builds_of_the_same_tree_are_byte_identical(build_output: Path, tmp_path: Path) -> None:
+    """Digests in a deployment change only when content does: every artifact of a second build (zips with
+    sorted members and one timestamp, the wheel with SOURCE_DATE_EPOCH) equals the first byte for byte."""
+    again = tmp_path / "greengrass-build"
+    build_all(REPO, out=again)
+    first = sorted(p.relative_to(build_output) for p in (build_output / "artifacts").rglob("*") if p.is_file())
+    second = sorted(p.relative_to(again) for p in (again / "artifacts").rglob("*") if p.is_file())
+    assert first == second
+    differ = [str(p) for p in first if (build_output / p).read_bytes() != (again / p).read_bytes()]
+    assert differ == []
+
+
+def test_the_wheel_holds_exactly_the_tracked_modules(build_output: Path) -> None:
+    """Built from the tracked sources, not the repository's setuptools build/ folder (which keeps modules that
+    were deleted since, and once shipped them to devices)."""
+    import zipfile
+
+    [house] = (build_output / "artifacts" / RUNTIME).glob("*/wheelhouse.zip")
+    with zipfile.ZipFile(house) as z:
+        [wheel_name] = [n for n in z.namelist() if n.endswith(".whl")]
+        wheel = zipfile.ZipFile(__import__("io").BytesIO(z.read(wheel_name)))
+    modules = {n for n in wheel.namelist() if n.endswith(".py")}
+    tracked = set(subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    assert modules and modules <= tracked | {n for n in modules if (REPO / n).exists()}, modules - tracked
+    assert "ggvision/contract/keys.py" in modules

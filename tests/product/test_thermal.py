@@ -48,3 +48,19 @@ def test_capture_configuration_offers_the_simulator_scenarios() -> None:
     from ggvision.sim.thermal import LEPTON_FPS, SCENARIOS
 
     assert CONFIG_SCENARIOS == SCENARIOS and CONFIG_FPS == LEPTON_FPS
+
+
+def test_worker_stops_and_joins_cleanly() -> None:
+    """A Thread subclass must not shadow Thread._stop (Thread.join calls it): stopping once raised
+    "TypeError: 'Event' object is not callable" in the thread machinery at shutdown."""
+    import threading
+
+    from ggvision.capture.thermal import ThermalWorker
+
+    got = threading.Event()
+    w = ThermalWorker("t1", "normal", 1, 50.0, lambda frame, ts: got.set(), lambda gas: None)
+    w.start()
+    assert got.wait(5)
+    w.stop()
+    assert not w.is_alive()
+    w.join()  # joining a finished thread again runs Thread._stop: must not raise

@@ -43,7 +43,7 @@ AGENT_ACL = {
         "com.ggvision.test.Agent:pubsub:1": {"operations": ["aws.greengrass#PublishToTopic"],
                                              "resources": ["ggvision/v1/uplink/put"]},
         "com.ggvision.test.Agent:pubsub:2": {"operations": ["aws.greengrass#SubscribeToTopic"],
-                                             "resources": ["ggvision/v1/#"]}},
+                                             "resources": ["ggvision/v1/*"]}},  # `#` would be literal
     "aws.greengrass.ipc.mqttproxy": {
         "com.ggvision.test.Agent:mqtt:1": {"operations": ["*"], "resources": ["ggvision/#"]}},
     "aws.greengrass.Cli": {
@@ -115,7 +115,8 @@ def test_outage_then_recovery_delivers_everything_and_quota_evictions_are_report
             else:
                 body = os.urandom(3000 + i)
                 puts.append(obj_put(i, prio, data=body))
-            key = f"s1/{THING}/door/{time.strftime('%Y/%m/%d/%H', time.gmtime(T0 + i))}/obj-{i}.bin"
+            # octet-stream without a kind: results (contract.keys.kind_for)
+            key = f"results/s1/{THING}/door/{time.strftime('%Y/%m/%d/%H', time.gmtime(T0 + i))}/obj-{i}.bin"
             produced[key] = hashlib.sha256(body).hexdigest()
         puts += [msg_put(i, cam) for i in range(1, 16) for cam in ("door", "yard")]
         for m in puts:

@@ -186,7 +186,7 @@ def test_priority_order_corrupt_payloads_are_dropped_reported_and_the_queue_goes
     key = sink.keys[0]
     body = (tmp_path / "bucket" / key).read_bytes()
     assert body == base64.b64decode(put_msg(3, "alerts")["data_b64"])
-    assert key == "s1/thing-1/door/2026/11/18/" + time.strftime("%H", time.gmtime(T0 + 3)) + "/evt-3.jpg"
+    assert key == "images/s1/thing-1/door/2026/11/18/" + time.strftime("%H", time.gmtime(T0 + 3)) + "/evt-3.jpg"
     meta = json.loads((tmp_path / "bucket" / (key + ".metadata.json")).read_text())
     assert meta["metadata"]["sha256"] == hashlib.sha256(body).hexdigest() and meta["metadata"]["event-ids"] == '["e3"]'
     assert q.stats()["backlog_items"] == dict.fromkeys(PRIORITIES, 0)
@@ -318,8 +318,9 @@ def test_archive_writes_message_batches_into_the_directory_bucket(tmp_path: Path
         engine.queue.put_many([parse_put({**put_msg(i, "results"), "destination": "iot",
                                           "topic": "ggvision/{thing}/results", "payload": {"n": i}}, THING, 130000)
                                for i in range(5)])
-        files = wait_until(lambda: list((tmp_path / "bucket" / "s1" / THING / "door").rglob("results-*.json")), 10,
-                           what="the archived batch")
+        # where routing.yaml's rule writes ggvision/{thing}/results: results/iot-rules/results/{thing}/YYYY/MM/DD/HH/
+        archive = tmp_path / "bucket" / "results" / "iot-rules" / "results" / THING
+        files = wait_until(lambda: list(archive.rglob("door-*.json")), 10, what="the archived batch")
     finally:
         engine.stop()
         engine.queue.close()

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import time
 import traceback
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from harness import wait_until
+from killloop import kill_loop
 from uplink_dev import BUCKET, MotoProcess, aws_test_env
 
 from ggvision.config.base import parse
@@ -93,7 +93,7 @@ def test_objects_keys_metadata_checksums_sse_and_multipart(tmp_path: Path, moto:
         engine.stop()
         engine.queue.close()
     hour = time.strftime("%Y/%m/%d/%H", time.gmtime(T0 + 60))
-    key = f"edge/s1/{THING}/door/{hour}/seg-1.ts"
+    key = f"edge/clips/s1/{THING}/door/{hour}/seg-1.ts"  # video/mp2t at priority clips: a clip (contract.keys)
     head = s3.head_object(Bucket="uplink-layout", Key=key)
     want = hashlib.sha256(files[1].read_bytes()).hexdigest()
     assert head["ContentLength"] == 11 * MIB and head["ContentType"] == "video/mp2t"
@@ -124,13 +124,15 @@ def test_sqs_and_kinesis_receive_the_result_batches(tmp_path: Path, moto: MotoPr
     finally:
         engine.stop()
         engine.queue.close()
-    body = json.loads(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"][0]["Body"])
-    assert [x["payload"]["n"] for x in body["items"]] == list(range(5)) and body["topic"] == f"ggvision/{THING}/results"
+    # one uplink-record/1.0 per item (batching, order, failures: tests/product/test_uplink_streams.py)
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert sorted(x["payload"]["n"] for x in bodies) == list(range(5))
+    assert {x["topic"] for x in bodies} == {f"ggvision/{THING}/results"}
     shard = kinesis.describe_stream(StreamName="ggv-results")["StreamDescription"]["Shards"][0]["ShardId"]
     it = kinesis.get_shard_iterator(StreamName="ggv-results", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
     recs = kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]
-    assert [x["id"] for x in json.loads(recs[0]["Data"])["items"]] == [f"r{i}" for i in range(5)]
-    assert recs[0]["PartitionKey"] == "door"
+    assert [json.loads(r["Data"])["id"] for r in recs] == [f"r{i}" for i in range(5)]
+    assert {r["PartitionKey"] for r in recs} == {f"{THING}/door"}
 
 
 def _child(queue: Path, cfg: dict[str, Any], specs: list[dict[str, Any]], wfd: int, until_empty: bool) -> None:
@@ -164,7 +166,8 @@ def test_kill9_loop_loses_nothing_and_leaves_no_partial_object(tmp_path: Path, m
         p = src / f"seg-{i:03d}.ts"
         p.write_bytes(rng.randbytes(size))
         specs.append(_spec(i, p, ("alerts", "results", "clips", "video")[i % 4]))
-        key = f"s1/{THING}/door/{time.strftime('%Y/%m/%d/%H', time.gmtime(T0 + i * 60))}/{p.name}"
+        kind = "clips" if i % 4 in (0, 2) else "segments"  # video kept for an event is a clip (contract.keys)
+        key = f"{kind}/s1/{THING}/door/{time.strftime('%Y/%m/%d/%H', time.gmtime(T0 + i * 60))}/{p.name}"
         want[key] = hashlib.sha256(p.read_bytes()).hexdigest()
     cfg = _config(moto, BUCKET, bandwidthKbps=800_000)  # 100 MB/s: a 5 MiB part takes ~50 ms
     queue = tmp_path / "work" / "q"
@@ -180,32 +183,9 @@ def test_kill9_loop_loses_nothing_and_leaves_no_partial_object(tmp_path: Path, m
         except BlockingIOError:
             pass
 
-    kills = 0
-    for _ in range(55):
-        pid = os.fork()
-        if pid == 0:
-            _child(queue, cfg, specs, wfd, until_empty=False)
-        time.sleep(rng.uniform(0.03, 0.45))
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSIGNALED(status), f"the uplink process ended before it was killed (status {status})"
-        kills += 1
-        read_acks()
-    pid = os.fork()
-    if pid == 0:
-        _child(queue, cfg, specs, wfd, until_empty=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the last uplink process did not drain the queue within 60 s")
-    read_acks()
-    assert os.WEXITSTATUS(status) == 0
+    kills = kill_loop(lambda until_empty: _child(queue, cfg, specs, wfd, until_empty=until_empty),
+                      55, (0.03, 0.45), rng,
+                      read_acks)
     assert kills >= 50 and acked == {s["id"] for s in specs}
     got = _objects(s3, BUCKET)
     assert got == want  # every object, each exactly as produced (sha256), and nothing else

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import stat
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from gglocal.nucleus.artifacts import ArtifactError, install_artifacts, sha256_digest_b64
+from gglocal.nucleus.artifacts import ArtifactError, artifact_mode, install_artifacts, sha256_digest_b64
 from gglocal.nucleus.recipe import ResolvedRecipe
 from gglocal.nucleus.recipeparser import parse_recipe
 
 NAME, VERSION = "com.example.App", "1.0.0"
 LINUX = {"os": "linux", "architecture": "amd64"}
+
+
+# The modes the nucleus gives artifact files, worked out by hand from aws-greengrass-nucleus
+# componentmanager/models/Permission.toFileSystemPermission (owner always reads; Read OWNER/ALL or any Execute
+# -> group reads; Read ALL or Execute ALL -> others read; Execute OWNER/ALL -> owner and group execute;
+# Execute ALL -> others execute) and util/Permissions.setArtifactPermission (owner write added when the nucleus
+# is not root). (Read, Execute) -> (mode as root, mode as another user).
+NUCLEUS_MODES = {
+    ("NONE", "NONE"): (0o400, 0o600),
+    ("OWNER", "NONE"): (0o440, 0o640),
+    ("ALL", "NONE"): (0o444, 0o644),
+    ("NONE", "OWNER"): (0o550, 0o750),
+    ("OWNER", "OWNER"): (0o550, 0o750),
+    ("ALL", "OWNER"): (0o554, 0o754),
+    ("NONE", "ALL"): (0o555, 0o755),
+    ("OWNER", "ALL"): (0o555, 0o755),
+    ("ALL", "ALL"): (0o555, 0o755),
+}
+
+
+def nucleus_mode(read: str = "OWNER", execute: str = "NONE") -> int:
+    """What the nucleus would set here (defaults: component-common Permission, Read OWNER / Execute NONE)."""
+    as_root, as_user = NUCLEUS_MODES[(read, execute)]
+    return as_root if os.geteuid() == 0 else as_user
 
 
 def b64sha(data: bytes) -> str:
@@ -73,9 +98,59 @@ def test_layout_permissions_and_uri_schemes(tmp_path: Path, source: Path) -> Non
     def mode(name: str) -> int:
         return stat.S_IMODE((paths.artifacts_path / name).stat().st_mode)
 
-    assert mode("run.sh") == 0o500
-    assert mode("model.onnx") == 0o555
-    assert mode("lib.py") == 0o400
+    assert mode("run.sh") == nucleus_mode("OWNER", "OWNER")
+    assert mode("model.onnx") == nucleus_mode("ALL", "ALL")
+    assert mode("lib.py") == nucleus_mode()  # no Permission: Read OWNER, Execute NONE
+
+
+@pytest.mark.parametrize("superuser", [True, False], ids=["runtime-as-root", "runtime-as-user"])
+@pytest.mark.parametrize(("read", "execute"), sorted(NUCLEUS_MODES))
+def test_permission_modes_are_the_nucleus(tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch,
+                                          read: str, execute: str, superuser: bool) -> None:
+    """Every Read x Execute pair gets the nucleus' mode (Permission.toFileSystemPermission: Read OWNER is owner
+    *and group* read, any Execute implies group read; Permissions.setArtifactPermission: +owner write when the
+    nucleus is not root), on the file, on the ZIP itself and on each file unpacked from it, whose folders
+    are all 0755 whatever the Permission (Permissions.setArtifactPermission uses OWNER_RWX_EVERYONE_RX for
+    directories; developer guide, component-recipe-reference, Permission)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0 if superuser else 1000)
+    want = NUCLEUS_MODES[(read, execute)][0 if superuser else 1]
+    put(source, "tool.bin", b"\x7fELF")
+    make_zip(source, "pkg.zip", {"bin/run": b"#!/bin/sh\n", "top.txt": b"t", "deep/er/x.py": b""})
+    permission = {"Read": read.lower(), "execute": execute}  # enum values and keys in any case
+    paths = install_artifacts(resolved([
+        {"URI": "s3://b/tool.bin", "Permission": permission},
+        {"URI": "s3://b/pkg.zip", "Unarchive": "ZIP", "Permission": permission},
+    ]), source, tmp_path / "root")
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert artifact_mode(read, execute, superuser=superuser) == want
+    assert mode(paths.artifacts_path / "tool.bin") == want
+    assert mode(paths.artifacts_path / "pkg.zip") == want
+    unpacked = paths.decompressed_path / "pkg"
+    files = [p for p in unpacked.rglob("*") if p.is_file()]
+    folders = [unpacked, *(p for p in unpacked.rglob("*") if p.is_dir())]
+    assert len(files) == 3 and len(folders) == 4
+    assert {mode(f) for f in files} == {want}
+    assert {mode(d) for d in folders} == {0o755}
+    # NucleusPaths: the store's <name> and <name>/<version> folders are 0755 too, the work folder 0700
+    for store in (paths.artifacts_path, paths.decompressed_path):
+        assert mode(store) == mode(store.parent) == 0o755
+    assert mode(paths.work_path) == 0o700
+
+
+def test_default_permission_is_read_owner_execute_none(tmp_path: Path, source: Path) -> None:
+    """No Permission, or one naming only Execute, leaves Read at OWNER (component-common Permission's
+    @Builder.Default read = OWNER, execute = NONE; developer guide: "Defaults to OWNER" / "Defaults to NONE")."""
+    put(source, "a.txt", b"a")
+    put(source, "b.sh", b"b")
+    paths = install_artifacts(resolved([
+        {"URI": "s3://b/a.txt"},
+        {"URI": "s3://b/b.sh", "Permission": {"Execute": "OWNER"}},
+    ]), source, tmp_path / "root")
+    assert stat.S_IMODE((paths.artifacts_path / "a.txt").stat().st_mode) == nucleus_mode("OWNER", "NONE")
+    assert stat.S_IMODE((paths.artifacts_path / "b.sh").stat().st_mode) == nucleus_mode("OWNER", "OWNER")
 
 
 def test_missing_file_names_component_uri_and_path(tmp_path: Path, source: Path) -> None:
@@ -155,7 +230,7 @@ def test_zip_unarchived_into_stem_folder(tmp_path: Path, source: Path) -> None:
     assert (target / "app" / "main.py").read_bytes() == b"print('hi')\n"
     assert (target / "README").read_bytes() == b"r"
     assert (target / "app" / "sub").is_dir()
-    assert stat.S_IMODE((target / "app" / "main.py").stat().st_mode) == 0o555
+    assert stat.S_IMODE((target / "app" / "main.py").stat().st_mode) == nucleus_mode("ALL", "ALL")
     assert (paths.artifacts_path / "Bundle.zip").is_file()  # the archive itself is kept too
     assert sorted(p.name for p in paths.decompressed_path.iterdir()) == ["Bundle"]
 

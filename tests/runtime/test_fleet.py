@@ -7,6 +7,10 @@ them through retained group deployments.
   error-ratio gate) and rolled back automatically, with no
   device left on it and the reason in the rollout history.
 
+The devices follow their targets as Greengrass core devices do (test_fleet_targets.py): the canary is a
+subdeployment of the stage group, which ggv-dev-1 applies in ggvision-dev's place; a deployment of the canary
+group's own would be combined with ggvision-dev's and fail on the model's two pinned versions.
+
 Set ROLLOUT_TRANSCRIPT=<file> to keep the rollout console output (docs/rollout.md quotes it).
 """
 
@@ -222,6 +226,10 @@ def test_good_version_promotes_through_all_stages_bad_one_is_rolled_back(fleet: 
         # No device is left on 2.0.0: installed components and what Health reports.
         for thing in DEVICES:
             assert backend.device_status(thing, "").components.get(COMPONENT) == "1.1.0", thing
+        # ggv-dev-1 applied the canary's subdeployments (the candidate and its rollback) as ggvision-dev's.
+        applied_as = {e["source"]: e["target"] for e in backend.client.statuses["ggv-dev-1"]["deployments"]}
+        assert applied_as == {"thinggroup/ggvision-dev": "thinggroup/ggvision-dev",
+                              "thinggroup/ggvision-dev-canary": "thinggroup/ggvision-dev"}, applied_as
         t2 = time.time()
         # What Health reports follows within a summary period or two (the model swaps after the deployment).
         backend.client.wait_for(lambda: reported_versions(backend, t2) == dict.fromkeys(DEVICES, "1.1.0"), 30,

@@ -73,7 +73,8 @@ def test_one_megabyte_binary_message_is_byte_identical(agents: Runtime) -> None:
     ("com.ggvision.test.Agent", "publish_json", "other/topic"),  # outside its test/* policy
     ("com.ggvision.test.Peer", "publish_json", "test/agent/x"),  # Peer may only publish under test/peer/*
     ("com.ggvision.test.Peer", "subscribe", "test/#"),  # broader than its policies
-    ("com.ggvision.test.Peer", "subscribe", "test/a/b/data"),
+    ("com.ggvision.test.Peer", "subscribe", "test/fan/deep"),  # its test/fan/# policy is a literal filter
+    ("com.ggvision.test.Peer", "subscribe", "test/cam/other"),
 ])
 def test_access_control_denies_by_default(agents: Runtime, who: str, op: str, topic: str) -> None:
     ag = agents.agent(who)
@@ -84,11 +85,18 @@ def test_access_control_denies_by_default(agents: Runtime, who: str, op: str, to
     assert who in e.value.message and topic in e.value.message
 
 
-def test_access_control_allows_policy_wildcards(agents: Runtime) -> None:
+def test_access_control_globs_and_literal_mqtt_wildcards(agents: Runtime) -> None:
+    """Local pub/sub policies glob with `*` and take `+`/`#` literally (developer guide, ipc-publish-subscribe,
+    Authorization: a policy on test/topic/# allows subscribing to test/topic/# but not test/topic/filter; nucleus
+    PubSubIPCEventStreamAgent.doAuthorization uses AuthorizationHandler's STANDARD resource lookup)."""
     p = agents.agent("com.ggvision.test.Peer")
-    assert p.call("subscribe", id="allow1", topic="test/x/data") == {"topic_name": "test/x/data"}
-    assert p.call("subscribe", id="allow2", topic="test/+/data")  # the policy's own filter
-    assert p.call("subscribe", id="allow3", topic="test/fan/deep/er")
+    assert p.call("subscribe", id="allow1", topic="test/x/data") == {"topic_name": "test/x/data"}  # test/*/data
+    assert p.call("subscribe", id="allow2", topic="test/+/data")  # the policy's own filter, literally
+    assert p.call("subscribe", id="allow3", topic="test/fan/#")
+    for topic in ("test/fan/deep/er", "test/fan/x"):  # what test/fan/# would match as an MQTT filter
+        with pytest.raises(AgentError) as e:
+            p.call("subscribe", id=f"deny-{topic}", topic=topic)
+        assert e.value.kind == "UnauthorizedError"
     p.call("publish_json", topic="test/peer/anything/at/all", message=1)
 
 

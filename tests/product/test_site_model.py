@@ -1,0 +1,97 @@
+"""The site model (ggvision/config/site.py) built from the components' own models: a valid two-site file,
+errors that name the file, the line and the key path, and the cross-checks a fleet needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ggvision.config.base import ConfigError
+from ggvision.config.site import load_site
+
+GOOD = """\
+stages:
+  dev:
+    thingGroup: ggvision-dev
+    configuration:
+      com.ggvision.Uplink: {bandwidthKbps: 4000}
+  production:
+    thingGroup: ggvision-production
+sites:
+  site-7:
+    stage: production
+    devices:
+      site-7-box:
+        cameras:
+          door:
+            capture:
+              source: {type: rtsp, url: "rtsp://10.0.0.5/stream1", credentialsSecret: ggvision/site-7-box/cameras/door}
+              detectFps: 5
+            filter:
+              zones: {road: [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
+              policy: events
+  lab:
+    stage: dev
+    devices:
+      lab-box:
+        cameras:
+          demo:
+            capture: {source: {type: synthetic}}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "site.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_a_two_site_file_is_valid_and_uses_the_components_models(tmp_path: Path) -> None:
+    site = load_site(_write(tmp_path, GOOD))
+    devices = site.devices()
+    assert set(devices) == {"site-7-box", "lab-box"} and devices["site-7-box"][0] == "site-7"
+    door = devices["site-7-box"][1].cameras["door"]
+    assert door.capture.source.kind == "rtsp" and door.capture.detect_fps == 5
+    assert "road" in door.filter.zones and door.filter.policy == "events"
+    assert site.stages["dev"].thing_group == "ggvision-dev"
+
+
+@pytest.mark.parametrize(("edit", "line", "message"), [
+    (("detectFps: 5", "detectFps: 0"), 17, "sites.site-7.devices.site-7-box.cameras.door.capture.detectFps"),
+    (("policy: events", "policy: sometimes"), 20, "cameras.door.filter.policy"),
+    (("stage: production", "stage: prod"), 10, "sites.site-7.stage: 'prod' is not one of the stages"),
+    (("{bandwidthKbps: 4000}", "{bandwidthKbps: -1}"), 5, "configuration.com.ggvision.Uplink: bandwidthKbps"),
+    (("credentialsSecret: ggvision/site-7-box/cameras/door", "credentialsSecret: ggvision/lab-box/cameras/door"),
+     16, "a device may read only secrets under ggvision/site-7-box/"),
+    (("          door:\n", "          door:\n            colour: red\n"), 15, "cameras.door: unknown keys colour"),
+])
+def test_errors_name_the_line_and_the_key(tmp_path: Path, edit: tuple[str, str], line: int, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_site(_write(tmp_path, GOOD.replace(*edit, 1)))
+    assert f"site.yaml:{line}: " in str(e.value) and message in str(e.value), str(e.value)
+
+
+def test_a_thing_belongs_to_one_site_and_bad_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="already a device of site site-7"):
+        load_site(_write(tmp_path, GOOD.replace("lab-box:", "site-7-box:")))
+    with pytest.raises(ConfigError, match=r"site.yaml:3: not valid YAML"):
+        load_site(_write(tmp_path, "stages:\n  dev: {thingGroup: x\n  oops: ]\n"))
+
+
+def test_credentials_never_appear_in_the_model_text(tmp_path: Path) -> None:
+    text = GOOD.replace('"rtsp://10.0.0.5/stream1", credentialsSecret: ggvision/site-7-box/cameras/door',
+                        '"rtsp://admin:hunter2@10.0.0.5/stream1"')  # discouraged, but if a URL carries one
+    site = load_site(_write(tmp_path, text))
+    assert "hunter2" not in repr(site) and "hunter2" not in str(site)
+
+
+def test_committed_site_schema_is_the_models() -> None:
+    import json
+
+    from harness import REPO
+
+    from ggvision.config.site import site_schema
+
+    path = REPO / "docs" / "config" / "site.schema.json"
+    assert json.loads(path.read_text()) == site_schema(), f"{path} is stale: run `python -m ggvision.config`"

@@ -1,0 +1,191 @@
+"""Faults a site sees, rehearsed on the real suite under `ggvision nucleus` (docs/reliability.md).
+
+The full disk: the runtime's root (every component's work folder, the Uplink's queue and directory bucket, the
+logs) on a small tmpfs that the test fills to the last byte while the real Capture → Inference → Filter →
+Uplink → Health run, then frees. Every event that began while or before the disk was full gets its `end`
+(published on ggvision/v1/events/{camera} and put to the Uplink, and — once there is room — stored and
+uploaded), no component dies or restarts, Health shows the condition, and uploads resume. The figures this
+prints are the ones docs/reliability.md reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fsfill import Tmpfs
+from harness import REPO, Runtime, wait_until
+
+CAMERA = "door"
+AGENT = "com.ggvision.test.Agent"
+SUB = "aws.greengrass#SubscribeToTopic"
+AGENT_ACL = {"aws.greengrass.ipc.pubsub": {f"{AGENT}:pubsub:1": {"operations": [SUB], "resources": ["ggvision/v1/*"]}}}
+FULL_S = 25.0  # how long the disk stays full (events begin and end meanwhile: tracker maxAgeS 1.5 s)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _suite(rt: Runtime, prom_port: int) -> dict[str, str]:
+    from capture_dev import NAME as CAPTURE
+    from capture_dev import capture_dev_recipe
+    from filter_dev import NAME as FILTER
+    from filter_dev import filter_dev_recipe
+    from health_dev import NAME as HEALTH
+    from health_dev import health_dev_recipe
+    from inference_dev import NAME as INFERENCE
+    from inference_dev import inference_dev_recipe, model_component
+    from uplink_dev import NAME as UPLINK
+    from uplink_dev import uplink_dev_recipe
+
+    model = "com.ggvision.Model.SyntheticDetector"
+    model_dir = REPO / "components" / model
+    version = json.loads((model_dir / "manifest.json").read_text())["version"]
+    model_component(rt.recipes, rt.artifacts, model, version, model_dir)
+    reserve = 1 << 20  # the tmpfs is small: the free-space reserves of a real disk would stop media at once
+    capture_dev_recipe(rt.recipes, cameras={CAMERA: {
+        "source": {"type": "synthetic", "width": 320, "height": 180, "fps": 10, "seed": 3, "objects": 4},
+        "detectFps": 5, "record": {"enabled": True, "segmentSeconds": 4, "retainS": 30, "dir": "segments",
+                                   "minFreeBytes": reserve}}}, metricsPeriodS=1)
+    inference_dev_recipe(rt.recipes, models={"detector": {"component": model, "cameras": ["*"]}}, provider="cpu",
+                         threads=1, metricsPeriodS=2)
+    filter_dev_recipe(rt.recipes, cameras={CAMERA: {"policy": "events", "clipsFor": "all", "budgetKbps": 0,
+                                                    "tracker": {"maxAgeS": 1.5}}},
+                      metricsPeriodS=1, minFreeBytes=reserve)
+    uplink_dev_recipe(rt.recipes, iot={"enabled": False}, minFreeBytes=reserve, metricsPeriodS=1, backoffMaxS=2)
+    health_dev_recipe(rt.recipes, promPort=prom_port, promBind="127.0.0.1", periodS=1, summaryPeriodS=3600,
+                      hungAfterS=600, inferenceComponent=INFERENCE)
+    return {"capture": CAPTURE, "inference": INFERENCE, "filter": FILTER, "uplink": UPLINK, "health": HEALTH}
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if m and not line.startswith("#"):
+            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
+            out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def _degraded(port: int) -> dict[str, list[str]]:
+    """component -> conditions Health shows as degraded (ggvision_storage_degraded == 1)."""
+    out: dict[str, list[str]] = {}
+    for (name, labels), v in _scrape(port).items():
+        if name == "ggvision_storage_degraded" and v == 1:
+            d = dict(labels)
+            out.setdefault(d["component"], []).append(d["condition"])
+    return out
+
+
+def _archived(bucket: Path) -> list[dict[str, Any]]:
+    """The records the Uplink's archive lane put into the directory bucket (results/iot-rules/...)."""
+    items = []
+    for f in sorted((bucket / "results" / "iot-rules").rglob("*.json")):
+        items += json.loads(f.read_text())["items"]
+    return items
+
+
+@pytest.mark.timeout(240)
+def test_a_full_disk_loses_no_event_record_and_everything_recovers(tmp_path: Path) -> None:
+    fs = Tmpfs(tmp_path / "root", 256)  # the harness puts the runtime's root at tmp_path/root
+    port = _free_port()
+    rt = Runtime(tmp_path, [AGENT], config={AGENT: {"accessControl": AGENT_ACL}})
+    names = _suite(rt, port)
+    t_start = time.monotonic()
+    try:
+        rt.start(wait_for={AGENT: ("RUNNING",)}, timeout=90)
+        for name in names.values():
+            rt.wait_state(name, ("RUNNING",), 90)
+        a = rt.agent()
+        for sub, topic in (("events", f"ggvision/v1/events/{CAMERA}"), ("puts", "ggvision/v1/uplink/put"),
+                           ("segments", f"ggvision/v1/segments/{CAMERA}"), ("uplink", "ggvision/v1/metrics/uplink"),
+                           ("alerts", "ggvision/v1/alerts/health")):
+            a.call("subscribe", id=sub, topic=topic)
+
+        def events(kind: str) -> list[dict[str, Any]]:
+            return [e["json"] for e in a.call("events", id="events", timeout=0.05) if e["json"]["kind"] == kind]
+
+        wait_until(lambda: events("end"), 60, interval=0.2, what="the suite's first finished event")
+        bucket = rt.root / "work" / names["uplink"] / "bucket"
+        wait_until(lambda: _archived(bucket), 30, interval=0.2, what="the first upload")
+        # -- the disk fills to the last byte --------------------------------------------------------------
+        began_full = {e["event_id"] for e in events("new")}
+        filled = fs.keep_full()  # whatever the suite frees meanwhile (retention, uploads) is taken again
+        t_full = time.monotonic()
+        shown = wait_until(lambda: _degraded(port).get("com.ggvision.Filter"), 30, interval=0.5,
+                           what="Health showing the Filter cannot write")
+        t_shown = time.monotonic() - t_full
+        wait_until(lambda: time.monotonic() - t_full >= FULL_S and
+                   {e["event_id"] for e in events("new")} - began_full and
+                   {e["event_id"] for e in events("end")} - began_full,
+                   FULL_S + 30, interval=0.5, what="events beginning and ending on the full disk")
+        during = _degraded(port)
+        fs.free()
+        t_freed, freed_at = time.monotonic(), time.time()
+        # -- space returns -------------------------------------------------------------------------------
+        wait_until(lambda: not _degraded(port), 30, interval=0.5, what="Health showing every component writes again")
+        t_clear = time.monotonic() - t_freed
+        rt.client.stop_component(component_name=names["capture"])  # no new events; the open ones end
+        news = {e["event_id"]: e for e in events("new")}
+        ends = wait_until(lambda: (lambda got: got if set(news) <= set(got) else None)(
+            {e["event_id"]: e for e in events("end")}), 30, interval=0.5, what="an end for every event")
+
+        def end_puts() -> dict[str, dict[str, Any]]:
+            return {p["json"]["payload"]["event_id"]: p["json"]
+                    for p in a.call("events", id="puts", timeout=0.05)
+                    if p["json"].get("priority") == "results" and p["json"]["payload"].get("kind") == "end"}
+
+        puts = wait_until(lambda: (lambda got: got if set(news) <= set(got) else None)(end_puts()), 20,
+                          interval=0.5, what="every end put to the Uplink")
+
+        def uploaded() -> list[dict[str, Any]] | None:
+            got = [i for i in _archived(bucket) if i["payload"].get("kind") == "end"]
+            return got if set(news) <= {i["payload"]["event_id"] for i in got} else None
+
+        archived = wait_until(uploaded, 60, interval=0.5, what="every end record uploaded")
+        t_uploaded = time.monotonic() - t_freed
+        wait_until(lambda: [f for f in (bucket / "images").rglob("*") if f.is_file() and f.stat().st_mtime > freed_at],
+                   30, interval=0.5, what="a snapshot uploaded after the disk was freed (media resumes too)")
+        states = rt.states()
+        metrics = _scrape(port)
+        alerts = [x["json"] for x in a.call("events", id="alerts", timeout=0.05)]
+        gaps = [x["json"] for x in a.call("events", id="segments", timeout=0.05) if "missing" in x["json"]]
+        uplink = a.call("events", id="uplink", timeout=0.05)[-1]["json"]
+    finally:
+        rt.cleanup()
+        fs.umount()
+    total_s = time.monotonic() - t_start
+    # -- what a user sees -----------------------------------------------------------------------------------
+    assert all(str(states[n]) == "RUNNING" for k, n in names.items() if k != "capture"), states
+    restarts = {dict(k[1])["component"]: v for k, v in metrics.items() if k[0] == "ggvision_component_restarts_total"}
+    assert not any(restarts.values()), restarts  # no component died or restarted
+    out = rt.output()
+    assert "Traceback" not in out and "Task exception was never retrieved" not in out, out[-3000:]
+    full_events = set(news) - began_full
+    missing = Counter(m["kind"] for e in ends.values() for m in e.get("media_missing", []))
+    lost = set(news) - set(ends)
+    assert not lost and set(news) <= set(puts)
+    ids = Counter(i["id"] for i in archived)
+    duplicates = sum(n - 1 for n in ids.values() if n > 1)
+    assert full_events and missing, "events began on the full disk and said what media they lack"
+    assert any(m["reason"].startswith("disk-full") for e in ends.values() for m in e.get("media_missing", []))
+    assert gaps and all(g["missing"].startswith("disk-full") for g in gaps)  # Capture told what it could not record
+    assert any(x["alert"] == "disk-low" and x["state"] == "firing" for x in alerts)  # and Health's own alert
+    print(f"\nfull disk: {filled} filler bytes; full {t_freed - t_full:.0f} s; Health showed it after {t_shown:.1f} s "
+          f"({shown}); degraded while full: {during}; cleared {t_clear:.1f} s after space returned; every end record "
+          f"uploaded {t_uploaded:.1f} s after; events {len(news)} ({len(full_events)} began on the full disk), ends "
+          f"lost {len(lost)}, media missing by kind {dict(missing)}, duplicate uploads {duplicates}; uplink "
+          f"{uplink['storage']['degraded']}, topped up {fs.topped_up} bytes; "
+          f"whole test {total_s:.0f} s")
