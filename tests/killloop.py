@@ -12,16 +12,19 @@ import pytest
 
 
 def kill_loop(child: Callable[[bool], None], rounds: int, delays: tuple[float, float], rng: random.Random,
-              after_each: Callable[[], None], drain_timeout: float = 60.0) -> int:
+              after_each: Callable[[], None], drain_timeout: float = 60.0,
+              moment: Callable[[int], bool] | None = None) -> int:
     """Fork `child(until_empty=False)` `rounds` times and SIGKILL it after a random delay in `delays` (calling
     `after_each` after every kill), then fork `child(until_empty=True)` and require it to exit 0 within
-    `drain_timeout`. The child must never return normally before it is killed. Returns the number of kills."""
+    `drain_timeout`. The child must never return normally before it is killed. Returns the number of kills.
+    `moment(round)`, when given, may wait for a chosen moment instead (it returns True when it did)."""
     kills = 0
     for _ in range(rounds):
         pid = os.fork()
         if pid == 0:
             child(False)
-        time.sleep(rng.uniform(*delays))  # the chaos schedule: kill at a random moment
+        if moment is None or not moment(kills):
+            time.sleep(rng.uniform(*delays))  # the chaos schedule: kill at a random moment
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status), f"the uplink process ended before it was killed (status {status})"
@@ -43,3 +46,19 @@ def kill_loop(child: Callable[[bool], None], rounds: int, delays: tuple[float, f
     after_each()
     assert os.WEXITSTATUS(status) == 0
     return kills
+
+
+class AckPipe:
+    """The ids a forked uplink process acknowledged, one per line on a pipe (the child writes to `wfd`)."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
+        self.acked: set[str] = set()
+
+    def read(self) -> None:
+        try:
+            while chunk := os.read(self.rfd, 65536):
+                self.acked.update(x for x in chunk.decode().split("\n") if x)
+        except BlockingIOError:
+            pass

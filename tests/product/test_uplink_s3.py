@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from harness import wait_until
-from killloop import kill_loop
+from killloop import AckPipe, kill_loop
 from uplink_dev import BUCKET, MotoProcess, aws_test_env
 
 from ggvision.config.base import parse
@@ -172,16 +172,8 @@ def test_kill9_loop_loses_nothing_and_leaves_no_partial_object(tmp_path: Path, m
     cfg = _config(moto, BUCKET, bandwidthKbps=800_000)  # 100 MB/s: a 5 MiB part takes ~50 ms
     queue = tmp_path / "work" / "q"
     queue.parent.mkdir()
-    rfd, wfd = os.pipe()
-    os.set_blocking(rfd, False)
-    acked: set[str] = set()
-
-    def read_acks() -> None:
-        try:
-            while chunk := os.read(rfd, 65536):
-                acked.update(x for x in chunk.decode().split("\n") if x)
-        except BlockingIOError:
-            pass
+    acks = AckPipe()
+    wfd, read_acks, acked = acks.wfd, acks.read, acks.acked
 
     kills = kill_loop(lambda until_empty: _child(queue, cfg, specs, wfd, until_empty=until_empty),
                       55, (0.03, 0.45), rng,

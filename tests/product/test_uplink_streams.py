@@ -20,7 +20,7 @@ import psutil
 import pytest
 from faultproxy import KINESIS_PUT, SQS_BATCH, FaultProxy
 from harness import Runtime, wait_until
-from killloop import kill_loop
+from killloop import AckPipe, kill_loop
 from typer.testing import CliRunner
 from uplink_dev import NAME as UPLINK
 from uplink_dev import MotoProcess, aws_test_env, uplink_dev_recipe
@@ -367,26 +367,31 @@ def test_kill9_loop_loses_nothing_and_the_fifo_queue_has_no_duplicates(
         tmp_path: Path, moto: MotoProcess, proxy: FaultProxy) -> None:
     url = make_queue(moto, "kill9.fifo")
     make_stream(moto, "kill9")
-    proxy.response_delay_s = 0.1  # accepted, answer late: a kill then leaves accepted items unacknowledged
+    proxy.response_delay_s = 0.2  # accepted, answer late: a kill then leaves accepted items unacknowledged
     cfg = config(proxy.url, url, "kill9", kinesis={"maxRequestBytes": 4096})
     specs = [result(cam, n, 100) for n in range(60) for cam in CAMERAS]
     queue = tmp_path / "work" / "q"
     queue.parent.mkdir()
     rng = random.Random(11)
-    rfd, wfd = os.pipe()
-    os.set_blocking(rfd, False)
-    acked: set[str] = set()
+    acks = AckPipe()
+    wfd, read_acks, acked = acks.wfd, acks.read, acks.acked
 
-    def read_acks() -> None:
-        try:
-            while chunk := os.read(rfd, 65536):
-                acked.update(x for x in chunk.decode().split("\n") if x)
-        except BlockingIOError:
-            pass
+    def accepted_unanswered(round_: int) -> bool:
+        """The first rounds kill while the proxy holds an accepted request's answer (SQS, then Kinesis), so the
+        re-send case is proven whatever the machine's speed; the others kill at random."""
+        if round_ >= 6:
+            return False
+        op = (SQS_BATCH, KINESIS_PUT)[round_ % 2]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with proxy.lock:
+                if proxy.pending[op]:
+                    return True
+            time.sleep(0.005)
+        return True
 
     kills = kill_loop(lambda until_empty: _child(queue, cfg, specs, wfd, until_empty=until_empty),
-                      30, (0.1, 0.5), rng,
-                      read_acks)
+                      30, (0.1, 0.5), rng, read_acks, moment=accepted_unanswered)
     ids = [s["id"] for s in specs]
     assert kills == 30 and acked == set(ids)
     resent = {op: [i for i, n in Counter(proxy.accepted(op)).items() if n > 1] for op in (SQS_BATCH, KINESIS_PUT)}
