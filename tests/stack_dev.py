@@ -13,17 +13,15 @@ import ast
 import copy
 import json
 import os
-import subprocess
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 from cfnlint.decode import cfn_yaml
-from harness import REPO, wait_until
-from uplink_dev import free_port
+from harness import REPO
+from uplink_dev import MotoProcess
 
 REGION = "us-east-1"
 TEMPLATES = REPO / "deploy" / "cloudformation"
@@ -83,22 +81,10 @@ class AuthMoto:
     """moto's server in a subprocess with IAM enforcement, and an administrator made in its first three calls."""
 
     def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115
         env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_IAM_LOAD_MANAGED_POLICIES": "false"}
         launcher = Path(__file__).with_name("moto_authz.py")  # moto's server, its evaluator given the request context
-        self.proc = subprocess.Popen([sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-        def up() -> bool:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
-                return True
-            except OSError:
-                return self.proc.poll() is not None
-
-        wait_until(up, 30, interval=0.1, what="moto server")
+        self.server = MotoProcess(log, launcher=[sys.executable, str(launcher)], env=env)
+        self.url = self.server.url
         iam = self.client("iam", Creds("bootstrap", "bootstrap"))
         iam.create_user(UserName="admin")
         iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps(
@@ -142,11 +128,4 @@ class AuthMoto:
         return Creds(k["AccessKeyId"], k["SecretAccessKey"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.server.stop()

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,14 @@ class MotoProcess:
     """`moto_server` on a loopback port. pause() = SIGSTOP: connections hang like a dropped VPN (the kernel
     still accepts them, nobody answers) and the bucket's state survives; resume() = SIGCONT."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, launcher: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """`launcher`: the command that runs moto's server (default `python -m moto.server`), given -H and -p."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        cmd = launcher or [sys.executable, "-m", "moto.server"]
+        self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
         def up() -> bool:
             try:
@@ -81,3 +84,14 @@ def aws_test_env() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         os.environ.pop(k, None)
+
+
+def drained(queue_dir: Path) -> bool:
+    """Whether the Uplink queue at `queue_dir` holds nothing any more (read from its index, read-only)."""
+    from ggvision.uplink.queue import open_readonly, read_stats
+
+    db = open_readonly(queue_dir)
+    try:
+        return sum(read_stats(db, time.time())["backlog_items"].values()) == 0
+    finally:
+        db.close()

@@ -271,13 +271,7 @@ class Engine:
         items = self.queue.head(lane, MESSAGE_ROUND)
         if not items or sink is None:
             return False
-        good = []
-        for it in items:
-            problem = self.queue.verify(it)
-            if problem:
-                self._drop(lane, it, "corrupt", problem)
-            else:
-                good.append(it)
+        good = self._verified(lane, items)
         for batch in build_batches(good, self.cfg.iot_max_batch_bytes):
             if self.stop_event.is_set():
                 break
@@ -299,12 +293,8 @@ class Engine:
             self._ok(lane, st)
         return True
 
-    def _stream_round(self, lane: str, st: LaneState, sink: BatchSink) -> bool:
-        """SQS / Kinesis: the head of the lane in batched requests, each item acked, retried or rejected on its
-        own (streams.py); a round stops at the first request with something to retry."""
-        items = self.queue.head(lane, MESSAGE_ROUND)
-        if not items:
-            return False
+    def _verified(self, lane: str, items: list[Item]) -> list[Item]:
+        """The items whose payload is intact; the others are dropped as corrupt (reported, never silent)."""
         good = []
         for it in items:
             problem = self.queue.verify(it)
@@ -312,6 +302,15 @@ class Engine:
                 self._drop(lane, it, "corrupt", problem)
             else:
                 good.append(it)
+        return good
+
+    def _stream_round(self, lane: str, st: LaneState, sink: BatchSink) -> bool:
+        """SQS / Kinesis: the head of the lane in batched requests, each item acked, retried or rejected on its
+        own (streams.py); a round stops at the first request with something to retry."""
+        items = self.queue.head(lane, MESSAGE_ROUND)
+        if not items:
+            return False
+        good = self._verified(lane, items)
         t0 = time.monotonic()
         out = deliver(sink, good, self.thing, self.cfg.site, self.throttle.take, self.stop_event.is_set)
         if out.delivered:

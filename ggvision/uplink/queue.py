@@ -377,14 +377,19 @@ class UplinkQueue:
                     continue  # evicted meanwhile
                 self._count(db, f"uploaded_items.{lane}", 1)
                 self._count(db, f"uploaded_bytes.{lane}", it.size)
-                if db.execute("SELECT 1 FROM lanes WHERE seq = ?", (it.seq,)).fetchone() is None:
-                    db.execute("DELETE FROM items WHERE seq = ?", (it.seq,))
-                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (it.id, now))
-                    self._bytes -= it.size
-                    if it.path is not None:
-                        freed.append(it.path)
+                self._release_if_done(db, it, now, freed)
         for p in freed:
             p.unlink(missing_ok=True)
+
+    def _release_if_done(self, db: sqlite3.Connection, it: Item, now: float, freed: list[Path]) -> None:
+        """An item no lane holds any more leaves the queue; its id is remembered, so a re-sent put is a
+        duplicate, and its payload file is freed after the commit."""
+        if db.execute("SELECT 1 FROM lanes WHERE seq = ?", (it.seq,)).fetchone() is None:
+            db.execute("DELETE FROM items WHERE seq = ?", (it.seq,))
+            db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (it.id, now))
+            self._bytes -= it.size
+            if it.path is not None:
+                freed.append(it.path)
 
     def failed(self, lane: str, items: list[Item], error: str) -> None:
         with self._tx() as db:
@@ -422,12 +427,7 @@ class UplinkQueue:
                 self._count(db, "evicted_reason.rejected", 1)
                 self._count(db, f"rejected.{lane}", 1)
                 out.append(ev)
-                if db.execute("SELECT 1 FROM lanes WHERE seq = ?", (it.seq,)).fetchone() is None:
-                    db.execute("DELETE FROM items WHERE seq = ?", (it.seq,))
-                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (it.id, now))
-                    self._bytes -= it.size
-                    if it.path is not None:
-                        freed.append(it.path)
+                self._release_if_done(db, it, now, freed)
         for p in freed:
             p.unlink(missing_ok=True)
         return out

@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 from harness import wait_until
 from killloop import AckPipe, kill_loop
-from uplink_dev import BUCKET, MotoProcess, aws_test_env
+from uplink_dev import BUCKET, MotoProcess, aws_test_env, drained
 
 from ggvision.config.base import parse
 from ggvision.config.uplink import UplinkConfig
 from ggvision.uplink.engine import run_engine
 from ggvision.uplink.messages import parse_put
-from ggvision.uplink.queue import open_readonly, read_stats
 
 pytestmark = pytest.mark.timeout(120)
 THING = "thing-1"
@@ -68,14 +67,6 @@ def _objects(s3: Any, bucket: str) -> dict[str, str]:
     return out
 
 
-def _drained(queue: Path) -> bool:
-    db = open_readonly(queue)
-    try:
-        return sum(read_stats(db, time.time())["backlog_items"].values()) == 0
-    finally:
-        db.close()
-
-
 def test_objects_keys_metadata_checksums_sse_and_multipart(tmp_path: Path, moto: MotoProcess) -> None:
     s3 = _bucket(moto, "uplink-layout")
     files = {}
@@ -88,7 +79,7 @@ def test_objects_keys_metadata_checksums_sse_and_multipart(tmp_path: Path, moto:
     try:
         out = engine.queue.put_many([parse_put(_spec(i, p), THING, 1) for i, p in files.items()])
         assert out == [("persisted", "")] * 2
-        wait_until(lambda: _drained(tmp_path / "q"), 30, what="both objects uploaded")
+        wait_until(lambda: drained(tmp_path / "q"), 30, what="both objects uploaded")
     finally:
         engine.stop()
         engine.queue.close()
@@ -120,7 +111,7 @@ def test_sqs_and_kinesis_receive_the_result_batches(tmp_path: Path, moto: MotoPr
                            "start": T0 + i, "destination": "iot", "topic": "ggvision/{thing}/results",
                            "payload": {"n": i}}, THING, 100000) for i in range(5)]
         assert {s for s, _ in engine.queue.put_many(reqs)} == {"persisted"}
-        wait_until(lambda: _drained(tmp_path / "q"), 20, what="both lanes delivered")
+        wait_until(lambda: drained(tmp_path / "q"), 20, what="both lanes delivered")
     finally:
         engine.stop()
         engine.queue.close()

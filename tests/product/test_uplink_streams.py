@@ -23,14 +23,14 @@ from harness import Runtime, wait_until
 from killloop import AckPipe, kill_loop
 from typer.testing import CliRunner
 from uplink_dev import NAME as UPLINK
-from uplink_dev import MotoProcess, aws_test_env, uplink_dev_recipe
+from uplink_dev import MotoProcess, aws_test_env, drained, uplink_dev_recipe
 
 from ggvision.config.base import parse
 from ggvision.config.uplink import UplinkConfig
 from ggvision.contract import streams
 from ggvision.uplink.engine import Engine, object_sink, run_engine, stream_sinks
 from ggvision.uplink.messages import parse_put
-from ggvision.uplink.queue import UplinkQueue, open_readonly, read_stats
+from ggvision.uplink.queue import UplinkQueue
 from ggvision_cli import app as cli_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,14 +105,6 @@ def start(queue_dir: Path, cfg: UplinkConfig, work: Path, changes: list[tuple[st
                     on_change=lambda lane, online, error: changes.append((lane, online, error)))
     engine.start()
     return engine
-
-
-def drained(queue_dir: Path) -> bool:
-    db = open_readonly(queue_dir)
-    try:
-        return sum(read_stats(db, time.time())["backlog_items"].values()) == 0
-    finally:
-        db.close()
 
 
 def read_queue(moto: MotoProcess, url: str, into: list[dict[str, Any]]) -> list[dict[str, Any]]:
