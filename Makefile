@@ -9,7 +9,7 @@ ROOT   ?= .ggvision/root
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto prometheus prometheus-alertmanager ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: run test lint bench deps build publish component-build models clean distclean
+.PHONY: run test faults lint bench deps build publish component-build models clean distclean
 
 deps: $(STAMP)
 
@@ -36,6 +36,10 @@ run: build
 ## test: lint, then the whole test suite
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+## faults: the long fault rehearsals (docs/reliability.md), minutes each; the fast ones run in `make test`
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slowfault tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
