@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from harness import REPO
 
-PACKAGES = ("ggvision", "gglocal", "ggvision_cli", "topicmatch", "model_registry", "rollout", "deploy", "sites", "cloud")
+PACKAGES = (
+    "ggvision", "gglocal", "ggvision_cli", "topicmatch", "model_registry", "rollout", "deploy", "sites", "cloud",
+)
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
