@@ -12,7 +12,8 @@ Cameras are added, changed and removed by a configuration update without a resta
 configuration is refused through the validation IPC with the reason and the old one stays.
 Recording that cannot write (full disk, read-only or forbidden folder, less free than record.minFreeBytes) never
 stops frames: the segment is given up, and the condition is counted and logged once for all cameras and shown
-in the metrics' `storage` block (ggvision/component/storage.py), which Health exports.
+in the metrics' `storage` block (ggvision/component/storage.py), which Health exports. The suite's disk budget
+(Health's disk-budget/1.0) may ask for `video`: the oldest local segments of every camera go first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +31,11 @@ from ..component import ComponentApp, run_component
 from ..component.storage import StorageFaults
 from ..config.base import parse, validator
 from ..config.capture import CameraConfig, CaptureConfig, SensorConfig
-from ..contract import topics
+from ..contract import disk, topics
 from ..contract.topics import FRAMES, SEGMENTS, SENSORS
 from ..framebus import FrameRing
 from ..sim.thermal import HEIGHT, WIDTH
+from .recorder import evict_oldest, recorded
 from .thermal import ThermalWorker
 from .worker import CameraWorker
 
@@ -70,6 +73,8 @@ class CaptureComponent:
         self.started = time.time()
         self._last_metrics = 0.0
         self.faults = StorageFaults(NAME, log)
+        self._evict = 0  # bytes of video the disk budget asked for, deleted by the next tick
+        self.budget_evicted = 0
 
     def apply(self, cfg: dict[str, Any]) -> None:
         """Start, restart or stop workers so the running set matches the configuration."""
@@ -160,8 +165,33 @@ class CaptureComponent:
         self.app.publish(SEGMENTS.format(camera=cam_id), {
             "schema": "segment/1.0", "camera": cam_id, "start": start, "end": end, "missing": reason[:300]})
 
+    def _recordings(self) -> list[tuple[Path, str]]:
+        return [(Path(c.config.record.dir), cam_id) for cam_id, c in self.cameras.items()
+                if c.config.record.enabled and c.config.record.dir]
+
+    def _on_budget(self, _topic: str, msg: Any) -> None:
+        try:
+            evict = disk.parse_evict(msg)
+        except ValueError as e:
+            log.warning("malformed disk-budget message on %s: %s", topics.DISK_BUDGET, e)
+            return
+        if evict.get("video"):
+            self._evict = evict["video"]  # the IPC thread only notes it; the tick deletes
+
+    def apply_budget(self) -> None:
+        nbytes, self._evict = self._evict, 0
+        if nbytes <= 0:
+            return
+        with self._lock:
+            places = self._recordings()
+        n, freed = evict_oldest(places, nbytes)
+        self.budget_evicted += freed
+        if n:
+            log.warning("disk budget: deleted the %d oldest local segments (%d bytes; %d asked)", n, freed, nbytes)
+
     def metrics(self) -> dict[str, Any]:
         with self._lock:
+            held = sum(size for _, size, _ in recorded(self._recordings()))
             cams = {}
             for cam_id, cam in self.cameras.items():
                 st = cam.worker.status()
@@ -174,12 +204,14 @@ class CaptureComponent:
             sensors = {sid: {"status": "connected" if s.worker.is_alive() else "stopped", "frames_out": s.worker.frames,
                              "ring": s.ring.stats()} for sid, s in self.sensors.items()}
         return {"schema": "capture-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
-                "sensors": sensors, "storage": self.faults.metrics()}
+                "sensors": sensors, "storage": self.faults.metrics(),
+                "disk": {"held": {"video": held}, "evicted": {"video": self.budget_evicted}}}
 
     def publish_metrics(self) -> None:
         self.app.publish(METRICS, self.metrics())
 
     def tick(self) -> None:
+        self.apply_budget()
         if time.monotonic() - self._last_metrics >= self.metrics_period:
             self._last_metrics = time.monotonic()
             self.publish_metrics()
@@ -196,6 +228,11 @@ def build(app: ComponentApp, cfg: dict[str, Any]) -> CaptureComponent:
     comp = CaptureComponent(app)
     comp.apply(cfg)
     app.on_config(comp.apply)
+    try:
+        app.subscribe(topics.DISK_BUDGET, comp._on_budget)
+    except Exception as e:  # e.g. a recipe whose accessControl predates the budget: record as before
+        log.warning("no disk budget (subscribing to %s failed: %s); local segments follow retainS only",
+                    topics.DISK_BUDGET, e)
     return comp
 
 

@@ -16,7 +16,8 @@
   `segment_seconds`, and a last time when a segment is written again (it then ends where that segment starts).
   Calls for one gap share its start, so a reader can merge them.
 - Local retention: after each new segment, this camera's segments older than `retain_s` are deleted
-  (the Uplink keeps its own hard link or copy of what it queued, so this never loses an upload).
+  (the Uplink keeps its own hard link or copy of what it queued, so this never loses an upload). The
+  suite's disk budget may delete the oldest sooner (`evict_oldest`).
 - Times: stream seconds + `time_offset` (the worker passes the offset that maps the stream clock to
   epoch seconds). Segment i ends exactly where segment i+1 starts (at the cut keyframe's time); the
   last segment of a connection ends at its last frame's time plus one frame duration.
@@ -281,6 +282,39 @@ def prune_segments(out_dir: Path, camera: str, retain_s: float, now: float | Non
         except OSError as e:
             log.warning("camera %s: cannot delete old segment %s: %s", camera, seg.name, e)
     return removed
+
+
+def recorded(places: list[tuple[Path, str]]) -> list[tuple[float, int, Path]]:
+    """The finished segments of (folder, camera) pairs as (mtime, size, path), oldest first."""
+    out = []
+    for out_dir, camera in places:
+        for seg in out_dir.glob(f"{camera}-*.ts"):
+            try:
+                st = seg.stat()
+            except OSError:  # removed meanwhile
+                continue
+            out.append((st.st_mtime, st.st_size, seg))
+    out.sort()
+    return out
+
+
+def evict_oldest(places: list[tuple[Path, str]], nbytes: int) -> tuple[int, int]:
+    """The disk budget's `video`: delete the oldest finished segments of (folder, camera) pairs, across
+    cameras, until `nbytes` are gone; returns (segments, bytes). A segment the Uplink still queues keeps its
+    bytes through the Uplink's own hard link until the budget reaches the Uplink's video too."""
+    n = freed = 0
+    for _, size, seg in recorded(places):
+        if freed >= nbytes:
+            break
+        try:
+            seg.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("cannot delete segment %s for the disk budget: %s", seg.name, e)
+            continue
+        n, freed = n + 1, freed + size
+    return n, freed
 
 
 def _fsync_dir(path: Path) -> None:

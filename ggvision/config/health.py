@@ -105,6 +105,19 @@ class CloudWatchConfig(ConfigModel):
     topic: Annotated[str, BeforeValidator(_publish_topic)] = topics.CLOUDWATCH_PUT
 
 
+class DiskBudgetConfig(ConfigModel):
+    """The suite's disk budget (docs/reliability.md, "The disk budget"): Health counts every file under `root`,
+    raises `disk-low` when the headroom falls below `lowBytes` and, once it is below zero, tells the holders of
+    video, clips, snapshots and results (in that order) to give up enough to get back to half of `lowBytes`."""
+
+    enabled: Flag = True
+    root: Annotated[str, BeforeValidator(_absolute_or_empty)] = ""  # "": the runtime's root (work/'s parent)
+    budget_bytes: whole(0, 1 << 50) = 0  # the most the suite may keep under root; 0: only the reserve applies
+    reserve_bytes: whole(0, 1 << 50) = 1 << 30  # kept free on root's filesystem, whoever else writes there
+    low_bytes: whole(1, 1 << 50) = 1 << 30  # headroom under which disk-low fires (eviction starts at 0)
+    period_s: number(1, 3600) = 10.0  # one count of root (a directory walk) per period
+
+
 class HealthConfig(ComponentConfig):
     """The whole configuration of com.ggvision.Health."""
 
@@ -125,3 +138,4 @@ class HealthConfig(ComponentConfig):
     restart_inference: Flag = True
     gpu: Flag = True
     cloudwatch: CloudWatchConfig = CloudWatchConfig()  # metrics sent every summaryPeriodS
+    disk_budget: DiskBudgetConfig = DiskBudgetConfig()

@@ -15,6 +15,15 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Least-squares slope of component RSS over the leak window (leak signal)", ("component",)),
     "ggvision_disk_free_bytes": ("gauge", "Free space of the data folder's filesystem", ("path",)),
     "ggvision_disk_total_bytes": ("gauge", "Size of the data folder's filesystem", ("path",)),
+    "ggvision_disk_budget_used_bytes": ("gauge", "Bytes the suite keeps under its root (the disk budget's count)", ()),
+    "ggvision_disk_budget_bytes": ("gauge", "The suite's disk budget (budgetBytes; 0: only the reserve)", ()),
+    "ggvision_disk_budget_headroom_bytes": ("gauge", "min(budget - used, free - reserve): disk-low under lowBytes, "
+                                            "eviction under 0", ()),
+    "ggvision_disk_budget_level": ("gauge", "The disk budget's level: 0 ok, 1 low (disk-low), 2 evicting", ()),
+    "ggvision_disk_held_bytes": ("gauge", "Bytes a component holds, by class (video, clips, snapshots, results, "
+                                 "records)", ("component", "class")),
+    "ggvision_disk_evicted_bytes": ("counter", "Bytes the disk budget made a component give up, by class",
+                                    ("component", "class")),
     "ggvision_disk_write_bytes_per_second": ("gauge", "Bytes written to the machine's disks per second", ()),
     "ggvision_disk_write_latency_seconds": ("gauge", "Mean time per completed disk write over the last period", ()),
     "ggvision_gpu_utilization_ratio": ("gauge", "GPU busy ratio (NVML)", ("gpu",)),

@@ -26,6 +26,7 @@ UPLINK_BATCH = "uplink-batch/1.0"
 UPLINK_STATUS = "uplink-status/1.0"
 UPLINK_RECORD = "uplink-record/1.0"
 MODEL_MANIFEST = "model-manifest/1.0"
+DISK_BUDGET = "disk-budget/1.0"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ MESSAGES: tuple[Message, ...] = (
     Message(UPLINK_STATUS, "Uplink", ("cloud",), (t.IOT_STATUS,)),
     Message(UPLINK_RECORD, "Uplink", ("cloud",), ()),  # one item per SQS message / Kinesis record
     Message(MODEL_MANIFEST, "model registry", ("Inference",), ()),
+    Message(DISK_BUDGET, "Health", ("Capture", "Uplink"), (t.DISK_BUDGET,)),
 )
 
 BY_SCHEMA = {m.schema: m for m in MESSAGES}

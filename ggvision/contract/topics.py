@@ -17,6 +17,7 @@ ALERTS = "ggvision/v1/alerts/{component}"  # alert/1.0 (Inference, Health), filt
 METRICS = "ggvision/v1/metrics/{component}"  # <component>-metrics/1.0 -> Health, live view
 UPLINK_PUT = "ggvision/v1/uplink/put"  # uplink-put/1.0: Filter (any producer) -> Uplink
 UPLINK_ACKS = "ggvision/v1/uplink/acks"  # uplink-ack/1.0: Uplink -> producers
+DISK_BUDGET = "ggvision/v1/disk/budget"  # disk-budget/1.0: Health -> Capture, Uplink (contract/disk.py)
 # AWS-defined (the aws.greengrass.Cloudwatch component's documented defaults, developer guide page "CloudWatch
 # metrics", Input data / Output data): Health -> CloudWatch metric requests; the component's status answers.
 CLOUDWATCH_PUT = "cloudwatch/metric/put"
@@ -44,6 +45,6 @@ def iot(template: str, thing: str) -> str:
     return template.format(thing=thing)
 
 
-LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS,
+LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS, DISK_BUDGET,
          CLOUDWATCH_PUT, CLOUDWATCH_STATUS)
 IOT = (IOT_EVENTS, IOT_RESULTS, IOT_METRICS, IOT_STATUS)

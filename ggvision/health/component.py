@@ -25,6 +25,7 @@ from ..config.base import parse, validator
 from ..config.health import HealthConfig, parse_endpoint
 from ..contract import topics
 from ..contract.metrics import CLOUDWATCH
+from .budget import Budget, DiskBudget
 from .collectors import DiskCollector, HostCollector, Prober, ProcessCollector, network_sent_bytes
 from .exporter import Collected, ComponentInfo, HealthCollector, encode_summary, summary
 from .gpu import GpuSource, NvmlGpuSource
@@ -35,6 +36,7 @@ log = logging.getLogger("ggvision.health")
 
 NAME = "com.ggvision.Health"
 ALERTS = topics.ALERTS.format(component="health")
+DISK_BUDGET = topics.DISK_BUDGET
 SUBSCRIPTIONS = tuple(topics.every(t) for t in (topics.METRICS, topics.DETECTIONS, topics.FRAMES))
 IOT_METRICS = topics.IOT_METRICS
 IOT_EVENTS = topics.IOT_EVENTS
@@ -73,6 +75,7 @@ class HealthComponent:
         self.gpu: GpuSource | None = None
         self.procs: ProcessCollector | None = None
         self.disk: DiskCollector | None = None
+        self.budget: DiskBudget | None = None
         self.prober: Prober | None = None
         self._server: Any = None
         self._failed = _Once()
@@ -87,6 +90,7 @@ class HealthComponent:
         self._error_pending: set[str] = set()
         self.latest: Collected | None = None
         self.published_summaries = 0
+        self._sent_budget: Budget | None = None
         self.cloudwatch_requests = 0
         self.inference_restarts = 0
         self._configure(cfg, first=True)
@@ -100,6 +104,9 @@ class HealthComponent:
         self.cfg = cfg
         if old is None or old.data_path != cfg.data_path:
             self.disk = DiskCollector(self._data_path(cfg))
+        if old is None or old.disk_budget != cfg.disk_budget or old.data_path != cfg.data_path:
+            root = cfg.disk_budget.root or str(Path(self._data_path(cfg)).parent)  # <root>: work/, logs/, packages/
+            self.budget = DiskBudget(cfg.disk_budget, Path(root))
         if old is None or (old.probes, old.probe_timeout_s, old.probe_window) != (
                 cfg.probes, cfg.probe_timeout_s, cfg.probe_window):
             if self.prober is not None:
@@ -224,7 +231,15 @@ class HealthComponent:
         self._last_det, self._last_det_t = counts, now
         inf = listed.get(self.cfg.inference_component) if listed is not None else None
         running = listed is None or (inf is not None and inf[0] == "RUNNING")  # unknown states: assume it runs
-        events, restart = self.watchdogs.evaluate(self.cfg, app, c.host, c.disk, running, now)
+        if self.budget is not None and self.budget.due(now):
+            try:
+                c.budget = self.budget.sample({comp: d.held for comp, d in app.disk.items()}, now)
+            except OSError as e:
+                self._failed(f"disk budget of {self.budget.root}", e)
+        elif self.budget is not None and self.cfg.disk_budget.enabled:
+            c.budget = self.budget.latest
+        events, restart = self.watchdogs.evaluate(self.cfg, app, c.host, c.disk, running, now, budget=c.budget,
+                                                  budget_root=str(self.budget.root) if self.budget else "")
         c.alerts = self.watchdogs.counts()
         off = time.time() - time.monotonic()
         c.active_alerts = [a.to_message("firing", now, off) for a in self.watchdogs.active.values()]
@@ -257,6 +272,15 @@ class HealthComponent:
             "alert %s %s at %s: %s", msg["alert"], msg["state"], msg["where"], msg["message"])
         self.app.publish(ALERTS, msg)
         self._iot(IOT_EVENTS.format(thing=self.thing), json.dumps(msg, separators=(",", ":")).encode())
+
+    def publish_budget(self, b: Budget) -> None:
+        """disk-budget/1.0 to the holders (Capture, Uplink): the level for their status, and what to give up."""
+        self._sent_budget = b
+        if b.evict:
+            log.warning("disk budget: headroom %d bytes (used %d, free %d): evicting %s", b.headroom, b.used, b.free,
+                        ", ".join(f"{cls} {n} bytes" for cls, n in b.evict.items()))
+        assert self.budget is not None
+        self.app.publish(DISK_BUDGET, b.to_message(str(self.budget.root)))
 
     def publish_summary(self, c: Collected) -> bytes:
         data = encode_summary(summary(c, self.thing, self.cfg.summary_period_s))
@@ -320,8 +344,10 @@ class HealthComponent:
         self.collector.update(c)
         if restart:
             self.restart_inference()
-        for msg in events:
+        for msg in events:  # before the budget: disk-low is out before any eviction it warns of
             self.publish_alert(msg)
+        if c.budget is not None and c.budget is not self._sent_budget:
+            self.publish_budget(c.budget)
         if now >= self._next_summary:
             self._next_summary = now + self.cfg.summary_period_s
             self.publish_summary(c)

@@ -15,8 +15,10 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..contract import disk
 from ..contract.metrics import METRICS
 from ..contract.schemas import HEALTH_SUMMARY
+from .budget import Budget
 from .collectors import ComponentProcs, DiskSample, HostSample, ProbeResult
 from .gpu import GpuSample
 from .state import STORAGE_CONDITIONS, AppView
@@ -41,6 +43,7 @@ class Collected:
     uptime_s: float
     host: HostSample | None = None
     disk: DiskSample | None = None
+    budget: Budget | None = None  # the latest disk budget (counted every diskBudget.periodS)
     procs: dict[str, ComponentProcs] = field(default_factory=dict)
     gpus: list[GpuSample] = field(default_factory=list)
     probes: dict[str, ProbeResult] = field(default_factory=dict)
@@ -77,6 +80,12 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
         put("ggvision_disk_free_bytes", (c.disk.path,), c.disk.free)
         put("ggvision_disk_total_bytes", (c.disk.path,), c.disk.total)
         put("ggvision_disk_write_bytes_per_second", (), c.disk.write_bytes_per_s)
+    if c.budget is not None:
+        b = c.budget
+        put("ggvision_disk_budget_used_bytes", (), b.used)
+        put("ggvision_disk_budget_bytes", (), b.budget)
+        put("ggvision_disk_budget_headroom_bytes", (), b.headroom)
+        put("ggvision_disk_budget_level", (), disk.LEVELS.index(b.level))
         put("ggvision_disk_write_latency_seconds", (), c.disk.write_latency_s)
     for g in c.gpus:
         put("ggvision_gpu_utilization_ratio", (g.index,), g.utilization_ratio)
@@ -107,6 +116,10 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
             put("ggvision_camera_frame_age_seconds", (cam,), v.frame_age_s)
         for topic, n in c.app.malformed.items():
             put("ggvision_health_malformed_messages", (topic,), n)
+        for comp, d in c.app.disk.items():
+            for cls in disk.CLASSES:
+                put("ggvision_disk_held_bytes", (comp, cls), d.held.get(cls, 0))
+                put("ggvision_disk_evicted_bytes", (comp, cls), d.evicted.get(cls, 0))
         for comp, r in c.app.storage.items():
             for cond in STORAGE_CONDITIONS:
                 put("ggvision_storage_errors", (comp, cond), r.errors.get(cond, 0))
@@ -178,6 +191,10 @@ def summary(c: Collected, thing: str, period_s: float) -> dict[str, Any]:
         doc["disk"] = {"path": d.path, "free_bytes": int(d.free), "total_bytes": int(d.total),
                        "free_ratio": _r(d.free / d.total if d.total else None),
                        "write_bytes_per_s": _r(d.write_bytes_per_s, 0), "write_latency_s": _r(d.write_latency_s, 5)}
+    if c.budget is not None:
+        b = c.budget
+        doc["disk_budget"] = {"used_bytes": b.used, "budget_bytes": b.budget, "headroom_bytes": b.headroom,
+                              "level": b.level}
     if c.gpus:
         doc["gpus"] = {g.index: {"name": g.name, "utilization_ratio": _r(g.utilization_ratio),
                                  "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,

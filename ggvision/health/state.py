@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..contract import topics
+from ..contract import disk, topics
 from ..framebus import FrameDescriptor
 
 # topic prefixes: what follows the last "/" names the camera or component
@@ -233,6 +233,15 @@ class AppView:
     malformed: dict[str, int]
     any_detection: bool
     storage: dict[str, StorageReport] = field(default_factory=dict)  # by component name
+    disk: dict[str, DiskReport] = field(default_factory=dict)  # by component name: what it holds, for the budget
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    """A component's `disk` block (contract/disk.py): bytes it holds and bytes the budget made it give up."""
+
+    held: dict[str, int]
+    evicted: dict[str, int]
 
 
 @dataclass
@@ -248,6 +257,7 @@ class AppState:
     tracks: dict[str, CameraTrack] = field(default_factory=dict)
     any_detection: bool = False
     storage: dict[str, tuple[StorageReport, float]] = field(default_factory=dict)  # component -> (report, when)
+    disk: dict[str, tuple[DiskReport, float]] = field(default_factory=dict)  # component -> (report, when)
 
     def _bad(self, topic: str) -> None:
         key = topic if topic in self.malformed or len(self.malformed) < MAX_TOPIC_LABELS else "other"
@@ -291,11 +301,18 @@ class AppState:
     def _on_storage(self, topic: str, msg: Any, now: float) -> None:
         if not isinstance(msg, dict):
             raise Malformed("expected a JSON object")
+        name = msg.get("component") if isinstance(msg.get("component"), str) else topic[len(METRICS):]
+        name = str(name)[:128]
+        if msg.get("disk") is not None:
+            try:
+                held, evicted = disk.parse_held(msg["disk"])
+            except ValueError as e:
+                raise Malformed(str(e)) from None
+            if name in self.disk or len(self.disk) < MAX_STORAGE_COMPONENTS:
+                self.disk[name] = (DiskReport(held, evicted), now)
         report = parse_storage(msg.get("storage"))
         if report is None:
             return
-        name = msg.get("component") if isinstance(msg.get("component"), str) else topic[len(METRICS):]
-        name = str(name)[:128]
         if name in self.storage or len(self.storage) < MAX_STORAGE_COMPONENTS:
             self.storage[name] = (report, now)
 
@@ -356,5 +373,7 @@ class AppState:
                 del self.models[model]
             for comp in [c for c, (_, at) in self.storage.items() if now - at > MODEL_STALE_S]:
                 del self.storage[comp]  # a component that stopped reporting
+            for comp in [c for c, (_, at) in self.disk.items() if now - at > MODEL_STALE_S]:
+                del self.disk[comp]
             return AppView(cams, dict(self.models), dict(self.backlog), dict(self.malformed), self.any_detection,
-                           {c: r for c, (r, _) in self.storage.items()})
+                           {c: r for c, (r, _) in self.storage.items()}, {c: r for c, (r, _) in self.disk.items()})

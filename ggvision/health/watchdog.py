@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.health import HealthConfig
+from .budget import Budget
 from .collectors import DiskSample, HostSample
 from .state import AppView
 
@@ -80,7 +81,8 @@ class Watchdogs:
 
     def evaluate(self, cfg: HealthConfig, app: AppView, host: HostSample | None, disk: DiskSample | None,
                  inference_running: bool, now: float | None = None,
-                 epoch_offset: float | None = None) -> tuple[list[dict[str, Any]], bool]:
+                 epoch_offset: float | None = None, budget: Budget | None = None,
+                 budget_root: str = "") -> tuple[list[dict[str, Any]], bool]:
         now = time.monotonic() if now is None else now
         off = time.time() - time.monotonic() if epoch_offset is None else epoch_offset
         out: list[dict[str, Any]] = []
@@ -130,7 +132,26 @@ class Watchdogs:
                     cur = self.active[key]
                     self._set(out, now, off, False, Alert(cur.alert, cur.where, cur.since, why, cur.details))
                 self.incident = None
-        return out + self._resources(cfg, host, disk, now, off), restart
+        return out + self._resources(cfg, host, disk, now, off) + self._budget(budget, budget_root, now, off), restart
+
+    def _budget(self, b: Budget | None, root: str, now: float, off: float) -> list[dict[str, Any]]:
+        """disk-low for the suite's disk budget: fires as soon as the headroom is under lowBytes, which is before
+        any eviction (that starts under 0), and clears once it is back above."""
+        out: list[dict[str, Any]] = []
+        if b is None:
+            return out
+        low = b.level != "ok"
+        where = f"budget:{root}"
+        if low:
+            self._below.setdefault("disk-budget", now)
+        since = self._below.pop("disk-budget", now) if not low else self._below["disk-budget"]
+        what = f"disk budget headroom {b.headroom} bytes (used {b.used}, free {b.free}"
+        what += f", budget {b.budget}" if b.budget else ""
+        self._set(out, now, off, low, Alert("disk-low", where, since,
+                                            f"{what}; disk-low under {b.low}, eviction under 0)" if low
+                                            else f"{what}) back above {b.low}",
+                                            {"level": b.level, "headroom_bytes": b.headroom}))
+        return out
 
     def _resources(self, cfg: HealthConfig, host: HostSample | None, disk: DiskSample | None, now: float,
                    off: float) -> list[dict[str, Any]]:

@@ -49,7 +49,8 @@ def status_of(queue: Path) -> dict[str, Any]:
     backlog = sum(s["backlog_bytes"].values())
     st = s.pop("state")
     rate = float(st.get("rate_bytes_per_s") or 0) or float(st.get("bandwidth_kbps") or 0) * 125.0
-    s.update(online=st.get("online", {}), last_error=st.get("last_error", ""), sink=st.get("sink", ""),
+    s.update(disk_budget=st.get("disk"), online=st.get("online", {}), last_error=st.get("last_error", ""),
+             sink=st.get("sink", ""),
              rate_bytes_per_s=rate, state_age_s=time.time() - st["updated"] if "updated" in st else None,
              bytes_queued=backlog, drain_eta_s=backlog / rate if rate and backlog else (0.0 if not backlog else None))
     return s
@@ -90,6 +91,19 @@ def status(
     eta = s["drain_eta_s"]
     console.print(f"estimated drain time: {_age(eta) if eta is not None else 'unknown (no rate measured yet)'}"
                   + (f" at {_size(s['rate_bytes_per_s'])}/s" if s["rate_bytes_per_s"] else ""))
+    b = s["disk_budget"]
+    if b:  # Health's latest disk-budget/1.0, as the Uplink last applied it
+        cap = f"budget {_size(b['budget_bytes'])}, " if b.get("budget_bytes") else ""
+        color = {"ok": "green", "low": "yellow"}.get(b.get("level"), "red")
+        console.print(f"disk budget: [{color}]{b.get('level')}[/{color}]   used {_size(b['used_bytes'])} ({cap}"
+                      f"free {_size(b['free_bytes'])}, reserve {_size(b['reserve_bytes'])})   headroom "
+                      f"{'-' if b['headroom_bytes'] < 0 else ''}{_size(abs(b['headroom_bytes']))}   "
+                      f"(as of {_age(time.time() - b['timestamp'])} ago)")
+        if s["budget_evicted_bytes"]:
+            console.print("given up for the disk budget: " + ", ".join(
+                f"{k} {_size(v)}" for k, v in s["budget_evicted_bytes"].items()))
+    else:
+        console.print("disk budget: not known yet (com.ggvision.Health announces it)")
     if s["last_error"]:
         console.print(f"[yellow]last error: {s['last_error']}[/yellow]")
     if s["evicted_by_reason"]:

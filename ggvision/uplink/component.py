@@ -31,6 +31,7 @@ from ..component import ComponentApp, run_component
 from ..component.storage import DISK_FULL, StorageFaults, condition_of, describe, short_of_space
 from ..config.base import parse, validator
 from ..config.uplink import UplinkConfig
+from ..contract import disk, topics
 from .engine import Engine, LaneSink, object_sink, stream_sinks
 from .messages import ACK_TOPIC, METRICS_TOPIC, PUT_TOPIC, STATUS_TOPIC, PutRequest, Refused, ack, parse_put
 from .msgsinks import IotSink
@@ -70,6 +71,8 @@ class UplinkComponent:
         self._changes_lock = threading.Lock()
         self._last_metrics = 0.0
         self._last_expire = 0.0
+        self._budget: dict[str, Any] | None = None  # the latest disk-budget/1.0, applied by the next tick
+        self.budget_evicted = dict.fromkeys(disk.EVICTION_ORDER, 0)
         self._stop = threading.Event()
         self._intake_thread = threading.Thread(target=self._intake_loop, name="uplink-intake", daemon=True)
 
@@ -83,6 +86,33 @@ class UplinkComponent:
         self._intake_thread.start()
         self.engine.start()
         self.app.subscribe(PUT_TOPIC, lambda _topic, msg: self._intake.put(msg))  # quick: the IPC thread
+        try:
+            self.app.subscribe(topics.DISK_BUDGET, self._on_budget)
+        except Exception as e:  # e.g. a recipe whose accessControl predates the budget: the quota still holds
+            log.warning("no disk budget (subscribing to %s failed: %s)", topics.DISK_BUDGET, e)
+
+    def _on_budget(self, _topic: str, msg: Any) -> None:
+        try:
+            disk.parse_evict(msg)
+        except ValueError as e:
+            log.warning("malformed disk-budget message on %s: %s", topics.DISK_BUDGET, e)
+            return
+        self._budget = msg  # the IPC thread only keeps it; the tick deletes
+
+    def apply_budget(self) -> None:
+        """Give up what the disk budget asks of our queue (oldest first) and keep its state for `uplink status`."""
+        msg, self._budget = self._budget, None
+        if msg is None:
+            return
+        for cls, nbytes in disk.parse_evict(msg).items():
+            gone = self.queue.evict_class(cls, nbytes)
+            freed = sum(ev.size for ev in gone)
+            self.budget_evicted[cls] += freed
+            if gone:
+                log.warning("disk budget: gave up %d %s items (%d bytes; %d asked)", len(gone), cls, freed, nbytes)
+        self.queue.set_state(disk={k: msg.get(k) for k in (
+            "timestamp", "root", "used_bytes", "budget_bytes", "free_bytes", "reserve_bytes", "low_bytes",
+            "headroom_bytes", "level", "evict")})
 
     def apply(self, raw: dict[str, Any]) -> None:
         cfg = parse(UplinkConfig, raw)
@@ -218,8 +248,8 @@ class UplinkComponent:
             return
         evictions = [e.to_dict() for _, e in pending]
         for e in evictions:
-            if e["reason"] in ("corrupt", "rejected"):
-                continue  # the engine logged it when it dropped or rejected the item
+            if e["reason"] in ("corrupt", "rejected", "budget"):
+                continue  # the engine logged it when it dropped or rejected the item; the budget once per request
             log.warning("uplink evicted %s (%s, camera %s, %d bytes, %.0f s old): %s %s", e["id"], e["priority"],
                         e["camera"], e["size"], e["age_s"], e["reason"], e["detail"])
         if self.cfg.iot_enabled:
@@ -258,7 +288,8 @@ class UplinkComponent:
                 "drain_eta_s": s["drain_eta_s"], "rate_bytes_per_s": s["rate_bytes_per_s"],
                 "bytes_queued": self.queue.bytes_queued, "quota_bytes": self.cfg.quota_bytes,
                 "persisted": self.persisted, "refused": self.refused, "malformed": self.malformed,
-                "held_records": len(self._held), "storage": self.faults.metrics()}
+                "held_records": len(self._held), "storage": self.faults.metrics(),
+                "disk": {"held": self.queue.class_bytes(), "evicted": dict(self.budget_evicted)}}
 
     def _guarded(self, what: str, task: Any) -> None:
         """A periodic write of the queue; on a full or read-only disk it waits for the next tick (counted)."""
@@ -276,6 +307,7 @@ class UplinkComponent:
         if now - self._last_expire >= EXPIRE_PERIOD_S:
             self._last_expire = now
             self._guarded("retention", self.queue.expire)
+        self._guarded("budget", self.apply_budget)
         self._guarded("report", self.report)
         if now - self._last_metrics >= self.cfg.metrics_period_s:
             self._last_metrics = now

@@ -11,7 +11,9 @@ when its last lane delivered it.
 
 Quota and retention: a new item may evict items of its own or a lower priority (video first, then clips,
 results, alerts; oldest first within a priority), never a more important one; if that cannot make room it
-is refused. Items older than the retention age are deleted whatever their priority (the privacy rule). Every
+is refused. The suite's disk budget (Health's disk-budget/1.0) may ask for a class to be given up
+(`evict_class`, oldest first; never records or alerts). Items older than the retention age are deleted
+whatever their priority (the privacy rule). Every
 eviction is written to the `evictions` table in the same transaction, so the report survives a crash.
 """
 
@@ -31,8 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from ..component.storage import StorageFaults
+from ..contract import disk, keys
 from . import PRIORITIES
 from .messages import PutRequest, Refused
+
+# An item's disk-budget class: messages and anything of priority alerts are records, never given up for space;
+# objects by the kind their target starts with (contract.keys).
+_CLASS_SQL = (f"CASE WHEN kind != 'object' OR priority = 0 THEN '{disk.RECORDS}' "
+              + " ".join(f"WHEN target LIKE '{k}/%' THEN '{disk.object_class(k)}'" for k in keys.KINDS)
+              + " ELSE 'results' END")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -67,7 +76,7 @@ CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at);
 CREATE TABLE IF NOT EXISTS evictions (
     n INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, id TEXT NOT NULL, priority INTEGER NOT NULL,
     camera TEXT NOT NULL, size INTEGER NOT NULL, age_s REAL NOT NULL,
-    reason TEXT NOT NULL,                   -- quota | retention | corrupt | rejected
+    reason TEXT NOT NULL,                   -- quota | budget | retention | corrupt | rejected
     detail TEXT NOT NULL DEFAULT '', reported INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);
@@ -452,6 +461,38 @@ class UplinkQueue:
         return "" if digest == item.sha256 else f"payload file {item.path.name} hashes to {digest[:16]}…, " \
                                                   f"{item.sha256[:16]}… was queued"
 
+    # -- the disk budget -------------------------------------------------------------------------------
+    def class_bytes(self) -> dict[str, int]:
+        """Bytes queued per disk-budget class (contract/disk.py)."""
+        out = dict.fromkeys(disk.CLASSES, 0)
+        with self._lock:
+            for cls, size in self._db.execute(f"SELECT {_CLASS_SQL} AS c, SUM(size) FROM items GROUP BY c"):
+                out[cls] = int(size or 0)
+        return out
+
+    def evict_class(self, cls: str, nbytes: int) -> list[Eviction]:
+        """Give up the oldest items of a disk-budget class until `nbytes` are freed (or none is left)."""
+        if cls not in disk.EVICTION_ORDER:
+            raise ValueError(f"not a class the disk budget evicts: {cls!r}")
+        now = self.clock()
+        freed: list[Path] = []
+        out: list[Eviction] = []
+        with self._tx() as db:
+            total = 0
+            for seq, size in db.execute(f"SELECT seq, size FROM items WHERE {_CLASS_SQL} = ? ORDER BY seq",
+                                        (cls,)).fetchall():
+                if total >= nbytes:
+                    break
+                ev = self._delete(db, seq, "budget", now, f"the suite's disk budget: {cls} first", freed)
+                if ev:
+                    out.append(ev)
+                    total += size
+            if total:
+                self._count(db, f"budget_evicted_bytes.{cls}", total)
+        for p in freed:
+            p.unlink(missing_ok=True)
+        return out
+
     # -- retention, reports, status ------------------------------------------------------------------
     def expire(self) -> list[Eviction]:
         """Delete every item older than the retention age, whatever its priority; forget old delivered ids."""
@@ -539,7 +580,9 @@ def read_stats(db: sqlite3.Connection, now: float) -> dict[str, Any]:
             "oldest_age_s": round(now - oldest, 3) if oldest is not None else 0.0, "evicted": evicted,
             "evicted_by_reason": {k.split(".", 1)[1]: int(v) for k, v in counters.items()
                                   if k.startswith("evicted_reason.")},
-            "uploaded_items": uploaded_items, "uploaded_bytes": uploaded_bytes, "state": state}
+            "uploaded_items": uploaded_items, "uploaded_bytes": uploaded_bytes, "state": state,
+            "budget_evicted_bytes": {k.split(".", 1)[1]: int(v) for k, v in counters.items()
+                                     if k.startswith("budget_evicted_bytes.")}}
 
 
 def open_readonly(root: Path) -> sqlite3.Connection:

@@ -299,7 +299,8 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
         st.on_message("ggvision/v1/detections/door", {"schema": "detections/1.0", "camera": "door"})
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=1, runs=100))
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=3, runs=200))
-        st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}, "storage": {
+        st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}, "disk": {
+            "held": {"video": 100, "records": 5}, "evicted": {"video": 7}}, "storage": {
             "errors": {"disk-full": 2}, "active": {"disk-full": {"since": 1.0, "error": "queue: ENOSPC"}}}})
         st.on_message("ggvision/v1/metrics/inference", {"schema": "inference-metrics/1.0", "model": 7})
         st.on_message("ggvision/v1/frames/door", None)  # binary: malformed
