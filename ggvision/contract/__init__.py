@@ -6,6 +6,8 @@
 - metrics.py  the Prometheus metric families Health exports (names, types, labels), its CloudWatch metrics
 - secrets.py  secret names (camera credentials under the device's own name) and the metrics namespace
 - streams.py  the SQS queue and Kinesis stream names of a stack and the ordering/de-duplication keys of their messages
+- cloud.py    the cloud ingest path: its queues, verdicts table and item layout, results objects, EventBridge
+              detail-type and CloudWatch metrics
 
 Components, the local runtime's live view, the cloud side, the IaC and the docs import from here; nothing
 here imports anything of ggvision. tests/test_contract.py holds docs/messages.md and the recipes against it,
