@@ -79,7 +79,7 @@ class Ingest:
         return self.clients[service]
 
     # ------------------------------------------------------------------ one SQS event
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         failures = []
         for rec in event.get("Records", []):
             mid = rec.get("messageId", "?")
@@ -256,4 +256,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _INGEST
     if _INGEST is None:
         _INGEST = Ingest.from_env()
-    return _INGEST.handle(event)
+    return _INGEST.handle(event, context)
