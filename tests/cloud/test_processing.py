@@ -136,3 +136,14 @@ def test_edge_objects_to_a_verdict_on_the_deployed_stack(stack: dict[str, Any],
     wait_until(lambda: not sqs.receive_message(QueueUrl=stack["IngestQueueUrl"], WaitTimeSeconds=0).get("Messages"),
                10, what="an empty ingest queue")
     assert not sqs.receive_message(QueueUrl=stack["IngestDeadLetterQueueUrl"]).get("Messages")
+
+
+def test_docs_name_what_the_code_uses() -> None:
+    doc = (REPO / "docs" / "cloud.md").read_text()
+    for name in (names.EVENT_SOURCE, names.DETAIL_TYPE_CONFIRMED, names.METRICS_NAMESPACE, names.METRIC_VERDICTS,
+                 names.METRIC_DISAGREEMENTS, names.INDEX_SITE_TIME, names.INDEX_CAMERA_TIME, names.ITEM_TTL,
+                 *names.VERDICTS, "cloud.ingest.handler", "ReportBatchItemFailures"):
+        assert f"`{name}`" in doc or name in doc, f"docs/cloud.md does not name {name}"
+    item = doc.split("## The item")[1].split("##")[0]
+    for attr in (v for k, v in vars(names).items() if k.startswith("ITEM_") and k != "ITEM_KEY"):
+        assert f"`{attr}`" in item, f"docs/cloud.md's item layout lacks {attr}"
