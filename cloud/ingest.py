@@ -60,6 +60,7 @@ class Ingest:
     event_bus: str = "default"
     retention_days: int = names.RETENTION_DAYS_MAX
     clients: dict[str, Any] = field(default_factory=dict)
+    session: Any = field(default_factory=boto3.session.Session)  # its own: credentials as the environment has them now
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Ingest:
@@ -74,8 +75,8 @@ class Ingest:
 
     def client(self, service: str) -> Any:
         if service not in self.clients:  # "table": the verdicts table (boto3's resource: plain values in and out)
-            self.clients[service] = (boto3.resource("dynamodb").Table(self.table_name) if service == "table"
-                                     else boto3.client(service))
+            self.clients[service] = (self.session.resource("dynamodb").Table(self.table_name) if service == "table"
+                                     else self.session.client(service))
         return self.clients[service]
 
     # ------------------------------------------------------------------ one SQS event
