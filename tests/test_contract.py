@@ -118,3 +118,23 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def test_cloud_ingest_names() -> None:
+    from ggvision.contract import cloud, keys
+
+    assert (cloud.queue_name("ggv"), cloud.dlq_name("ggv"), cloud.table_name("ggv")) == (
+        "ggv-ingest", "ggv-ingest-dlq", "ggv-verdicts")
+    assert cloud.results_bucket_name("ggv", "eu-west-1", "123456789012") == "ggv-results-eu-west-1-123456789012"
+    with pytest.raises(ValueError, match="prefix"):
+        cloud.table_name("Bad_Prefix")
+    # the triggers are the keys the edge writes: the rule's results archive and the snapshots
+    assert keys.rule_archive_key("results", "box-1", 1795000000.0, "u.json").startswith(cloud.RECORD_PREFIX)
+    assert object_key("", keys.IMAGES, "s", "box-1", "door", 1795000000.0, "e-1.jpg").startswith(cloud.SNAPSHOT_PREFIX)
+    # one item per edge event, kept no longer than the privacy rule allows
+    assert cloud.item_key("box-1", "door-1-2") == "box-1#door-1-2"
+    assert cloud.expires_at(1795000000.5) == 1795000000 + keys.RETENTION_DAYS_MAX * 86400
+    with pytest.raises(ValueError, match="privacy"):
+        cloud.expires_at(0, keys.RETENTION_DAYS_MAX + 1)
+    assert cloud.result_key("s", "box-1", "door", 1795000000.0, "e") == "verdicts/s/box-1/door/2026/11/18/11/e.json"
+    assert set(cloud.VERDICTS) == {cloud.CONFIRMED, cloud.DISPUTED, cloud.UNVERIFIED}

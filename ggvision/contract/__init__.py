@@ -7,6 +7,8 @@
 - secrets.py  secret names (camera credentials under the device's own name) and the metrics namespace
 - disk.py    the disk budget's classes, their eviction order and the disk-budget/1.0 message
 - streams.py  the SQS queue and Kinesis stream names of a stack and the ordering/de-duplication keys of their messages
+- cloud.py    the cloud ingest path: its queues, verdicts table and item layout, results objects, EventBridge
+              detail-type and CloudWatch metrics
 
 Components, the local runtime's live view, the cloud side, the IaC and the docs import from here; nothing
 here imports anything of ggvision. tests/test_contract.py holds docs/messages.md and the recipes against it,

@@ -1,0 +1,128 @@
+"""The cloud's own names: the ingest path's queues, table and item layout, its results objects, the EventBridge
+event of a confirmed alert and its CloudWatch metrics. cloud/ingest.py and deploy/cloudformation/processing.yaml
+both use these (tests/test_contract.py and tests/cloud/test_processing*.py hold them together).
+
+Names come from the stack's `NamePrefix` (`^[a-z0-9][a-z0-9-]{1,20}$`, as streams.py):
+
+    SQS queue           {prefix}-ingest        S3 ObjectCreated notifications of the data bucket
+    SQS dead letters    {prefix}-ingest-dlq    what failed maxReceiveCount times, and malformed objects
+    DynamoDB table      {prefix}-verdicts      one item per edge event (ITEM_* below), TTL on expiresAt
+    S3 bucket           {prefix}-results-{region}-{account}   processed result objects (RESULT_KEY)
+
+What triggers the ingest (notification filters on the data bucket, keys.py's layout):
+
+    results/iot-rules/results/{thing}/...   the IoT rule's archive of ggvision/{thing}/results: uplink-batch/1.0
+                                            documents whose event/1.0 items of kind "end" are the edge's
+                                            record of an event (label, edge score, boxes, the snapshot's id)
+    images/{site}/{thing}/{camera}/...      the event's snapshot; its metadata names the events it shows
+"""
+
+from __future__ import annotations
+
+import time
+
+from .keys import IMAGES, RETENTION_DAYS_MAX, RULE_ARCHIVE_PREFIX
+from .streams import NAME_PREFIX
+
+QUEUE_TEMPLATE = "{prefix}-ingest"
+DLQ_TEMPLATE = "{prefix}-ingest-dlq"
+TABLE_TEMPLATE = "{prefix}-verdicts"
+RESULTS_BUCKET_TEMPLATE = "{prefix}-results-{region}-{account}"
+
+RECORD_PREFIX = f"{RULE_ARCHIVE_PREFIX}results/"  # where the IoT rule archives ggvision/{thing}/results
+SNAPSHOT_PREFIX = f"{IMAGES}/"
+TRIGGER_PREFIXES = (RECORD_PREFIX, SNAPSHOT_PREFIX)
+"""The data bucket's key prefixes whose ObjectCreated notifications go to the ingest queue (and nothing else)."""
+
+MAX_RECORD_BYTES = 256 * 1024  # an archived batch is <= 128 KB plus the rule's fields: more is not ours
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # a full-HD JPEG is well under 1 MB; the endpoint takes at most 6 MB
+
+# ---- the DynamoDB item: one per edge event (a thing's event id), written by both halves of the join
+ITEM_KEY = "pk"  # "{thing}#{event_id}": event ids are unique per device only
+ITEM_SITE, ITEM_THING, ITEM_CAMERA, ITEM_CAMERA_KEY = "site", "thing", "camera", "cameraKey"
+ITEM_START, ITEM_END, ITEM_LABEL, ITEM_BOXES = "start", "end", "label", "boxes"
+ITEM_EDGE_SCORE, ITEM_CLOUD_SCORE, ITEM_VERDICT = "edgeScore", "cloudScore", "verdict"
+ITEM_SNAPSHOT_ID = "snapshotId"  # the Uplink item id the edge's record names as the best snapshot
+ITEM_CLOUD_SNAPSHOT_ID = "cloudSnapshotId"  # the snapshot the cloud score was computed on
+ITEM_RECORD_KEY, ITEM_SNAPSHOT_KEY, ITEM_RESULT_KEY = "recordKey", "snapshotKey", "resultKey"
+ITEM_CLOUD_AT, ITEM_CLOUD_LABELS, ITEM_CLOUD_MODEL = "cloudAt", "cloudLabels", "cloudModel"
+ITEM_EDGE_MODEL = "edgeModel"
+ITEM_TTL = "expiresAt"  # epoch seconds; DynamoDB TTL deletes the item after it (lagging up to days: filter too)
+
+INDEX_SITE_TIME = "bySiteTime"  # HASH site, RANGE start: a site's events in time order (the dashboard's list)
+INDEX_CAMERA_TIME = "byCameraTime"  # HASH cameraKey "{thing}/{camera}" (camera ids are per device), RANGE start
+
+CONFIRMED, DISPUTED, UNVERIFIED = "confirmed", "disputed", "unverified"
+VERDICTS = (CONFIRMED, DISPUTED, UNVERIFIED)
+"""confirmed: the cloud model sees the edge's label on the snapshot; disputed: it does not; unverified: the edge
+sent no snapshot for the event (metadata policy, budget), so there is nothing to check."""
+
+SITE_UNKNOWN = "_unknown"
+"""The site of an event whose record came without one and whose snapshot never came (the batch envelope does not
+carry the site yet; the snapshot's key does)."""
+
+ALERT_LABELS = ("person",)  # an edge event of these labels that the cloud confirms is an alert
+
+# ---- EventBridge: a confirmed alert
+EVENT_SOURCE = "ggvision.cloud"
+DETAIL_TYPE_CONFIRMED = "ggvision.event.confirmed"
+"""Detail: {"schema": RESULT_SCHEMA, ...} — the processed result document (RESULT_SCHEMA below)."""
+
+# ---- CloudWatch: the model-quality signal
+METRICS_NAMESPACE = "ggvision/cloud"
+METRIC_VERDICTS = "Verdicts"  # dimensions Verdict, Label: every decided event
+METRIC_DISAGREEMENTS = "Disagreements"  # dimension Label: disputed events (edge and cloud disagree)
+
+# ---- the processed result object in the results bucket
+RESULT_SCHEMA = "event-verdict/1.0"
+RESULT_KEY = "verdicts/{site}/{thing}/{camera}/{yyyy}/{mm}/{dd}/{hh}/{event_id}.json"
+
+
+def _prefix(prefix: str) -> str:
+    if not NAME_PREFIX.match(prefix):
+        raise ValueError(f"a stack name prefix is {NAME_PREFIX.pattern}, got {prefix!r}")
+    return prefix
+
+
+def queue_name(prefix: str) -> str:
+    """The ingest queue: `{prefix}-ingest` (a standard queue: S3 cannot notify a FIFO queue)."""
+    return QUEUE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def dlq_name(prefix: str) -> str:
+    """The ingest queue's dead-letter queue: `{prefix}-ingest-dlq`."""
+    return DLQ_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def table_name(prefix: str) -> str:
+    """The verdicts table: `{prefix}-verdicts`, one item per edge event."""
+    return TABLE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def results_bucket_name(prefix: str, region: str, account: str) -> str:
+    """The processed-results bucket: `{prefix}-results-{region}-{account}` (as storage.yaml names its buckets)."""
+    return RESULTS_BUCKET_TEMPLATE.format(prefix=_prefix(prefix), region=region, account=account)
+
+
+def item_key(thing: str, event_id: str) -> str:
+    """The item's partition key: `{thing}#{event_id}`."""
+    return f"{thing}#{event_id}"
+
+
+def camera_key(thing: str, camera: str) -> str:
+    """The camera index's partition key: `{thing}/{camera}`."""
+    return f"{thing}/{camera}"
+
+
+def expires_at(start: float, days: int = RETENTION_DAYS_MAX) -> int:
+    """The item's TTL: `days` after the event started (epoch seconds), never more than RETENTION_DAYS_MAX."""
+    if not 1 <= days <= RETENTION_DAYS_MAX:
+        raise ValueError(f"retention days must be 1..{RETENTION_DAYS_MAX} (the privacy rule), got {days}")
+    return int(start) + days * 86400
+
+
+def result_key(site: str, thing: str, camera: str, start: float, event_id: str) -> str:
+    """The processed result object: `verdicts/{site}/{thing}/{camera}/YYYY/MM/DD/HH/{event_id}.json` (UTC)."""
+    t = time.gmtime(start)
+    return RESULT_KEY.format(site=site, thing=thing, camera=camera, yyyy=f"{t.tm_year:04d}", mm=f"{t.tm_mon:02d}",
+                             dd=f"{t.tm_mday:02d}", hh=f"{t.tm_hour:02d}", event_id=event_id)
