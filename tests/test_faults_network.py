@@ -6,7 +6,7 @@ middle of a deployment.
   stand-in, mutual TLS), which the test stops and later starts again. Messages wait in the runtime's spool (bounded
   like the nucleus' mqtt.spooler.maxSizeInBytes) and, once it is full, in the Uplink's own queue; when the broker
   returns every acknowledged record arrives on IoT Core, each topic in the order it was put. The short variant
-  (20 s, an 8 KiB spool so the bound is reached) runs in `make test`; the 10-minute one (the nucleus' 2.5 MB
+  (15 s, an 8 KiB spool so the bound is reached) runs in `make test`; the 10-minute one (the nucleus' 2.5 MB
   spool) is @slowfault (`make faults`).
 - A deployment during an outage: a local fleet (gglocal/fleet: one shared mosquitto, a device runtime following its
   thing group's deployments) whose device reaches the broker through a TcpLink; the link drops, a deployment is
@@ -141,8 +141,10 @@ def _check_and_print(label: str, f: dict[str, Any], bound: int) -> None:
 
 @pytest.mark.timeout(180)
 def test_the_broker_gone_for_a_while_spools_bounded_and_drains_in_order(tmp_path: Path) -> None:
-    bound = 8 << 10  # small, so that 20 s fill it and the Uplink's queue takes the rest
-    _check_and_print("broker gone 20 s", _broker_gone(tmp_path, 20.0, bound), bound)
+    bound = 8 << 10  # small, so that 15 s fill it and the Uplink's queue takes the rest
+    f = _broker_gone(tmp_path, 15.0, bound)
+    _check_and_print("broker gone 15 s", f, bound)
+    assert f["offline_told"] is not None  # the spool filled, the Uplink said so and kept the rest in its queue
 
 
 @pytest.mark.slowfault
@@ -150,3 +152,103 @@ def test_the_broker_gone_for_a_while_spools_bounded_and_drains_in_order(tmp_path
 def test_the_broker_gone_for_ten_minutes_spools_bounded_and_drains_in_order(tmp_path: Path) -> None:
     bound = 2621440  # the nucleus' mqtt.spooler.maxSizeInBytes default
     _check_and_print("broker gone 10 min", _broker_gone(tmp_path, 600.0, bound), bound)
+
+
+# -- a deployment during a network outage -------------------------------------------------------------------
+
+THING_D, GROUP = "ggv-fault-1", "ggvision-fault"
+
+
+def _device_effective(fleet_dir: Path, deployment_id: str) -> str | None:
+    """The device's own record of a deployment's outcome (its root, not the network)."""
+    path = fleet_dir / "devices" / THING_D / "root" / "deployments" / "group-deployment.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return next((e["status"] for e in state.get("effective", {}).values() if e["deploymentId"] == deployment_id), None)
+
+
+@pytest.mark.timeout(240)
+def test_a_deployment_during_a_network_outage_finishes_when_the_link_returns(tmp_path: Path) -> None:
+    """The device reaches the fleet's broker through a TcpLink. (1) A deployment published while the link is down
+    reaches the device when it returns, is applied once and reported. (2) The link drops while the device applies
+    one: it finishes on the device, and its outcome reaches the fleet when the link returns. Deployed: the product's
+    Uplink, then Health added (the Capture/Inference/Filter path is not what a deployment outage tests)."""
+    import os
+    import sys
+
+    from faults_dev import TcpLink
+    from health_dev import NAME as HEALTH
+    from health_dev import health_dev_recipe
+    from uplink_dev import NAME as UPLINK
+    from uplink_dev import uplink_dev_recipe
+
+    from gglocal.fleet.runner import Fleet
+    from rollout.backends.local import LocalBackend
+
+    base = tmp_path / "base" / "recipes"
+    v_up = json.loads(uplink_dev_recipe(base, iot={"enabled": False}, metricsPeriodS=1).read_text())["ComponentVersion"]
+    v_he = json.loads(health_dev_recipe(base, promPort=0, periodS=1, summaryPeriodS=3600,
+                                        inferenceComponent="none").read_text())["ComponentVersion"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # components' python3
+    link = TcpLink(("127.0.0.1", 0))
+
+    class LinkedFleet(Fleet):  # the device's broker address is the link's (the later --iot-endpoint wins)
+        def _launch(self, thing: str, groups: list[str]) -> Any:
+            assert self.broker is not None
+            link.upstream = ("127.0.0.1", self.broker.port)
+            return super()._launch(thing, groups)
+
+    fleet = LinkedFleet(tmp_path / "fleet", {THING_D: [GROUP]}, base=tmp_path / "base", settle_s=0.5,
+                        extra_args=["--iot-endpoint", link.address])
+    b: LocalBackend | None = None
+    try:
+        b = LocalBackend(fleet.start())
+
+        def outcome(dep_id: str) -> str | None:
+            st = b.device_status(THING_D, dep_id).status
+            return st if st in ("SUCCEEDED", "FAILED", "REJECTED") else None
+
+        first = b.deploy(GROUP, {UPLINK: {"componentVersion": v_up}}, name="uplink")
+        assert b.client.wait_for(lambda: outcome(first.deployment_id), 120, "the first deployment") == "SUCCEEDED"
+        # (1) published during the outage
+        link.down()
+        second = b.deploy(GROUP, {UPLINK: {"componentVersion": v_up}, HEALTH: {"componentVersion": v_he}},
+                          name="add health")
+        time.sleep(10)  # the outage itself: the device must not learn of the deployment meanwhile
+        unseen = _device_effective(tmp_path / "fleet", second.deployment_id) is None
+        link.up()
+        t_up = time.monotonic()
+        got2 = b.client.wait_for(lambda: outcome(second.deployment_id), 120, "the deployment after the outage")
+        t2 = time.monotonic() - t_up
+        # (2) the link drops while the device applies a deployment
+        third = b.deploy(GROUP, {UPLINK: {"componentVersion": v_up}}, name="remove health")
+        b.client.wait_for(lambda: b.device_status(THING_D, third.deployment_id).status != "QUEUED", 60,
+                          "the device starting the third deployment")
+        link.down()
+        applied = wait_until(lambda: _device_effective(tmp_path / "fleet", third.deployment_id) in
+                             ("SUCCEEDED", "FAILED"), 60, interval=0.2, what="the device finishing it offline")
+        time.sleep(8)  # the outage goes on after the device finished: its report waits meanwhile
+        reported_offline = outcome(third.deployment_id)
+        link.up()
+        t_up = time.monotonic()
+        got3 = b.client.wait_for(lambda: outcome(third.deployment_id), 120, "its outcome after the outage")
+        t3 = time.monotonic() - t_up
+        comps = b.device_status(THING_D, "").components
+        states = b.client.statuses[THING_D].get("states", {})
+        log = (tmp_path / "fleet" / "devices" / THING_D / "runtime.log").read_text(errors="replace")
+    finally:
+        if b is not None:
+            b.close()
+        fleet.stop()
+        link.close()
+    assert unseen and got2 == "SUCCEEDED" and applied and reported_offline is None and got3 == "SUCCEEDED"
+    assert HEALTH not in comps and comps.get(UPLINK) == v_up, comps
+    assert "Traceback" not in log, log[-3000:]
+    started = sum(1 for ln in log.splitlines() if f"{HEALTH} | state" in ln and ln.endswith("-> RUNNING"))
+    assert started == 1, started  # the deployment that added Health was applied once, not again at the reconnect
+    print(f"\ndeployment during an outage: published while the link was down, applied and SUCCEEDED "
+          f"{t2:.1f} s after the link returned; the link dropped while the device applied one: it finished offline, "
+          f"its outcome reached the fleet {t3:.1f} s after the link returned; device states {states}; "
+          f"Health started {started} time(s) (applied once)")
