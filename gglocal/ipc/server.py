@@ -396,8 +396,12 @@ class IpcServer:
                 c.abort()
             await self._server.wait_closed()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a read-only or forbidden root must not fail the shutdown; start() replaces the file
+            log.warning("IPC socket %s left in place: %s", self.socket_path, e)
 
     def on_connect(self, conn: Connection) -> None:
         log.debug("IPC client connected: %s", conn.component)

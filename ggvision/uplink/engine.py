@@ -24,7 +24,7 @@ from ..config.base import parse
 from ..config.uplink import UplinkConfig
 from ..contract.keys import kind_for, object_key
 from .dirsink import DirectorySink
-from .errors import ItemError, Preempted, TransientError
+from .errors import ItemError, Preempted, TooLarge, TransientError
 from .msgsinks import ArchiveSink, Batch, build_batches
 from .queue import Eviction, Item, UplinkQueue
 from .s3sink import S3Sink
@@ -64,6 +64,7 @@ class LaneState:
     last_error_at: float = 0.0
     sent_bytes: int = 0
     busy_s: float = 0.0  # seconds spent sending: sent_bytes / busy_s is the link's observed rate
+    batch_limit: int = 0  # message batches at most this big (0: iot.maxBatchBytes); lowered on TooLarge
 
 
 def _kind_and_name(item: Item) -> tuple[str, str]:
@@ -272,7 +273,7 @@ class Engine:
         if not items or sink is None:
             return False
         good = self._verified(lane, items)
-        for batch in build_batches(good, self.cfg.iot_max_batch_bytes):
+        for batch in build_batches(good, st.batch_limit or self.cfg.iot_max_batch_bytes):
             if self.stop_event.is_set():
                 break
             body = batch.body(self.thing)
@@ -283,6 +284,16 @@ class Engine:
             except ItemError as e:
                 self._reject(lane, [(it, str(e)) for it in batch.items])
                 continue
+            except TooLarge as e:
+                if len(batch.items) == 1:  # no smaller batch exists: it can never go through this runtime
+                    self._reject(lane, [(batch.items[0], str(e))])
+                    continue
+                # A backlog batches up bigger than the runtime's spool (a device with a small
+                # mqtt.spooler.maxSizeInBytes, after an outage): halve the batches and go on, in the same order.
+                st.batch_limit = max(1024, len(body) // 2)
+                log.warning("uplink %s: a %d-byte batch is too large for the runtime (%s); sending batches of at "
+                            "most %d bytes", lane, len(body), e, st.batch_limit)
+                return True
             except TransientError as e:
                 self.queue.failed(lane, batch.items, str(e))
                 self._failed(lane, st, str(e))

@@ -16,3 +16,18 @@ class Preempted(Exception):
 
 class Throttled(TransientError):
     """The destination asked us to slow down (throughput exceeded): keep the item and back off; the link is up."""
+
+
+class TooLarge(TransientError):
+    """The destination takes no message this big for now: the runtime's offline spool is smaller than the batch
+    (gglocal: "is larger than the whole spool"; the nucleus: "Message is larger than the size of message spool").
+    Smaller batches go; a single item this big never can (the engine refuses it then, reported)."""
+
+
+_TOO_LARGE = ("larger than the whole spool", "larger than the size of message spool")
+
+
+def too_large(text: str) -> bool:
+    """Whether a destination's refusal says the message is bigger than it can ever take as one."""
+    low = text.lower()
+    return any(t in low for t in _TOO_LARGE)

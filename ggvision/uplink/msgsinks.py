@@ -25,7 +25,7 @@ from typing import Any
 from ..component import error_text
 from ..contract.keys import rule_archive_key
 from .dirsink import write_atomic
-from .errors import ItemError, TransientError
+from .errors import ItemError, TooLarge, TransientError, too_large
 from .queue import Item
 
 _ENVELOPE_SLACK = 256  # envelope fields outside the entries
@@ -86,7 +86,8 @@ class IotSink:
         except (UnauthorizedError, InvalidArgumentsError) as e:
             raise ItemError(f"PublishToIoTCore {batch.topic} refused: {error_text(e)}") from e
         except Exception as e:  # ServiceError (spool full, bridge down), timeout, IPC connection lost
-            raise TransientError(f"PublishToIoTCore {batch.topic}: {error_text(e)}") from e
+            text = f"PublishToIoTCore {batch.topic}: {error_text(e)}"
+            raise (TooLarge if too_large(text) else TransientError)(text) from e
 
     def close(self) -> None:
         pass
@@ -130,7 +131,7 @@ class FunctionSink:
         except ItemError:
             raise
         except Exception as e:
-            raise TransientError(f"{self.name}: {e}") from e
+            raise (TooLarge if too_large(str(e)) else TransientError)(f"{self.name}: {e}") from e
 
     def close(self) -> None:
         pass

@@ -220,6 +220,43 @@ def test_messages_are_batched_per_topic_and_camera_in_order_within_128kb(tmp_pat
     q.close()
 
 
+def test_batches_bigger_than_the_runtimes_spool_are_split_in_order_and_an_item_bigger_is_refused(
+        tmp_path: Path) -> None:
+    """A backlog (after an outage) batches up bigger than a small runtime spool (mqtt.spooler.maxSizeInBytes):
+    the spool refuses such a message for good ("larger than the whole spool"), so the lane must send smaller
+    batches instead of retrying the same one forever (tests/test_faults_network.py found it stuck so); a single
+    item bigger than the spool is refused and reported, and the lane goes on. The real gglocal spool answers."""
+    from gglocal.iotcore.spool import DiskSpool
+
+    spool = DiskSpool(tmp_path / "spool.sqlite", 8192)
+    q = UplinkQueue(tmp_path / "q")
+    msgs = [parse_put({**put_msg(i, "results"), "destination": "iot", "topic": "ggvision/{thing}/results",
+                       "payload": {"n": i, "pad": "x" * (9000 if i == 7 else 500)}}, THING, 130000) for i in range(30)]
+    q.put_many(msgs)
+    sent: list[bytes] = []
+
+    def publish(topic: str, body: bytes) -> None:
+        spool.put(topic, body)  # raises SpoolFullError with the runtime's words
+        spool.remove(spool.peek(1)[0].id)  # the broker took it at once
+        sent.append(body)
+
+    e = Engine(q, parse(UplinkConfig, {"site": "s1", "archive": {"enabled": False}}), THING,
+               Recorder(tmp_path / "bucket"), {"iot": FunctionSink("iot", publish)})
+    e.start()
+    try:
+        from harness import wait_until
+
+        wait_until(lambda: sum(json.loads(b)["count"] for b in sent) == 29 and q.unreported(), 20,
+                   what="every message but the one bigger than the spool")
+    finally:
+        e.stop()
+    got = [x["payload"]["n"] for b in sent for x in json.loads(b)["items"]]
+    assert got == [i for i in range(30) if i != 7] and all(len(b) <= 8192 for b in sent)
+    assert [(ev.id, ev.reason) for _, ev in q.unreported()] == [("t:door:7", "rejected")]
+    q.close()
+    spool.close()
+
+
 def test_bandwidth_cap_paces_the_drain(tmp_path: Path) -> None:
     q = UplinkQueue(tmp_path / "q")
     q.put_many([req(i, "video", 256 * 1024, camera="door") for i in range(6)])  # 1.5 MiB

@@ -206,3 +206,24 @@ def test_a_full_root_never_stops_a_components_output_and_the_spool_says_why(tmp_
         rt.cleanup()
         broker.stop()
         root.umount()
+
+
+def test_the_ipc_server_stops_cleanly_on_a_read_only_root(fs: Tmpfs) -> None:
+    """A root the kernel turned read-only (a failed disk) must not fail the runtime's shutdown: the socket file
+    stays (the next start on the repaired root replaces it), and so did the rehearsal in test_faults_storage.py
+    find it (`ggvision nucleus` exited 2 on `Read-only file system: .../ipc.socket`)."""
+    import asyncio
+
+    from gglocal.ipc.server import IpcServer
+
+    server = IpcServer(fs.path / "ipc.socket", {}, lambda token: None)
+
+    async def run() -> None:
+        await server.start()
+        fs.read_only()
+        await server.stop()
+
+    asyncio.run(run())
+    assert (fs.path / "ipc.socket").exists()
+    fs.read_write()
+    asyncio.run(run())  # the next start replaces the socket left behind
