@@ -5,6 +5,8 @@ model loading can be checked against hand-computed results. Reusable by other te
   mean_color_model(labels, ...)               classification: per-image channel means as the class scores
   linear_softmax_model(weights, bias, ...)    tabular classifier: probabilities = softmax(x @ W + b), label = argmax
   model_manifest(family, ...)                 a model-manifest/1.0 dict for such a graph (fill in what differs)
+  with_nan_outputs(model)                     the same graph, its first output multiplied by NaN
+  hanging(model)                              the same graph, its first output waiting on a Loop that never ends
 """
 
 from __future__ import annotations
@@ -104,3 +106,47 @@ def model_manifest(family: str, labels: list[str] | None, input_spec: dict, **ex
         d["labels"] = labels
     d.update(extra)
     return d
+
+
+def _reroute_first_output(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """A copy whose first output is renamed `<name>_raw` inside the graph, so a node can produce `<name>` from it."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    name = m.graph.output[0].name
+    for node in m.graph.node:
+        for i, o in enumerate(node.output):
+            if o == name:
+                node.output[i] = f"{name}_raw"
+    return m, name
+
+
+def with_nan_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model, but its first output is all NaN (a broken export): loads, runs, says nothing useful."""
+    m, name = _reroute_first_output(model)
+    m.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_const"))
+    m.graph.node.append(helper.make_node("Mul", [f"{name}_raw", "nan_const"], [name]))
+    onnx.checker.check_model(m)
+    return m
+
+
+def hanging(model: onnx.ModelProto, trips: int = 1 << 62) -> onnx.ModelProto:
+    """The same model, but its first output waits on a Loop of `trips` empty iterations (2^62: never ends; ONNX
+    Runtime's RunOptions.terminate can still stop it)."""
+    m, name = _reroute_first_output(model)
+    f32 = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["acc_in", "zero_f"], ["acc_out"])],
+        "spin", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("acc_in", f32, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", f32, [])],
+        [numpy_helper.from_array(np.array(0, np.float32), "zero_f")])
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(trips, np.int64), "spin_trips"),
+                                numpy_helper.from_array(np.array(True), "spin_cond"),
+                                numpy_helper.from_array(np.array(0, np.float32), "spin_acc")])
+    m.graph.node.append(helper.make_node("Loop", ["spin_trips", "spin_cond", "spin_acc"], ["spin_out"], body=body))
+    m.graph.node.append(helper.make_node("Add", [f"{name}_raw", "spin_out"], [name]))
+    onnx.checker.check_model(m)
+    return m

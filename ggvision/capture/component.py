@@ -139,10 +139,14 @@ class CaptureComponent:
     def _on_frame(self, cam: Camera, frame: np.ndarray, timestamp: float) -> None:
         ring = cam.ring
         if ring is None or frame.nbytes > ring.max_frame_bytes:
-            # Sized by the first frame; a camera that changes resolution upwards gets a new ring.
+            # Sized by the first frame; a camera that changes resolution upwards gets a new ring (of the same name:
+            # it continues the numbering, so readers tell its frames from the old ring's and re-attach).
+            first = 0
             if ring is not None:
+                first = ring.next_sequence
                 ring.close()
-            ring = cam.ring = FrameRing.create(cam.config.camera_id, slots=self.slots, max_frame_bytes=frame.nbytes)
+            ring = cam.ring = FrameRing.create(cam.config.camera_id, slots=self.slots, max_frame_bytes=frame.nbytes,
+                                               first_sequence=first)
         desc = ring.write(frame, timestamp)
         self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())
 

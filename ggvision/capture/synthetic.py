@@ -34,11 +34,13 @@ class SyntheticSource:
         self.dropped = 0
 
     def frames(self, stop: threading.Event) -> Iterator[SourceFrame]:
-        epoch0 = time.time()
+        # Paced by the monotonic clock, stamped by the stream clock mapped to the wall clock at the start (as a
+        # camera's stream is, worker.py): a step of the wall clock neither stops the camera (a step back would
+        # make it wait an hour) nor makes it drop an hour of frames.
+        epoch0, mono0 = time.time(), time.monotonic()
         index = 0
         while not stop.is_set():
-            due = epoch0 + index * self.period
-            delay = due - time.time()
+            delay = mono0 + index * self.period - time.monotonic()
             if delay > 0:
                 if stop.wait(delay):
                     return
@@ -46,8 +48,7 @@ class SyntheticSource:
                 behind = int(-delay / self.period)
                 self.dropped += behind
                 index += behind
-                due = epoch0 + index * self.period
-            yield SourceFrame(due, index, self._loader(index))
+            yield SourceFrame(epoch0 + index * self.period, index, self._loader(index))
             index += 1
 
     def _loader(self, index: int) -> Callable[[], tuple[np.ndarray, list[ObjectBox]]]:

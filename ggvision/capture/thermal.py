@@ -34,12 +34,14 @@ class ThermalWorker(threading.Thread):
         self.frames = 0
 
     def run(self) -> None:
-        t0 = time.time()
+        # Paced (and the scene's time kept) by the monotonic clock: a wall clock stepped back an hour must not
+        # stop the sensor for an hour. Readings are stamped with the wall clock when they are taken.
+        t0 = time.monotonic()
         next_gas = 0.0
         period = 1.0 / self.fps
-        while not self._halt.wait(max(0.0, t0 + self.frames * period - time.time())):
+        while not self._halt.wait(max(0.0, t0 + self.frames * period - time.monotonic())):
             now = time.time()
-            t = now - t0
+            t = time.monotonic() - t0
             self.on_frame(self.sim.frame(t)[:, :, None], now)
             self.frames += 1
             if t >= next_gas:

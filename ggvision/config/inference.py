@@ -226,6 +226,8 @@ class InferenceConfig(ComponentConfig):
     threads: Annotated[whole(1, 256) | None, BeforeValidator(_zero_is_none),  # 0 or null: ONNX Runtime's choice
                        WithJsonSchema({"type": ["integer", "string", "null"], "minimum": 0, "maximum": 256})] = None
     trt_cache_dir: Annotated[str, BeforeValidator(_folder_path)] = "trt-cache"
+    # a model whose warm-up run takes longer is refused as hung; it includes a TensorRT engine build (minutes)
+    warmup_timeout_s: number(0.1, 86_400) = 900.0
     frame_topics: Annotated[tuple[str, ...], BeforeValidator(_topic_filters)] = DEFAULT_FRAME_TOPICS
     metrics_period_s: number(0.2, 3600) = 5.0
 

@@ -70,9 +70,14 @@ class Rings:
                 return None
             self.by_camera[camera] = desc.ring
         try:
-            return ring.read(desc)
+            out = ring.read(desc)
         except ValueError:
-            return None
+            out = None
+        if out is None and ring.replaced():  # the writer made a new ring of that name (bigger frames)
+            self.rings.pop(desc.ring).close()
+            self.by_camera.pop(camera, None)
+            return self.read(camera, desc)
+        return out
 
     def close(self) -> None:
         for r in self.rings.values():

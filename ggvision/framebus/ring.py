@@ -160,12 +160,17 @@ class FrameRing:
         self._final_written = 0
         self._reads = self._overwritten = self._torn = self._invalid = self._skipped = 0
         self._last_seen: int | None = None
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the mapped file, reader side
 
     # -- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, camera: str, slots: int = 8, max_frame_bytes: int = 1920 * 1080 * 3) -> FrameRing:
-        """Create this process' ring for `camera` (writer side), after removing the camera's stale rings."""
+    def create(cls, camera: str, slots: int = 8, max_frame_bytes: int = 1920 * 1080 * 3,
+               first_sequence: int = 0) -> FrameRing:
+        """Create this process' ring for `camera` (writer side), after removing the camera's stale rings.
+
+        first_sequence: the sequence of its first frame. A writer replacing its ring (bigger frames) continues
+        the old ring's numbering, so a camera's sequences never go back (readers drop what they have seen)."""
         if not isinstance(camera, str) or not 0 < len(camera) <= MAX_CAMERA_LEN:
             raise ValueError(f"camera must be a non-empty string of at most {MAX_CAMERA_LEN} characters")
         if not 1 <= slots <= MAX_SLOTS:
@@ -216,6 +221,8 @@ class FrameRing:
         _fence()
         mm[0:8] = MAGIC  # last: a reader never sees a half-initialised header as valid
         ring = cls(name, path, mm, writer=True)
+        if first_sequence:
+            ring._written[0] = ring._seq = int(first_sequence)  # type: ignore[index]
         atexit.register(ring._atexit)
         return ring
 
@@ -227,17 +234,37 @@ class FrameRing:
         path = os.path.join(shm_dir(), name)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
             if size < SLOT_TABLE_OFF + SLOT_HDR:
                 raise ValueError(f"{name}: too small to be a frame ring ({size} bytes)")
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)
         try:
-            return cls(name, path, mm, writer=False)
+            ring = cls(name, path, mm, writer=False)
         except BaseException:
             mm.close()
             raise
+        ring._file_id = (st.st_dev, st.st_ino)
+        return ring
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence the next write() gets (writer side)."""
+        return self._seq
+
+    def replaced(self) -> bool:
+        """Reader side: whether the file under this ring's name is no longer the one mapped here (the writer
+        closed it, and maybe created a new ring of the same name: its process makes one per camera). Costs a
+        stat: call it when a read fails, not per frame."""
+        if self._file_id is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._file_id
 
     # -- writer ---------------------------------------------------------------------------------------
 

@@ -95,7 +95,8 @@ class InferenceComponent:
         load = self._load_fn
         if load is None:
             from ..model.loader import load_model as load
-        return load(folder, provider=provider, threads=threads, trt_cache_dir=Path(trt).resolve())
+        return load(folder, provider=provider, threads=threads, trt_cache_dir=Path(trt).resolve(),
+                    warmup_timeout_s=self.cfg.warmup_timeout_s)
 
     def _resolve(self, source: ModelSource) -> tuple[Path, str]:
         return resolve(source, self.packages, self._installed_version)

@@ -27,6 +27,16 @@ class RingReader:
 
     def read(self, desc: FrameDescriptor) -> np.ndarray | None:
         """A private copy of the frame, or None when it is gone (overwritten, or its ring is not there)."""
+        out = self._read(desc)
+        if out is None:
+            ring = self._rings.get(desc.ring)
+            if ring is not None and ring.replaced():  # the writer made a new ring of that name (bigger frames)
+                self._drop(desc.ring)
+                self._by_camera.pop(desc.camera, None)
+                out = self._read(desc)
+        return out
+
+    def _read(self, desc: FrameDescriptor) -> np.ndarray | None:
         ring = self._rings.get(desc.ring)
         if ring is None:
             old = self._by_camera.get(desc.camera)

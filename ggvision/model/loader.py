@@ -1,8 +1,9 @@
 """Loading a model directory (model.onnx + manifest.json) into a verified, warmed-up, ready-to-run LoadedModel.
 
 load_model refuses (ModelError naming what and where) a model whose digest does not match its manifest, that
-ONNX Runtime cannot load, whose input/outputs do not fit the manifest and family, or whose warm-up run fails.
-The caller keeps whatever it was serving before.
+ONNX Runtime cannot load, whose input/outputs do not fit the manifest and family, whose warm-up run fails, gives
+NaN or infinite outputs, or does not finish within its deadline (a model that hangs). The caller keeps whatever
+it was serving before. At serving time too, a run whose outputs are not finite raises instead of publishing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,15 +77,37 @@ class LoadedModel:
             return np.zeros(self.manifest.input.shape[1], dtype=np.float32)
         return _dummy_frame(self.manifest)
 
-    def warm_up(self) -> None:
-        """One inference on a dummy input (first-run allocations, TensorRT engine build, decoder checks)."""
-        self.infer([self.dummy_input()])
+    def warm_up(self, timeout_s: float | None = None) -> None:
+        """One inference on a dummy input (first-run allocations, TensorRT engine build, decoder checks).
 
-    def infer(self, inputs: Sequence[Any]) -> tuple[list[dict], dict[str, float]]:
+        timeout_s: ONNX Runtime is told to end the run after this long, and the model is refused as hung (a run
+        that never ends would hold the loader, and a core, for good)."""
+        options = None
+        timer = None
+        if timeout_s is not None:
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            timer = threading.Timer(timeout_s, lambda: setattr(options, "terminate", True))
+            timer.daemon = True
+            timer.start()
+        try:
+            self.infer([self.dummy_input()], options)
+        except ModelError:
+            if options is not None and options.terminate:
+                raise ModelError(f"{self.where}: the warm-up run did not finish within {timeout_s:g} s "
+                                 "(a model that hangs, or warmupTimeoutS too short for it)") from None
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def infer(self, inputs: Sequence[Any], options: Any = None) -> tuple[list[dict], dict[str, float]]:
         """Frames (vision: HxWxC uint8 BGR, or HxW / HxWx1 single channel) or feature rows (tabular: 1-D float
         vectors, or mappings by feature name) -> (per-input task parts of detections/1.0, batch timings_ms).
 
-        Inputs beyond max_batch are run in chunks; timings are summed over the chunks.
+        Inputs beyond max_batch are run in chunks; timings are summed over the chunks. `options`: RunOptions for
+        each run. Outputs with NaN or infinite values raise ModelError (a decoder would drop or publish them).
         """
         runner = self._runner  # close() from another thread lets a running call finish on its own reference
         if runner is None:
@@ -108,9 +132,10 @@ class LoadedModel:
                 raise ModelError(f"{self.where}: cannot preprocess input: {type(e).__name__}: {e}") from None
             t1 = time.perf_counter()
             try:
-                raw = runner.run({spec.name: tensor})
+                raw = runner.run({spec.name: tensor}, options)
             except Exception as e:  # onnxruntime's own exception types
                 raise ModelError(f"{self.where}: inference failed: {type(e).__name__}: {e}") from None
+            _check_finite(runner.output_names, raw, self.where)
             t2 = time.perf_counter()
             try:
                 results.extend(self.decoder(dict(zip(runner.output_names, raw, strict=True)), geoms))
@@ -128,6 +153,16 @@ class LoadedModel:
         """Release the session (memory is freed once no infer call still holds it). Idempotent."""
         self._runner = None
         self.session = None
+
+
+def _check_finite(names: list[str], arrays: list[np.ndarray], where: str) -> None:
+    """A model whose outputs are NaN/inf is broken (bad export, overflow); its detections would be silently
+    dropped by score thresholds, or published as invalid JSON numbers."""
+    for name, arr in zip(names, arrays, strict=True):
+        a = np.asarray(arr)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ModelError(f"{where}: output {name!r} has {bad} NaN or infinite value(s) of {a.size}")
 
 
 def _shape(dims: list) -> list:
@@ -160,13 +195,14 @@ def _check_io(session: Any, m: ModelManifest, where: str) -> int | None:
 
 def load_model(model_dir: str | Path, *, provider: str = "auto", threads: int | None = None,
                trt_cache_dir: Path | None = None, device_id: int = 0, dynamic_batch: bool | None = None,
-               batch_limit: int = 16) -> LoadedModel:
+               batch_limit: int = 16, warmup_timeout_s: float | None = None) -> LoadedModel:
     """Verify and load `model_dir` (manifest.json + the model file it names); ModelError on any refusal.
 
     provider: "auto" | "tensorrt" | "cuda" | "cpu" (see session.choose_providers); threads: intra-op threads
     (default: physical cores). dynamic_batch: give a fixed-batch-1 export a dynamic batch when that provably
     gives identical outputs (dynamic_batch.py); None = only on GPU, where batching pays (on CPU it did not).
     batch_limit: the largest batch TensorRT's optimisation profile covers for a dynamic-batch model.
+    warmup_timeout_s: refuse the model when its warm-up run (which includes a TensorRT engine build) takes longer.
     """
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
@@ -217,7 +253,7 @@ def load_model(model_dir: str | Path, *, provider: str = "auto", threads: int | 
     decoder.check_outputs([(o.name, list(o.shape), o.type) for o in session.get_outputs()])
     model = LoadedModel(m, model_dir, session, decoder, max_batch, device_id)
     try:
-        model.warm_up()
+        model.warm_up(warmup_timeout_s)
     except ModelError as e:
         raise ModelError(f"{where}: warm-up failed: {e}") from None
     except Exception as e:  # a decoder meeting outputs it cannot read

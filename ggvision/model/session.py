@@ -138,14 +138,15 @@ class SessionRunner:
         self.uses_io_binding = on_gpu if io_binding is None else io_binding
         self.device = "cuda" if on_gpu else "cpu"  # io_binding=True on CPU exercises the same path in tests
 
-    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feed: dict[str, np.ndarray], options: ort.RunOptions | None = None) -> list[np.ndarray]:
+        """`options`: ONNX Runtime's RunOptions; setting its `terminate` from another thread ends the run."""
         if not self.uses_io_binding:
-            return self.session.run(self.output_names, feed)
+            return self.session.run(self.output_names, feed, options)
         binding = self.session.io_binding()
         for name, arr in feed.items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), self.device, self.device_id)
             binding.bind_ortvalue_input(name, value)
         for name in self.output_names:
             binding.bind_output(name, self.device, self.device_id)
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, options)
         return binding.copy_outputs_to_cpu()

@@ -646,3 +646,26 @@ def test_local_segments_older_than_the_retention_are_deleted(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="cameras.door.record.retainS: must be at least segmentSeconds"):
         CameraConfig.from_dict("door", {"source": {"type": "synthetic"}, "record": {
             "enabled": True, "dir": str(tmp_path), "segmentSeconds": 10, "retainS": 5}})
+
+
+def test_synthetic_camera_keeps_its_pace_when_the_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wall clock stepped back an hour (NTP, an operator) must not stop the synthetic camera for an hour, nor
+    a step forward make it drop an hour of frames: it is paced by the monotonic clock, stamped by its stream."""
+    from ggvision.capture.synthetic import SyntheticSource
+    from ggvision.config.capture import SyntheticSource as SyntheticConfig
+
+    offset = [0.0]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    src = SyntheticSource(SyntheticConfig(type="synthetic", width=64, height=36, fps=20))
+    frames = src.frames(threading.Event())
+    stamps = [next(frames).timestamp for _ in range(3)]
+    offset[0] = -3600.0
+    t0 = time.monotonic()
+    stamps += [next(frames).timestamp for _ in range(3)]
+    offset[0] = 3600.0
+    stamps += [next(frames).timestamp for _ in range(3)]
+    assert time.monotonic() - t0 < 2  # six frames at 20 fps: no wait for the hour to pass again
+    assert src.dropped == 0
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(abs(s - 0.05) < 1e-6 for s in steps), steps  # the stream's own clock: 1/fps apart, no jump

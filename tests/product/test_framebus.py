@@ -606,3 +606,39 @@ def test_radiometric_float32_and_uint16_frames_round_trip() -> None:
     finally:
         reader.close()
         ring.close()
+
+
+def test_a_ring_replaced_under_the_same_name_is_noticed_and_numbering_continues() -> None:
+    """A camera that changes resolution upwards gets a new ring of the same name (one per camera per process):
+    readers must see that the file they mapped is gone, and the new ring's sequences must not go back."""
+    from ggvision.filter.component import Rings
+    from ggvision.inference.frames import RingReader
+
+    cam = _cam("resize")
+    small, big = np.full((18, 32, 3), 7, np.uint8), np.full((36, 64, 3), 9, np.uint8)
+    ring = FrameRing.create(cam, slots=2, max_frame_bytes=small.nbytes)
+    readers = [RingReader(reuse=True), RingReader()]
+    rings = Rings()
+    try:
+        d1 = ring.write(small, 1.0)
+        attached = FrameRing.attach(ring.name)
+        assert all(r.read(d1) is not None for r in readers) and rings.read(cam, d1) is not None
+        assert not attached.replaced()
+        ring.close()
+        ring = FrameRing.create(cam, slots=2, max_frame_bytes=big.nbytes, first_sequence=ring.next_sequence)
+        d2 = ring.write(big, 2.0)
+        assert d2.ring == d1.ring and d2.sequence == d1.sequence + 1  # same name, numbering continues
+        assert attached.replaced()
+        with pytest.raises(ValueError, match="exceeds"):  # the old mapping cannot serve it ...
+            attached.read(d2)
+        for r in readers:  # ... the readers re-attach
+            got = r.read(d2)
+            assert got is not None and got.shape == (36, 64, 3) and int(got[0, 0, 0]) == 9
+        got = rings.read(cam, d2)
+        assert got is not None and got.shape == (36, 64, 3)
+        attached.close()
+    finally:
+        for r in readers:
+            r.close()
+        rings.close()
+        ring.close()

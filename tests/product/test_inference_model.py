@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ from ggvision.model.session import (
     create_session,
     provider_in_use,
 )
-from tests.onnx_graphs import constant_model, model_manifest
+from tests.onnx_graphs import constant_model, hanging, model_manifest, with_nan_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -122,6 +123,28 @@ def test_corrupt_model_with_matching_digest_is_refused(tmp_path):
     (d / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelError, match="ONNX Runtime cannot load the model"):
         load_model(d)
+
+
+def test_nan_outputs_are_refused_at_warm_up_and_never_served(tmp_path):
+    out = np.zeros((84, 7), np.float32)
+    man = model_manifest("yolox", ["a", "b"], {"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32"})
+    graph = constant_model([1, 3, 64, 64], {"output": out})
+    with pytest.raises(ModelError, match=r"warm-up failed: .*'output' has 588 NaN or infinite value\(s\) of 588"):
+        load_model(write_model_dir(tmp_path / "nan", with_nan_outputs(graph), man))
+    m = load_model(write_model_dir(tmp_path / "ok", graph, man))
+    m._runner.run = lambda feed, options=None: [np.full((1, 84, 7), np.inf, np.float32)]  # turns bad while serving
+    with pytest.raises(ModelError, match=r"output 'output' has 588 NaN or infinite"):
+        m.infer([np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_a_model_that_hangs_is_stopped_and_refused_at_its_warm_up_deadline(tmp_path):
+    man = model_manifest("yolox", ["a", "b"], {"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32"})
+    d = write_model_dir(tmp_path / "hang", hanging(constant_model([1, 3, 64, 64], {"output": np.zeros((84, 7),
+                                                                                             np.float32)})), man)
+    t0 = time.monotonic()
+    with pytest.raises(ModelError, match=r"warm-up run did not finish within 0.5 s \(a model that hangs"):
+        load_model(d, warmup_timeout_s=0.5)
+    assert time.monotonic() - t0 < 5  # ONNX Runtime stopped the run: no thread left spinning on it
 
 
 def test_wrong_input_shape_name_and_outputs_are_refused(tmp_path):

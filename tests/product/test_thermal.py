@@ -64,3 +64,34 @@ def test_worker_stops_and_joins_cleanly() -> None:
     w.stop()
     assert not w.is_alive()
     w.join()  # joining a finished thread again runs Thread._stop: must not raise
+
+
+def test_thermal_worker_keeps_its_pace_when_the_wall_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wall clock stepped back an hour must not stop the sensor for an hour (it is paced by the monotonic
+    clock); its readings carry the wall clock's time as it is."""
+    import threading
+    import time
+
+    from ggvision.capture.thermal import ThermalWorker
+
+    offset = [0.0]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    stamps: list[float] = []
+    ten = threading.Event()
+
+    def on_frame(frame: np.ndarray, ts: float) -> None:
+        stamps.append(ts)
+        if len(stamps) >= 10 and stamps[-1] < real() - 1800:
+            ten.set()
+
+    w = ThermalWorker("t1", "normal", 1, 20.0, on_frame, lambda gas: None)
+    w.start()
+    try:
+        while len(stamps) < 3:
+            time.sleep(0.01)
+        offset[0] = -3600.0
+        assert ten.wait(5), f"{len(stamps)} frames, the last stamped {real() - stamps[-1]:.0f} s ago"
+    finally:
+        w.stop()
+    assert stamps[-1] < real() - 3500  # stamped with the (stepped) wall clock
