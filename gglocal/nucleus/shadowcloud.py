@@ -122,3 +122,99 @@ class CloudShadowService:
                               json.dumps({"code": 404, "message": str(e.args[0]), **tok}).encode())
         except ShadowError:
             pass  # the store published update/rejected with the reason
+
+
+class ShadowTopicsClient:
+    """get/update of any thing's shadow over the MQTT shadow topics of the stand-in broker: what a tool uses where
+    AWS would offer the IoT data plane's HTTPS API (`ggvision site apply` against a local runtime). Synchronous;
+    its MQTT client runs on a loop of its own."""
+
+    def __init__(self, host: str, port: int, pki: Pki, work: Path, timeout_s: float = 10.0) -> None:
+        import threading
+        import uuid
+
+        self._timeout = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="shadow-topics", daemon=True)
+        self._thread.start()
+        self._bridge = IoTCoreBridge(host, port, pki, f"shadow-client-{uuid.uuid4().hex[:12]}",
+                                     DiskSpool(work / "spool.sqlite", 1024 * 1024))
+        self._pending: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
+        self._subscribed: set[str] = set()
+        try:
+            self._run(self._start())
+        except Exception as e:
+            self.close()
+            raise ConnectionError(f"cannot reach the IoT Core stand-in on {host}:{port}: {e}") from None
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._timeout + 5)
+
+    async def _start(self) -> None:
+        await self._bridge.start()
+        await self._bridge.wait_connected(self._timeout)
+
+    def _on_answer(self, topic: str, payload: bytes) -> None:
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            return
+        fut = self._pending.get(msg.get("clientToken")) if isinstance(msg, dict) else None
+        if fut is not None and not fut.done():
+            fut.set_result((topic.rsplit("/", 1)[-1], msg))
+
+    async def _request(self, prefix: str, op: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        import uuid
+
+        answers = f"{prefix}/{op}/+"
+        if answers not in self._subscribed:
+            await self._bridge.subscribe(answers, 1, self._on_answer)
+            self._subscribed.add(answers)
+        token = uuid.uuid4().hex
+        fut: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._pending[token] = fut
+        try:
+            await self._bridge.publish(f"{prefix}/{op}", json.dumps({**body, "clientToken": token}).encode(), qos=0)
+            return await asyncio.wait_for(fut, self._timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no answer on {prefix}/{op}/accepted|rejected within {self._timeout}s") from None
+        finally:
+            self._pending.pop(token, None)
+
+    def get(self, thing: str, name: str = "") -> dict[str, Any] | None:
+        """The shadow document (state, version), or None when there is none."""
+        outcome, msg = self._run(self._request(shadow_prefix(thing, name), "get", {}))
+        if outcome == "rejected":
+            if msg.get("code") == 404:
+                return None
+            raise ShadowError(f"get {shadow_prefix(thing, name)} rejected ({msg.get('code')}): {msg.get('message')}")
+        return msg
+
+    def update(self, thing: str, name: str, payload: bytes) -> dict[str, Any]:
+        outcome, msg = self._run(self._request(shadow_prefix(thing, name), "update", json.loads(payload)))
+        if outcome == "rejected":
+            raise ShadowError(f"update {shadow_prefix(thing, name)} rejected ({msg.get('code')}): "
+                              f"{msg.get('message')}")
+        return msg
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._bridge.stop(), self._loop).result(10)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @classmethod
+    def for_runtime(cls, root: Path, work: Path) -> ShadowTopicsClient:
+        """A client of the IoT Core stand-in a local runtime (`ggvision nucleus --root ROOT`) runs itself."""
+        iot = Path(root) / "iotcore"
+        try:
+            port = int((iot / "port").read_text())
+        except (OSError, ValueError):
+            raise ConnectionError(f"{root}: no IoT Core stand-in of its own (no {iot / 'port'}); was the runtime "
+                                  "started with --iot and without --iot-endpoint?") from None
+        d = iot / "pki"
+        pki = Pki(ca_cert=d / "ca.pem", ca_key=d / "ca.key", server_cert=d / "server.pem",
+                  server_key=d / "server.key", client_cert=d / "thing.pem", client_key=d / "thing.key")
+        return cls("127.0.0.1", port, pki, work)

@@ -24,24 +24,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..contract.shadows import ERROR_KEY
+from ..contract.shadows import ERROR_KEY, merge_patch
 from .app import ComponentApp, error_text
 
 log = logging.getLogger("ggvision.component.shadow")
-
-
-def merge_patch(old: Any, new: Any) -> Any:
-    """The shadow update that turns `old` into `new` (removed keys become null); None when equal."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = {k: None for k in old if k not in new}
-        for k, v in new.items():
-            if k not in old:
-                out[k] = copy.deepcopy(v)
-            elif old[k] != v:
-                both = isinstance(v, dict) and isinstance(old[k], dict)
-                out[k] = merge_patch(old[k], v) if both else copy.deepcopy(v)
-        return out or None
-    return None if old == new else copy.deepcopy(new)
 
 
 class ShadowFollower:
