@@ -157,3 +157,21 @@ def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Pat
         assert out.exit_code == 1 and f"{thing} {shadows.CAPTURE}: refused: " in out.output, out.output
     finally:
         rt.cleanup()
+
+
+def test_the_docs_example_is_a_valid_site_file_and_names_what_the_code_uses(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "sites.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    site = load_site(_write(tmp_path, example))
+    assert "door" in site.devices()["lab-box"][1].cameras
+    for name in (shadows.CAPTURE, shadows.FILTER, shadows.SHADOW_MANAGER, "--runtime", "--dry-run",
+                 "not applied", "apply pending", "device pending", "in sync", "refused"):
+        assert name in doc, name
+    runtime = (REPO / "docs" / "runtime.md").read_text()
+    assert "desired takes the cloud's value and reported the device's" in runtime
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "example.yaml"
+    path.write_text(text)
+    return path
