@@ -1,10 +1,15 @@
-"""`ggvision site validate FILE` and `ggvision site plan FILE`: check a site file, and show what its stages'
-deployments and its devices would get before anything changes."""
+"""`ggvision site validate|plan|apply|status FILE`: check a site file, show what its stages' deployments and its
+devices would get, write them (the stage's deployment document; each device's shadows as desired state), and
+show per device what the shadows ask for against what the device reports."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,9 +18,11 @@ from rich.table import Table
 from ggvision.config.base import ConfigError
 from ggvision.config.site import SiteFile, load_site
 
+from .apply import IotDataPlane, ShadowPlane, TopicsPlane, render_stage, shadow_changes, shadow_status, write_shadows
 from .plan import PlanError, device_state, stage_changes
 
-app = typer.Typer(help="Sites and cameras as desired state: validate and plan a site file", no_args_is_help=True)
+app = typer.Typer(help="Sites and cameras as desired state: validate, plan, apply a site file; show its status",
+                  no_args_is_help=True)
 console = Console()
 FileArg = Annotated[Path, typer.Argument(help="the site file (YAML; schema: docs/config/site.schema.json)")]
 
@@ -67,3 +74,109 @@ def plan(
         devices.add_row(thing, state["site"], ", ".join(sorted(state["capture"]["cameras"])) or "-",
                         ", ".join(sorted(state["capture"]["sensors"])) or "-")
     console.print(devices)
+
+
+RuntimeOpt = Annotated[Path | None, typer.Option(
+    "--runtime", help="a local runtime's root: write and read shadows over its IoT Core stand-in's MQTT shadow "
+                      "topics instead of the AWS IoT data plane")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint-url", help="the IoT data plane endpoint (default: the account's iot:Data-ATS endpoint)")]
+RegionOpt = Annotated[str | None, typer.Option(help="AWS region (default: boto3's)")]
+
+
+@contextlib.contextmanager
+def _plane(runtime: Path | None, endpoint_url: str | None, region: str | None) -> Iterator[ShadowPlane]:
+    if runtime is not None:
+        from gglocal.nucleus.shadowcloud import ShadowTopicsClient
+
+        with tempfile.TemporaryDirectory(prefix="ggv-site-") as work:
+            try:
+                client = ShadowTopicsClient.for_runtime(runtime, Path(work))
+            except ConnectionError as e:
+                print(f"site: {e}")
+                raise typer.Exit(2) from None
+            try:
+                yield TopicsPlane(client)
+            finally:
+                client.close()
+        return
+    import boto3
+
+    if endpoint_url is None:  # the account's data endpoint, as the AWS CLI's iot-data commands need it too
+        endpoint_url = "https://" + boto3.client("iot", region_name=region).describe_endpoint(
+            endpointType="iot:Data-ATS")["endpointAddress"]
+    yield IotDataPlane(boto3.client("iot-data", endpoint_url=endpoint_url, region_name=region))
+
+
+def _short(state: Any) -> str:
+    if not isinstance(state, dict):
+        return "-"
+    return "; ".join(f"{k}: {', '.join(sorted(v)) or '-'}" if isinstance(v, dict) else f"{k}: {v!r}"
+                     for k, v in sorted(state.items()) if k != "error") or "-"
+
+
+@app.command()
+def apply(
+    file: FileArg,
+    stage: Annotated[str, typer.Option(help="the stage to apply: its deployment document and its devices")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; change nothing")] = False,
+    deployments: Annotated[Path, typer.Option(help="folder of the stage deployment documents")] = Path(
+        "deploy/deployments"),
+    runtime: RuntimeOpt = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Render the stage's deployment document from the site file and write each of its devices' cameras,
+    sensors, zones and rules as the desired state of their components' named shadows."""
+    site = _load(file)
+    try:
+        changes = stage_changes(site, deployments) if stage in site.stages else []
+        path, doc = render_stage(site, stage, deployments)
+    except PlanError as e:
+        print(f"apply: {e}")
+        raise typer.Exit(2) from None
+    changes = [c for c in changes if c.where == f"stage {stage}"]
+    with _plane(runtime, endpoint_url, region) as plane:
+        shadow = shadow_changes(site, stage, plane)
+        table = Table(title=f"stage {stage}: {path}" + (" (dry run)" if dry_run else ""))
+        for col in ("where", "key", "now", "after"):
+            table.add_column(col)
+        for c in changes:
+            table.add_row(c.where, c.what, "-" if c.before is None else repr(c.before), repr(c.after))
+        for sc in shadow:
+            for key, value in sorted(sc.patch.items()):
+                now = sorted(sc.before.get(key) or {}) if isinstance(sc.before.get(key), dict) else sc.before.get(key)
+                after = "removed" if value is None else _short({key: value})
+                table.add_row(f"{sc.thing} {sc.shadow}", f"desired.{key}", repr(now), after)
+        console.print(table if changes or shadow else f"stage {stage}: no change")
+        if dry_run:
+            return
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        write_shadows(shadow, plane)
+    console.print(f"wrote {path} and {len(shadow)} shadow update(s); deploy the document to the stage's thing "
+                  "group (the rollout CLI) for the fleet-wide part")
+
+
+@app.command()
+def status(
+    file: FileArg,
+    runtime: RuntimeOpt = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Per device and shadow: what the site file says, what the shadow asks for, what the device reports, and
+    why the device refused it, if it did."""
+    site = _load(file)
+    with _plane(runtime, endpoint_url, region) as plane:
+        rows = shadow_status(site, plane)
+    table = Table(title=f"{file}: devices")
+    for col in ("device", "shadow", "state", "desired", "reported", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.thing, r.shadow, r.state, _short(r.desired), _short(r.reported), r.error or "")
+    console.print(table)
+    refused = [r for r in rows if r.error]
+    for r in refused:  # in full, one line each: the table may cut it
+        print(f"{r.thing} {r.shadow}: refused: {r.error}")
+    if refused:
+        raise typer.Exit(1)

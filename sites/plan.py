@@ -69,16 +69,17 @@ def stage_changes(site: SiteFile, deployments: Path) -> list[Change]:
 
 def device_state(site: SiteFile) -> dict[str, dict[str, Any]]:
     """thing -> the desired state of its per-site configuration: Capture's cameras and sensors, the Filter's
-    cameras (as the components' configuration keys), and its site id."""
+    cameras (as the components' configuration keys, only what the site file sets: a shadow holds 8 KB by
+    default), and its site id."""
     out = {}
     for thing, (site_id, device) in site.devices().items():
         out[thing] = {
             "site": site_id,
-            "capture": {"cameras": {c: cam.capture.model_dump(by_alias=True, mode="json", exclude_none=True)
+            "capture": {"cameras": {c: cam.capture.model_dump(by_alias=True, mode="json", exclude_unset=True)
                                     for c, cam in device.cameras.items()},
-                        "sensors": {s: sensor.model_dump(by_alias=True, mode="json", exclude_none=True)
+                        "sensors": {s: sensor.model_dump(by_alias=True, mode="json", exclude_unset=True)
                                     for s, sensor in device.sensors.items()}},
-            "filter": {"cameras": {c: cam.filter.model_dump(by_alias=True, mode="json", exclude_none=True)
+            "filter": {"cameras": {c: cam.filter.model_dump(by_alias=True, mode="json", exclude_unset=True)
                                    for c, cam in device.cameras.items()}},
         }
     return out

@@ -71,7 +71,28 @@ def _cloudwatch_recipe(python: str) -> dict[str, Any]:
     }
 
 
+SHADOW_MANAGER = "aws.greengrass.ShadowManager"
+SHADOW_MANAGER_VERSION = "2.3.9"  # the line whose sync options (direction: 2.2.0+, periodic: 2.1.0+) are reproduced
+
+
+def _shadow_manager_recipe() -> dict[str, Any]:
+    """ShadowManager's work (the shadow IPC operations, local topics, cloud sync) is done inside the runtime
+    (gglocal/nucleus/shadows.py, shadowsync.py); this recipe exists so a deployment can name the component and
+    carry its documented configuration (developer guide "Shadow manager", Configuration), which the runtime's
+    sync follows. It runs no process."""
+    return {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": SHADOW_MANAGER,
+        "ComponentVersion": SHADOW_MANAGER_VERSION,
+        "ComponentDescription": "The local runtime's stand-in for the shadow manager: its configuration "
+                                "(synchronize, strategy) drives the runtime's shadow sync with IoT Core.",
+        "ComponentPublisher": "gglocal (stand-in for Amazon)",
+        "ComponentConfiguration": {"DefaultConfiguration": {"strategy": {"type": "realTime"}, "synchronize": {}}},
+        "Manifests": [{"Platform": {"os": "*"}, "Lifecycle": {}}],
+    }
+
+
 def provided_recipes(python: str | None = None) -> dict[str, dict[str, Any]]:
     """Component name -> recipe document of every stand-in, run with `python` (default: this interpreter)."""
     python = python or sys.executable
-    return {CLOUDWATCH: _cloudwatch_recipe(python)}
+    return {CLOUDWATCH: _cloudwatch_recipe(python), SHADOW_MANAGER: _shadow_manager_recipe()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -34,6 +35,7 @@ from .recipestore import RecipeStore
 from .secrets import SecretStore
 from .service import HEALTHY, ComponentService, State
 from .shadows import ShadowStore
+from .shadowsync import SHADOW_MANAGER, ShadowSync
 
 log = logging.getLogger("gglocal.nucleus")
 
@@ -99,7 +101,11 @@ class Kernel:
         self.config = ConfigStore(self.root / "config" / "config.json")
         self.pubsub = LocalPubSub()
         self.secrets = SecretStore.from_file(options.secrets_file, region=options.region)
-        self.shadows = ShadowStore(self.root / "config" / "shadows.json")
+        # ShadowManager publishes each shadow's accepted/delta/documents topics on local pub/sub as binary messages.
+        self.shadows = ShadowStore(self.root / "config" / "shadows.json", publish=lambda topic, payload: (
+            self.pubsub.publish(SHADOW_MANAGER, topic, "binaryMessage", base64.b64encode(payload).decode())))
+        self.shadow_sync: ShadowSync | None = None
+        self.cloud_shadows: Any = None  # the IoT Core stand-in's Device Shadow service, when we run its broker
         self.recipes = RecipeStore(self.root / "packages" / "recipes")
         # AWS-provided components the runtime supplies stand-ins for (gglocal/components), offered to a
         # deployment only when no recipe of that name was given.
@@ -214,6 +220,17 @@ class Kernel:
         self.bridge = IoTCoreBridge(host, port, self.pki, self.options.thing_name, spool,
                                     max_message_bytes=self.options.iot_max_message_bytes)
         await self.bridge.start()
+        if self.broker is not None:  # our own IoT Core stand-in: it answers the shadow topics too
+            from .shadowcloud import CloudShadowService
+
+            self.cloud_shadows = CloudShadowService(iot_dir / "cloud-shadows", host, port, self.pki)
+            await self.cloud_shadows.start()
+        self.shadow_sync = ShadowSync(self.shadows, self.bridge, self.options.thing_name,
+                                      self.root / "config" / "shadow-sync.json")
+        self.shadow_sync.start()
+        self.shadow_sync.configure(self.config.peek(SHADOW_MANAGER))
+        self.config.subscribe(SHADOW_MANAGER, [], lambda *_: self.shadow_sync and self.shadow_sync.configure(
+            self.config.peek(SHADOW_MANAGER)))
 
     async def _watch_broker(self, period_s: float = 2.0) -> None:
         """Restart the embedded mosquitto if it dies; the bridge reconnects and drains its spool."""
@@ -236,6 +253,10 @@ class Kernel:
             svc = self.services.get(name)
             if svc is not None:
                 await svc.stop()
+        if self.shadow_sync is not None:
+            await self.shadow_sync.stop()
+        if self.cloud_shadows is not None:
+            await self.cloud_shadows.stop()
         if self.bridge is not None:
             await self.bridge.stop()
         if self.broker is not None:

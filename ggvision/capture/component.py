@@ -10,6 +10,9 @@ ggvision/config/capture.py:
   metricsPeriodS: seconds between metrics messages (default 5)
 Cameras are added, changed and removed by a configuration update without a restart; an invalid
 configuration is refused through the validation IPC with the reason and the old one stays.
+Per device, the `desired` state of the named shadow `ggvision-capture` (its `cameras` and `sensors`, written by
+`ggvision site apply`) is laid over the configuration and followed live; a refused one keeps the last good
+state and shows the reason in `reported.error` (ggvision/component/shadow.py, docs/sites.md).
 Recording that cannot write (full disk, read-only or forbidden folder, less free than record.minFreeBytes) never
 stops frames: the segment is given up, and the condition is counted and logged once for all cameras and shown
 in the metrics' `storage` block (ggvision/component/storage.py), which Health exports. The suite's disk budget
@@ -28,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..component.shadow import ShadowFollower
 from ..component.storage import StorageFaults
 from ..config.base import parse, validator
 from ..config.capture import CameraConfig, CaptureConfig, SensorConfig
-from ..contract import disk, topics
+from ..contract import disk, shadows, topics
 from ..contract.topics import FRAMES, SEGMENTS, SENSORS
 from ..framebus import FrameRing
 from ..sim.thermal import HEIGHT, WIDTH
@@ -230,8 +234,13 @@ class CaptureComponent:
 
 def build(app: ComponentApp, cfg: dict[str, Any]) -> CaptureComponent:
     comp = CaptureComponent(app)
-    comp.apply(cfg)
-    app.on_config(comp.apply)
+    name, keys = shadows.FOLLOWERS[NAME]
+    follower = ShadowFollower(app, name, keys, validate=lambda desired: validate({**app.config, **desired}),
+                              apply=lambda desired: comp.apply({**app.config, **desired}),
+                              topics=(topics.CAPTURE_SHADOW_DELTA, topics.CAPTURE_SHADOW_DOCUMENTS))
+    follower.start()  # applies the shadow's cameras when it has some; the next line is then a no-op
+    comp.apply(follower.overlay(cfg))
+    app.on_config(lambda config: comp.apply(follower.overlay(config)))
     try:
         app.subscribe(topics.DISK_BUDGET, comp._on_budget)
     except Exception as e:  # e.g. a recipe whose accessControl predates the budget: record as before

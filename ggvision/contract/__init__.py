@@ -5,6 +5,7 @@
 - keys.py     the S3 object key layout (kinds) the Uplink writes and the cloud reads, and the 7-day retention
 - metrics.py  the Prometheus metric families Health exports (names, types, labels), its CloudWatch metrics
 - secrets.py  secret names (camera credentials under the device's own name) and the metrics namespace
+- shadows.py  the named device shadows that carry each device's per-site configuration to its components
 - disk.py    the disk budget's classes, their eviction order and the disk-budget/1.0 message
 - streams.py  the SQS queue and Kinesis stream names of a stack and the ordering/de-duplication keys of their messages
 - cloud.py    the cloud ingest path: its queues, verdicts table and item layout, results objects, EventBridge

@@ -22,6 +22,12 @@ DISK_BUDGET = "ggvision/v1/disk/budget"  # disk-budget/1.0: Health -> Capture, U
 # metrics", Input data / Output data): Health -> CloudWatch metric requests; the component's status answers.
 CLOUDWATCH_PUT = "cloudwatch/metric/put"
 CLOUDWATCH_STATUS = "cloudwatch/metric/put/status"
+# AWS-defined (ShadowManager publishes them on local pub/sub, binary JSON): a component's named shadow changed
+# (contract/shadows.py); `delta` while desired differs from reported, `documents` after every update.
+CAPTURE_SHADOW_DELTA = "$aws/things/{thing}/shadow/name/ggvision-capture/update/delta"
+CAPTURE_SHADOW_DOCUMENTS = "$aws/things/{thing}/shadow/name/ggvision-capture/update/documents"
+FILTER_SHADOW_DELTA = "$aws/things/{thing}/shadow/name/ggvision-filter/update/delta"
+FILTER_SHADOW_DOCUMENTS = "$aws/things/{thing}/shadow/name/ggvision-filter/update/documents"
 
 # -- IoT Core ---------------------------------------------------------------------------------------------
 IOT_EVENTS = "ggvision/{thing}/events"  # event/1.0 and filter-alert/1.0 (through the Uplink), alert/1.0 (Health)
@@ -46,5 +52,6 @@ def iot(template: str, thing: str) -> str:
 
 
 LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS, DISK_BUDGET,
-         CLOUDWATCH_PUT, CLOUDWATCH_STATUS)
+         CLOUDWATCH_PUT, CLOUDWATCH_STATUS, CAPTURE_SHADOW_DELTA, CAPTURE_SHADOW_DOCUMENTS, FILTER_SHADOW_DELTA,
+         FILTER_SHADOW_DOCUMENTS)
 IOT = (IOT_EVENTS, IOT_RESULTS, IOT_METRICS, IOT_STATUS)

@@ -3,7 +3,9 @@
 Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
 Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
 (ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
-(ggvision/v1/metrics/filter). Configuration: ggvision/config/filter.py.
+(ggvision/v1/metrics/filter). Configuration: ggvision/config/filter.py; per device, the `desired` cameras of the
+named shadow `ggvision-filter` (zones, rules; written by `ggvision site apply`) are laid over it and followed
+live (ggvision/component/shadow.py, docs/sites.md).
 
 Threads: IPC handlers only parse and enqueue (they run on the connection's event thread and must not
 block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..component import ComponentApp, run_component
+from ..component.shadow import ShadowFollower
 from ..component.storage import StorageFaults, condition_of
 from ..config.base import parse, validator
 from ..config.filter import FilterConfig
-from ..contract import topics
+from ..contract import shadows, topics
 from ..framebus import FrameDescriptor, FrameRing
 from .events import PUT_TOPIC, CameraPipeline, Out
 from .messages import Detections, parse_ack, parse_detections, parse_segment
@@ -330,13 +333,21 @@ class FilterComponent:
 
 
 def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
-    comp = FilterComponent(app, parse(FilterConfig, raw))
+    check = validator(FilterConfig)
+    holder: dict[str, FilterComponent] = {}
+    name, keys = shadows.FOLLOWERS[NAME]
+    follower = ShadowFollower(app, name, keys, validate=lambda desired: check({**app.config, **desired}),
+                              apply=lambda desired: holder["comp"].on_config({**app.config, **desired})
+                              if "comp" in holder else None,
+                              topics=(topics.FILTER_SHADOW_DELTA, topics.FILTER_SHADOW_DOCUMENTS))
+    follower.start()  # before the component exists: the first desired state shapes its pipelines directly
+    comp = holder["comp"] = FilterComponent(app, parse(FilterConfig, follower.overlay(raw)))
     try:
         comp.work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a read-only or full volume: events still flow, snapshots wait for it
         comp.faults.failed("snapshot", e, f"cannot create workDir {comp.work_dir}: snapshots are given up "
                                           "until it can be written")
-    app.on_config(comp.on_config)
+    app.on_config(lambda config: comp.on_config(follower.overlay(config)))
     app.subscribe(ACKS, comp.on_ack)
     app.subscribe(SEGMENTS, comp.on_segment)
     app.subscribe(DETECTIONS, comp.on_detections)

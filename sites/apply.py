@@ -1,0 +1,196 @@
+"""`ggvision site apply` and `site status`: a stage's deployment document rendered from the site file, and each
+device's per-site part written as the desired state of its components' named shadows.
+
+Fleet-wide settings (the stage's `configuration`) are merged into each component's `configurationUpdate.merge`
+in the stage's deployment document, and `aws.greengrass.ShadowManager` is made to sync the components' shadows of
+each core device (synchronize.coreThing.namedShadows).
+
+Per device, the components' shadows (ggvision/contract/shadows.py) get as `desired` exactly the device's
+cameras and sensors: the update is the merge patch from the shadow's current desired state (a camera gone from
+the site file is written as null). They are written through a `ShadowPlane`: the IoT data plane
+(boto3 `iot-data` UpdateThingShadow/GetThingShadow) against AWS or moto, or, against a local runtime, the MQTT
+shadow topics of its IoT Core stand-in (gglocal's ShadowTopicsClient): the same requests over the transport
+that stand-in has (it has no HTTPS data plane). ShadowManager syncs the cloud shadow to the device.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ggvision.config.site import SiteFile
+from ggvision.contract import shadows
+
+from .plan import PlanError, device_state
+
+# the per-device part of each followed shadow, as device_state() lays it out
+_PART = {shadows.CAPTURE: "capture", shadows.FILTER: "filter"}
+
+
+class ShadowPlane(Protocol):
+    def get(self, thing: str, shadow: str) -> dict[str, Any] | None:
+        """The shadow document ({"state": {...}, "version": n}) or None when there is none."""
+        ...
+
+    def update(self, thing: str, shadow: str, state: dict[str, Any]) -> int:
+        """Send {"state": state}; the new version."""
+        ...
+
+
+class IotDataPlane:
+    """The IoT data plane over HTTPS (boto3 `iot-data`): AWS IoT Core, or moto's server with endpoint_url."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, thing: str, shadow: str) -> dict[str, Any] | None:
+        try:
+            resp = self.client.get_thing_shadow(thingName=thing, shadowName=shadow)
+        except self.client.exceptions.ResourceNotFoundException:
+            return None
+        return json.loads(resp["payload"].read())
+
+    def update(self, thing: str, shadow: str, state: dict[str, Any]) -> int:
+        resp = self.client.update_thing_shadow(thingName=thing, shadowName=shadow,
+                                               payload=json.dumps({"state": state}).encode())
+        return int(json.loads(resp["payload"].read()).get("version", 0))
+
+
+class TopicsPlane:
+    """The same two calls over the MQTT shadow topics of a local runtime's IoT Core stand-in."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, thing: str, shadow: str) -> dict[str, Any] | None:
+        return self.client.get(thing, shadow)
+
+    def update(self, thing: str, shadow: str, state: dict[str, Any]) -> int:
+        return int(self.client.update(thing, shadow, json.dumps({"state": state}).encode())["version"])
+
+
+@dataclass(frozen=True)
+class ShadowChange:
+    thing: str
+    shadow: str
+    patch: dict[str, Any]  # the desired-state update (null removes)
+    before: dict[str, Any]  # the desired state it replaces
+
+
+def wanted_shadows(site: SiteFile, stage: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(thing, shadow) -> the desired state the site file gives it (devices of `stage`, or all)."""
+    out = {}
+    for thing, state in device_state(site).items():
+        if stage is not None and site.sites[state["site"]].stage != stage:
+            continue
+        for shadow, part in _PART.items():
+            out[(thing, shadow)] = state[part]
+    return out
+
+
+def shadow_changes(site: SiteFile, stage: str, plane: ShadowPlane) -> list[ShadowChange]:
+    """What writing the stage's devices' shadows would change, read from the shadows as they are now."""
+    changes = []
+    for (thing, shadow), desired in sorted(wanted_shadows(site, stage).items()):
+        doc = plane.get(thing, shadow) or {}
+        before = (doc.get("state") or {}).get("desired") or {}
+        patch = shadows.merge_patch(before, desired)
+        if patch:
+            changes.append(ShadowChange(thing, shadow, patch, before))
+    return changes
+
+
+def write_shadows(changes: list[ShadowChange], plane: ShadowPlane) -> None:
+    for c in changes:
+        plane.update(c.thing, c.shadow, {"desired": c.patch})
+
+
+# -- the stage's deployment document -------------------------------------------------------------------------
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _deep_merge(base.get(k), v) for k, v in over.items()}}
+    return copy.deepcopy(over)
+
+
+def _merge_of(spec: dict[str, Any], component: str, path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(spec.get("configurationUpdate", {}).get("merge") or "{}")
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: components.{component}.configurationUpdate.merge is not JSON: {e}") from None
+
+
+def _sync_our_shadows(merge: dict[str, Any]) -> dict[str, Any]:
+    """ShadowManager's merge with the components' shadows added to the core device's synced named shadows."""
+    merge = copy.deepcopy(merge)
+    core = merge.setdefault("synchronize", {}).setdefault("coreThing", {})
+    core.setdefault("classic", False)
+    names = core.setdefault("namedShadows", [])
+    names += [n for n in (shadows.CAPTURE, shadows.FILTER) if n not in names]
+    return merge
+
+
+def render_stage(site: SiteFile, stage: str, deployments: Path) -> tuple[Path, dict[str, Any]]:
+    """The stage's deployment document with the site file's configuration merged into each component's
+    configurationUpdate.merge (keys the document sets and the site file does not stay: the document may carry
+    settings of its own, the sink's bucket say), and ShadowManager syncing the components' shadows."""
+    if stage not in site.stages:
+        raise PlanError(f"no stage {stage!r} in the site file (one of {', '.join(site.stages)})")
+    path = deployments / f"{stage}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise PlanError(f"{path}: no deployment document for stage {stage}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: not JSON: {e}") from None
+    doc = copy.deepcopy(doc)
+    components = doc.setdefault("components", {})
+    for component, wanted in site.stages[stage].configuration.items():
+        spec = components.get(component)
+        if spec is None:
+            raise PlanError(f"{path}: the site file configures {component}, which this deployment does not name; "
+                            "add it with the version the suite pins")
+        merged = _deep_merge(_merge_of(spec, component, path), wanted)
+        spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merged, sort_keys=True)
+    spec = components.setdefault(shadows.SHADOW_MANAGER, {"componentVersion": shadows.SHADOW_MANAGER_VERSION})
+    merge = _sync_our_shadows(_merge_of(spec, shadows.SHADOW_MANAGER, path))
+    spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merge, sort_keys=True)
+    return path, doc
+
+
+# -- status -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShadowStatus:
+    thing: str
+    shadow: str
+    planned: dict[str, Any]  # what the site file says
+    desired: dict[str, Any] | None  # what the shadow asks for (None: no shadow yet)
+    reported: dict[str, Any] | None  # what the device runs
+    error: str | None  # why the device refused its desired state
+
+    @property
+    def state(self) -> str:
+        if self.desired is None:
+            return "not applied"
+        if self.error:
+            return "refused"
+        if self.desired != self.planned:
+            return "apply pending"
+        reported = {k: v for k, v in (self.reported or {}).items() if k != shadows.ERROR_KEY}
+        return "in sync" if reported == self.desired else "device pending"
+
+
+def shadow_status(site: SiteFile, plane: ShadowPlane) -> list[ShadowStatus]:
+    out = []
+    for (thing, shadow), planned in sorted(wanted_shadows(site).items()):
+        doc = plane.get(thing, shadow)
+        state = (doc or {}).get("state") or {}
+        reported = state.get("reported")
+        error = (reported or {}).get(shadows.ERROR_KEY) if isinstance(reported, dict) else None
+        out.append(ShadowStatus(thing, shadow, planned, state.get("desired") if doc else None, reported,
+                                error.get("message") if isinstance(error, dict) else None))
+    return out

@@ -1,0 +1,177 @@
+"""`ggvision site apply|status`: the stage's deployment document rendered from the site file, each device's
+per-site part written as the desired state of its components' shadows — through the IoT data plane (boto3
+`iot-data` against moto's server) and, against a local runtime, over its IoT Core stand-in's MQTT shadow topics —
+and a camera added to the site file reaching a running Capture without a restart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from capture_dev import NAME, capture_dev_recipe
+from harness import REPO, Runtime, wait_until
+from typer.testing import CliRunner
+from uplink_dev import MotoProcess
+
+from gglocal.iotcore.broker import BrokerError, find_mosquitto
+from gglocal.nucleus.shadowcloud import ShadowTopicsClient
+from ggvision.config.site import load_site
+from ggvision.contract import shadows
+from sites.apply import IotDataPlane, render_stage, shadow_status
+from sites.cli import app
+
+
+def _have_mosquitto() -> bool:
+    try:
+        return bool(find_mosquitto())
+    except BrokerError:
+        return False
+
+
+SYNTH = "{type: synthetic, width: 160, height: 120, fps: 5, seed: %d}"
+
+
+def _site(tmp_path: Path, thing: str, cameras: list[str], extra: str = "") -> Path:
+    cams = "".join(f"          {c}:\n            capture: {{source: {SYNTH % i}, detectFps: 5}}\n"
+                   f"            filter: {{zones: {{road: [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}}}}\n"
+                   for i, c in enumerate(cameras, 1))
+    text = (f"stages:\n  dev:\n    thingGroup: ggvision-dev\n    configuration:\n"
+            f"      com.ggvision.Uplink: {{bandwidthKbps: 4000}}\n{extra}"
+            f"sites:\n  lab:\n    stage: dev\n    devices:\n      {thing}:\n        cameras:\n{cams}")
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def _deployments(tmp_path: Path) -> Path:
+    out = tmp_path / "deployments"
+    shutil.copytree(REPO / "deploy" / "deployments", out)
+    return out
+
+
+def test_render_merges_the_stage_configuration_and_syncs_the_components_shadows(tmp_path: Path) -> None:
+    deployments = _deployments(tmp_path)
+    before = json.loads((deployments / "dev.json").read_text())
+    path, doc = render_stage(load_site(_site(tmp_path, "lab-box", ["door"])), "dev", deployments)
+    uplink = json.loads(doc["components"]["com.ggvision.Uplink"]["configurationUpdate"]["merge"])
+    old = json.loads(before["components"]["com.ggvision.Uplink"]["configurationUpdate"]["merge"])
+    assert uplink["bandwidthKbps"] == 4000 and uplink["sink"] == old["sink"]  # the document's own keys stay
+    manager = doc["components"][shadows.SHADOW_MANAGER]
+    sync = json.loads(manager["configurationUpdate"]["merge"])["synchronize"]
+    assert sync["coreThing"]["namedShadows"] == [shadows.CAPTURE, shadows.FILTER]
+    assert manager["componentVersion"] == shadows.SHADOW_MANAGER_VERSION and path == deployments / "dev.json"
+
+
+def test_apply_and_status_through_the_iot_data_plane(tmp_path: Path) -> None:
+    moto = MotoProcess(tmp_path / "moto.log")
+    try:
+        moto.client("iot").create_thing(thingName="lab-box")  # the data plane serves shadows of existing things
+        site = _site(tmp_path, "lab-box", ["door", "yard"])
+        deployments = _deployments(tmp_path)
+        args = ["--endpoint-url", moto.url, "--region", "us-east-1"]
+        runner = CliRunner(env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        dry = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--dry-run",
+                                  "--deployments", str(deployments), *args])
+        assert dry.exit_code == 0, dry.output
+        assert "desired.cameras" in dry.output and "dry run" in dry.output
+        plane = IotDataPlane(moto.client("iot-data"))
+        assert plane.get("lab-box", shadows.CAPTURE) is None  # a dry run changes nothing
+        done = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments), *args])
+        assert done.exit_code == 0, done.output
+        desired = plane.get("lab-box", shadows.CAPTURE)["state"]["desired"]
+        assert set(desired["cameras"]) == {"door", "yard"} and desired["sensors"] == {}
+        assert set(plane.get("lab-box", shadows.FILTER)["state"]["desired"]["cameras"]) == {"door", "yard"}
+        assert "bandwidthKbps" in (deployments / "dev.json").read_text()
+        status = {r.shadow: r for r in shadow_status(load_site(site), plane)}
+        assert status[shadows.CAPTURE].state == "device pending"
+        # the device reports what it runs, then refuses a later change
+        plane.update("lab-box", shadows.CAPTURE, {"reported": desired})
+        assert {r.shadow: r.state for r in shadow_status(load_site(site), plane)}[shadows.CAPTURE] == "in sync"
+        plane.update("lab-box", shadows.CAPTURE, {"reported": {"error": {"message": "cameras.x: bad", "version": 3}}})
+        out = runner.invoke(app, ["status", str(site), *args])
+        assert out.exit_code == 1, out.output
+        assert f"lab-box {shadows.CAPTURE}: refused: cameras.x: bad" in out.output
+        # a camera gone from the site file is removed from desired (null in the update)
+        apply2 = runner.invoke(app, ["apply", str(_site(tmp_path, "lab-box", ["door"])), "--stage", "dev",
+                                     "--deployments", str(deployments), *args])
+        assert apply2.exit_code == 0, apply2.output
+        assert set(plane.get("lab-box", shadows.CAPTURE)["state"]["desired"]["cameras"]) == {"door"}
+    finally:
+        moto.stop()
+
+
+def _reported(rt: Runtime, thing: str) -> dict[str, Any]:
+    try:
+        return rt.agent().call("get_shadow", thing=thing, name=shadows.CAPTURE)["state"].get("reported") or {}
+    except Exception:
+        return {}
+
+
+@pytest.mark.skipif(not _have_mosquitto(), reason="mosquitto is not installed (make test installs it)")
+def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Path) -> None:
+    thing = "test-thing"
+    rt = Runtime(tmp_path, ["com.ggvision.test.Agent"], iot=True)
+    capture_dev_recipe(rt.recipes, cameras={}, sensors={}, metricsPeriodS=1)
+    deployments = _deployments(tmp_path)
+    site = _site(tmp_path, thing, ["cam-a"])
+    _, doc = render_stage(load_site(site), "dev", deployments)
+    sync = json.loads(doc["components"][shadows.SHADOW_MANAGER]["configurationUpdate"]["merge"])
+    runner = CliRunner()
+    try:
+        rt.start(wait_for={"com.ggvision.test.Agent": ("RUNNING",), NAME: ("RUNNING",)})
+        d = rt.deploy(root_component_versions_to_add={shadows.SHADOW_MANAGER: shadows.SHADOW_MANAGER_VERSION},
+                      component_to_configuration={shadows.SHADOW_MANAGER: {"MERGE": sync}})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+        a = rt.agent()
+        a.call("subscribe", id="b", topic="ggvision/v1/frames/cam-b")
+        first = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                    "--runtime", str(rt.root)])
+        assert first.exit_code == 0, first.output
+        wait_until(lambda: set(_reported(rt, thing).get("cameras", {})) == {"cam-a"}, 60, what="cam-a running")
+        starts = rt.log(NAME).count("run: starting")
+        # the new user's two steps: add the camera to the site file, apply
+        site = _site(tmp_path, thing, ["cam-a", "cam-b"])
+        second = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                     "--runtime", str(rt.root)])
+        assert second.exit_code == 0, second.output
+        assert a.call("events", id="b", count=1, timeout=60), "no frames from the camera the site file added"
+        wait_until(lambda: set(_reported(rt, thing).get("cameras", {})) == {"cam-a", "cam-b"}, 60,
+                   what="cam-b reported")
+        wait_until(lambda: "device pending" not in (status := runner.invoke(
+            app, ["status", str(site), "--runtime", str(rt.root)])).output and status.exit_code == 0, 60,
+            what="status in sync")
+        assert rt.log(NAME).count("run: starting") == starts  # no restart
+        # a desired state the device refuses (written past the site file's checks): the cameras stay, status says why
+        client = ShadowTopicsClient.for_runtime(rt.root, tmp_path)
+        try:
+            client.update(thing, shadows.CAPTURE, json.dumps(
+                {"state": {"desired": {"cameras": {"cam-x": {"source": {"type": "rtsp"}}}}}}).encode())
+        finally:
+            client.close()
+        wait_until(lambda: "error" in _reported(rt, thing), 60, what="reported.error")
+        assert set(_reported(rt, thing)["cameras"]) == {"cam-a", "cam-b"}
+        out = runner.invoke(app, ["status", str(site), "--runtime", str(rt.root)])
+        assert out.exit_code == 1 and f"{thing} {shadows.CAPTURE}: refused: " in out.output, out.output
+    finally:
+        rt.cleanup()
+
+
+def test_the_docs_example_is_a_valid_site_file_and_names_what_the_code_uses(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "sites.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    site = load_site(_write(tmp_path, example))
+    assert "door" in site.devices()["lab-box"][1].cameras
+    for name in (shadows.CAPTURE, shadows.FILTER, shadows.SHADOW_MANAGER, "--runtime", "--dry-run",
+                 "not applied", "apply pending", "device pending", "in sync", "refused"):
+        assert name in doc, name
+    runtime = (REPO / "docs" / "runtime.md").read_text()
+    assert "desired takes the cloud's value and reported the device's" in runtime
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "example.yaml"
+    path.write_text(text)
+    return path
