@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml .deb-stamp
 
 ## run: build the suite, then run it under the local Greengrass runtime with the IoT Core stand-in and a live view (Ctrl-C stops)
 run: build
-	$(BIN)/ggvision nucleus --root $(ROOT) --build greengrass-build
+	$(BIN)/ggvision run --root $(ROOT) --build greengrass-build
 
 ## test: lint, then the whole test suite
 test: $(STAMP) lint

@@ -58,6 +58,13 @@ def nucleus(
     thing_groups: Annotated[str, _opt("comma-separated thing groups whose fleet deployments to follow")] = "",
     ipc_connect_timeout: Annotated[float, _opt("seconds an IPC client has to send CONNECT")] = 5.0,
     dashboard: Annotated[bool | None, _opt("live status view (default: when stdout is a terminal)")] = None,
+    merge: Annotated[list[str], typer.Option("--merge", help="NAME=JSON configuration merged into the startup "
+                                             "deployment (e.g. a local cloud's sink)")] = [],  # noqa: B006
+    reset: Annotated[list[str], typer.Option("--reset", help="NAME=/json/pointer reset by the startup deployment "
+                                             "before the merge")] = [],  # noqa: B006
+    rules_bucket: Annotated[str, _opt("archive ggvision/+/{results,events,metrics} into this S3 bucket as the "
+                                      "cloud's IoT rules do (a local cloud)")] = "",
+    rules_endpoint_url: Annotated[str, _opt("S3 endpoint of --rules-bucket (e.g. moto's server)")] = "",
 ) -> None:
     """Run the local Greengrass runtime until Ctrl-C."""
     import sys
@@ -83,6 +90,23 @@ def nucleus(
         console.print("[red]ggvision nucleus: --spool-max-bytes and --log-file-size-kb must be positive and "
                       "--log-total-size-kb at least --log-file-size-kb[/red]")
         raise typer.Exit(2)
+    startup_merge = {}
+    for name, text in _pairs(merge, "--merge"):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            console.print(f"[red]ggvision nucleus --merge {name}: not JSON: {e}[/red]")
+            raise typer.Exit(2) from None
+        if not isinstance(doc, dict):
+            console.print(f"[red]ggvision nucleus --merge {name}: expected a JSON object[/red]")
+            raise typer.Exit(2)
+        startup_merge[name] = doc
+    startup_reset: dict[str, list[str]] = {}
+    for name, pointer in _pairs(reset, "--reset"):
+        startup_reset.setdefault(name, []).append(pointer)
+    from .iotcore.rules import ArchiveTarget
+
+    rules = ArchiveTarget(rules_bucket, rules_endpoint_url, region) if rules_bucket else None
     show = sys.stdout.isatty() if dashboard is None else dashboard
     opts = KernelOptions(
         root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
@@ -90,7 +114,8 @@ def nucleus(
         log_file_size_kb=log_file_size_kb, log_total_size_kb=log_total_size_kb,
         error_reset_time=error_reset_time, settle_s=settle,
         thing_groups=tuple(g for g in thing_groups.split(",") if g),
-        limits=ServerLimits(connect_timeout_s=ipc_connect_timeout),
+        limits=ServerLimits(connect_timeout_s=ipc_connect_timeout), rules_archive=rules, startup_merge=startup_merge,
+        startup_reset=startup_reset,
     )
     try:
         code = asyncio.run(serve(opts, recipes, artifacts, dashboard=show))

@@ -1,8 +1,9 @@
-"""The whole suite (Capture → Inference → Filter → Uplink → Health) under the test runtime, for the model, camera
-and clock fault rehearsals (tests/test_faults_{model,camera,clock}.py, docs/reliability.md; the storage, power and
-network ones use tests/suite_dev.py — the two grew apart and are to be folded into one): the recipes of one camera's suite, what a rehearsal
-watches (local topics through the test agent, Health's Prometheus page, the directory bucket), and the closing
-count every rehearsal makes — every event ended, put and uploaded; lost and duplicated records.
+"""The whole suite (Capture → Inference → Filter → Uplink → Health) under the test runtime, for the model,
+camera and clock fault rehearsals (tests/test_faults_{model,camera,clock}.py, docs/reliability.md; the storage,
+power and network ones use tests/suite_dev.py — the two grew apart and are to be folded into one): the recipes
+of one camera's suite, what a rehearsal watches (local topics through the test agent, Health's Prometheus page,
+the directory bucket), and the closing count every rehearsal makes — every event ended, put and uploaded; lost
+and duplicated records.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from cfnlint.decode import cfn_yaml
 from harness import REPO
 from uplink_dev import MotoProcess
+
+from cloud.local import MOTO_GAPS, moto_template  # noqa: F401 - re-exported for the tests
 
 REGION = "us-east-1"
 TEMPLATES = REPO / "deploy" / "cloudformation"
@@ -29,43 +30,12 @@ STACKS = (("ggvision-storage", "storage.yaml"), ("ggvision-device-access", "devi
           ("ggvision-routing", "routing.yaml"))
 THING_VARIABLE = "${credentials-iot:ThingName}"
 
-# What moto 5.2.5's CloudFormation cannot create (it logs "No Moto CloudFormation support for ..."); the IoT,
-# Pipes and queue-policy resources are control-plane wiring the device never calls.
-MOTO_GAPS = {"AWS::IoT::ThingGroup", "AWS::IoT::TopicRule", "AWS::Pipes::Pipe", "AWS::SQS::QueuePolicy"}
+# What moto's CloudFormation cannot create and how a template is trimmed for it: one home, cloud/local.py
+# (the local cloud of `make run` deploys the same templates).
 # moto authorizes SQS batch calls under their own names; IAM authorizes SendMessageBatch as sqs:SendMessage
 # (Amazon SQS API Reference, SendMessageBatch: "the permission for this action is sqs:SendMessage").
 MOTO_ACTION_ALIASES = {"sqs:SendMessage": ["sqs:SendMessageBatch"]}
 # (moto_authz.py supplies what moto's evaluator lacks for Kinesis, Secrets Manager and CloudWatch.)
-
-
-def _refs(node: Any) -> set[str]:
-    if isinstance(node, dict):
-        out = set()
-        for k, v in node.items():
-            if k == "Ref" and isinstance(v, str):
-                out.add(v)
-            elif k == "Fn::GetAtt":
-                out.add(v[0] if isinstance(v, list) else str(v).split(".")[0])
-            out |= _refs(v)
-        return out
-    if isinstance(node, list):
-        return set().union(*(_refs(v) for v in node)) if node else set()
-    return set()
-
-
-def moto_template(path: Path) -> dict[str, Any]:
-    """The template as deployed to moto: MOTO_GAPS resources (and outputs naming them) dropped, KMS key tags
-    dropped (moto's KMS reads CloudFormation's Key/Value tags as TagKey/TagValue and fails)."""
-    doc = json.loads(json.dumps(cfn_yaml.load(str(path))))
-    dropped = {name for name, r in doc["Resources"].items() if r["Type"] in MOTO_GAPS}
-    for name in dropped:
-        del doc["Resources"][name]
-    for name, r in doc["Resources"].items():
-        if r["Type"] == "AWS::KMS::Key":
-            r["Properties"].pop("Tags", None)
-        assert not (_refs(r) & dropped), f"{name} needs a resource moto cannot create: {_refs(r) & dropped}"
-    doc["Outputs"] = {k: v for k, v in doc.get("Outputs", {}).items() if not (_refs(v) & dropped)}
-    return doc
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from capture_dev import synthetic_video, with_garbage
-from harness import Runtime, wait_until
 from closing_dev import AGENT, AGENT_ACL, CAMERA, close_out, got, restarts, start_suite, suite_recipes
+from harness import Runtime, wait_until
 from uplink_dev import free_port
 
 from tests.product.test_capture_worker import RtspServer, gst_rtsp  # noqa: F401 (a fixture)

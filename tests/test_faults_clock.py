@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from clock_dev import SteppedClock
-from harness import Runtime, wait_until
 from closing_dev import AGENT, AGENT_ACL, CAMERA, close_out, events, got, restarts, start_suite, suite_recipes
+from harness import Runtime, wait_until
 from uplink_dev import free_port
 
 HOLD_S = 10.0  # how long each clock setting lasts (two and a half 4 s segments)

@@ -18,9 +18,6 @@ from typing import Any
 
 import onnx
 import pytest
-from harness import Runtime, wait_until
-from inference_dev import model_component
-from onnx_graphs import hanging, with_nan_outputs
 from closing_dev import (
     AGENT,
     AGENT_ACL,
@@ -34,6 +31,9 @@ from closing_dev import (
     start_suite,
     suite_recipes,
 )
+from harness import Runtime, wait_until
+from inference_dev import model_component
+from onnx_graphs import hanging, with_nan_outputs
 from uplink_dev import free_port
 
 from ggvision.model.loader import write_model_dir

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..components import provided_recipes
+from ..iotcore.rules import ArchiveTarget
 from ..ipc.errors import ServiceError
 from ..ipc.operations import build_operations
 from ..ipc.pubsub import LocalPubSub
@@ -63,6 +64,12 @@ class KernelOptions:
     log_total_size_kb: int = 10240  # the nucleus' logging.totalLogsSizeKB default (per component)
     limits: ServerLimits = field(default_factory=ServerLimits)
     platform: dict[str, str] = field(default_factory=current_platform)
+    # a local cloud's data bucket: archive ggvision/+/{results,events,metrics} there as the IoT rules do
+    rules_archive: ArchiveTarget | None = None
+    # configuration the startup deployment resets (component -> JSON pointers) and merges (component -> JSON
+    # object), e.g. a local cloud's sink
+    startup_reset: dict[str, list[str]] = field(default_factory=dict)
+    startup_merge: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class DeploymentService(Protocol):
@@ -231,6 +238,12 @@ class Kernel:
         self.shadow_sync.configure(self.config.peek(SHADOW_MANAGER))
         self.config.subscribe(SHADOW_MANAGER, [], lambda *_: self.shadow_sync and self.shadow_sync.configure(
             self.config.peek(SHADOW_MANAGER)))
+        if self.options.rules_archive is not None:
+            from ..iotcore.rules import RuleArchive
+
+            await RuleArchive(self.options.rules_archive).start(self.bridge)
+            log.info("IoT rules stand-in: archiving ggvision/+/{results,events,metrics} to s3://%s",
+                     self.options.rules_archive.bucket)
 
     async def _watch_broker(self, period_s: float = 2.0) -> None:
         """Restart the embedded mosquitto if it dies; the bridge reconnects and drains its spool."""

@@ -7,7 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
-from .deployments import DeploymentManager, DeploymentRequest
+from .deployments import ConfigUpdate, DeploymentManager, DeploymentRequest
 from .kernel import Kernel, KernelOptions
 from .logs import HubHandler
 from .recipe import Recipe
@@ -36,8 +36,12 @@ async def serve(options: KernelOptions, recipe_dir: Path | None = None, artifact
             if r.name not in newest or r.semver > newest[r.name].semver:
                 newest[r.name] = r
         add = {name: r.version for name, r in newest.items()}
+        config = {name: ConfigUpdate(merge=options.startup_merge.get(name, {}),
+                                     reset=options.startup_reset.get(name, []))
+                  for name in {*options.startup_merge, *options.startup_reset}}
         dep_id = kernel.deployments.submit(DeploymentRequest(recipe_dir=recipe_dir, artifact_dir=artifact_dir, add=add,
-                                                             notify_components=False, failure_policy="DO_NOTHING"))
+                                                             config=config, notify_components=False,
+                                                             failure_policy="DO_NOTHING"))
 
         async def report() -> None:
             rec = await kernel.deployments.wait(dep_id)

@@ -334,6 +334,8 @@ def test_the_stacks_accept_everything_the_suite_sends(site: Site, tmp_path: Path
 def test_stage_deployments_point_the_uplink_at_the_stacks(stage: str) -> None:
     """Each stage's deployment configures the Uplink (a merge the model accepts) for exactly the bucket, key,
     queue and stream the stacks create — with the names from the contract."""
+    import yaml
+
     from deploy.render import render
     from ggvision.config.base import parse
     from ggvision.config.uplink import UplinkConfig
@@ -341,7 +343,17 @@ def test_stage_deployments_point_the_uplink_at_the_stacks(stage: str) -> None:
     region, account = "eu-west-1", "123456789012"
     doc = render(REPO / "deploy" / "deployments" / f"{stage}.json", region, account)
     merge = json.loads(doc["components"]["com.ggvision.Uplink"]["configurationUpdate"]["merge"])
-    cfg = parse(UplinkConfig, merge)
+    # what a device runs: the recipe's DefaultConfiguration with the deployment's merge on top (developer guide,
+    # "Update component configurations": merge replaces values key by key, objects recursively)
+    default = yaml.safe_load((REPO / "components" / "com.ggvision.Uplink" / "recipe.yaml").read_text())[
+        "ComponentConfiguration"]["DefaultConfiguration"]
+
+    def merged(base: Any, patch: Any) -> Any:
+        if isinstance(base, dict) and isinstance(patch, dict):
+            return {**base, **{k: merged(base.get(k), v) for k, v in patch.items()}}
+        return patch
+
+    cfg = parse(UplinkConfig, merged(default, merge))
     storage = _template("storage.yaml")
     assert _sub_text(storage["Resources"]["DataBucket"]["Properties"]["BucketName"]).replace(
         "${NamePrefix}", "ggvision").replace("${AWS::Region}", region).replace("${AWS::AccountId}", account) \
@@ -353,7 +365,6 @@ def test_stage_deployments_point_the_uplink_at_the_stacks(stage: str) -> None:
         f"https://sqs.{region}.amazonaws.com/{account}/{streams.queue_name('ggvision')}"
     assert cfg.kinesis.enabled and cfg.kinesis.stream_name == streams.stream_name("ggvision")
     import semantic_version
-    import yaml
 
     suite = yaml.safe_load((REPO / "recipes" / "com.ggvision.Suite.yaml").read_text())
     wanted = suite["ComponentDependencies"]["com.ggvision.Uplink"]["VersionRequirement"]

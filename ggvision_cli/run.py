@@ -1,0 +1,80 @@
+"""`ggvision run`: what `make run` starts — the local cloud (`python -m cloud.local`: moto's server with the
+processing stacks, the second-stage endpoint, the ingest runner) and then the local runtime on the build output
+with the Uplink writing to that cloud's data bucket and the IoT rules' archive stood in by the runtime, so the
+demo camera's events become verdict items in DynamoDB within seconds. `--no-cloud` runs the edge alone, with the
+Uplink's local directory bucket as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gglocal.cli import DEFAULT_ROOT, nucleus
+
+console = Console(stderr=True)
+UPLINK = "com.ggvision.Uplink"
+CLOUD_START_S = 180.0
+
+
+def start_cloud(root: Path, model: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """Start `python -m cloud.local` under <root>/cloud and wait for its cloud.json."""
+    d = root / "cloud"
+    d.mkdir(parents=True, exist_ok=True)
+    info_file = d / "cloud.json"
+    info_file.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cloud.local", "--dir", str(d), "--model", str(model)],
+                            stdout=open(d / "local.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    deadline = time.monotonic() + CLOUD_START_S
+    while not info_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the local cloud did not start (see {d / 'local.log'})")
+        time.sleep(0.2)  # the file appears once every part answers; nothing else to await
+    return proc, json.loads(info_file.read_text())
+
+
+def uplink_merge(info: dict[str, str]) -> dict[str, object]:
+    """The Uplink's sink in the local cloud's data bucket (an S3 sink on moto's endpoint)."""
+    return {"sink": {"type": "s3", "bucket": info["data_bucket"], "region": info["region"],
+                     "endpointUrl": info["endpoint_url"]}}
+
+
+def run(
+    root: Annotated[Path, typer.Option("--root", help="runtime root folder (GGVISION_ROOT)")] = DEFAULT_ROOT,
+    build: Annotated[Path, typer.Option(help="a `make build`/gdk build output: <dir>/recipes + <dir>/artifacts")]
+    = Path("greengrass-build"),
+    cloud: Annotated[bool, typer.Option(help="start the local cloud (moto, the endpoint, the ingest runner)")] = True,
+    model: Annotated[Path, typer.Option(help="the cloud's second-stage model folder")]
+    = Path("components/com.ggvision.Model.SyntheticDetector"),
+) -> None:
+    """The whole system on this machine: the local cloud, then the edge under the local runtime (Ctrl-C stops
+    both)."""
+    if not cloud:  # the recipe's sink again (a previous run may have left the cloud's in the root's config)
+        nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"])
+        return
+    try:
+        proc, info = start_cloud(root, model)
+    except RuntimeError as e:
+        console.print(f"[red]ggvision run: {e}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"local cloud: moto {info['endpoint_url']} (keys testing/testing), data bucket "
+                  f"{info['data_bucket']}, verdicts table {info['table']}, endpoint {info['sagemaker_url']}")
+    os.environ.update(AWS_ACCESS_KEY_ID=info["aws_access_key_id"], AWS_SECRET_ACCESS_KEY=info["aws_secret_access_key"],
+                      AWS_DEFAULT_REGION=info["region"])  # the components' boto3 (a device gets TES credentials)
+    try:
+        nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"], merge=[f"{UPLINK}={json.dumps(uplink_merge(info))}"],
+                rules_bucket=info["data_bucket"], rules_endpoint_url=info["endpoint_url"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
