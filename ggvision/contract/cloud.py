@@ -6,7 +6,7 @@ Names come from the stack's `NamePrefix` (`^[a-z0-9][a-z0-9-]{1,20}$`, as stream
 
     SQS queue           {prefix}-ingest        S3 ObjectCreated notifications of the data bucket
     SQS dead letters    {prefix}-ingest-dlq    what failed maxReceiveCount times, and malformed objects
-    DynamoDB table      {prefix}-verdicts      one item per edge event (ITEM_* below), TTL on expiresAt
+    DynamoDB table      {prefix}-verdicts      one item per edge event (ITEM_* below), TTL on TTL_ATTRIBUTE
     S3 bucket           {prefix}-results-{region}-{account}   processed result objects (RESULT_KEY)
 
 What triggers the ingest (notification filters on the data bucket, keys.py's layout):
@@ -47,7 +47,11 @@ ITEM_CLOUD_SNAPSHOT_ID = "cloudSnapshotId"  # the snapshot the cloud score was c
 ITEM_RECORD_KEY, ITEM_SNAPSHOT_KEY, ITEM_RESULT_KEY = "recordKey", "snapshotKey", "resultKey"
 ITEM_CLOUD_AT, ITEM_CLOUD_LABELS, ITEM_CLOUD_MODEL = "cloudAt", "cloudLabels", "cloudModel"
 ITEM_EDGE_MODEL = "edgeModel"
-ITEM_TTL = "expiresAt"  # epoch seconds; DynamoDB TTL deletes the item after it (lagging up to days: filter too)
+TTL_ATTRIBUTE = "expires_at"
+"""The TTL attribute of every ggvision table (epoch seconds; DynamoDB deletes the item after it, lagging up to days:
+readers filter too): routing.yaml's events table (its IoT rule's SELECT names it), processing.yaml's verdicts and
+realtime.yaml's counts. One name, so one reader filter and one privacy check serve them all."""
+ITEM_TTL = TTL_ATTRIBUTE
 
 INDEX_SITE_TIME = "bySiteTime"  # HASH site, RANGE start: a site's events in time order (the dashboard's list)
 INDEX_CAMERA_TIME = "byCameraTime"  # HASH cameraKey "{thing}/{camera}" (camera ids are per device), RANGE start

@@ -139,12 +139,19 @@ def test_a_disagreement_is_counted_and_raises_no_alert(world: World) -> None:
     assert world.sqs.receive_message(QueueUrl=world.names["capture"], WaitTimeSeconds=1).get("Messages") is None
 
 
-def test_an_event_without_a_snapshot_is_unverified(world: World) -> None:
+def test_an_event_without_a_snapshot_is_unverified_and_has_its_site_from_the_batch(world: World) -> None:
     t0 = time.time() - 60
-    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-1", t0, label="car", snapshot=None)])
+    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-1", t0, label="car", snapshot=None)], site=SITE)
     item = world.decided("door-1-1")
     assert item[names.ITEM_VERDICT] == names.UNVERIFIED and names.ITEM_CLOUD_SCORE not in item
-    assert names.ITEM_SITE not in item  # the batch carries no site; the result object says so
+    assert item[names.ITEM_SITE] == SITE  # uplink-batch/1.0 carries the site: no snapshot needed for it
+    assert item[names.ITEM_RESULT_KEY].startswith(f"verdicts/{SITE}/{THING}/{CAMERA}/")
+    by_site = world.table.query(IndexName=names.INDEX_SITE_TIME, KeyConditionExpression=Key(names.ITEM_SITE).eq(SITE))
+    assert names.item_key(THING, "door-1-1") in [i[names.ITEM_KEY] for i in by_site["Items"]]
+    # a batch from an older Uplink (no site) and no snapshot: the result object says the site is unknown
+    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-2", t0, label="car", snapshot=None)], site=None)
+    item = world.decided("door-1-2")
+    assert names.ITEM_SITE not in item
     assert item[names.ITEM_RESULT_KEY].startswith(f"verdicts/{names.SITE_UNKNOWN}/{THING}/{CAMERA}/")
 
 
