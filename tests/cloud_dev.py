@@ -76,14 +76,18 @@ def empty_jpeg() -> bytes:
     return cv2.imencode(".jpg", img)[1].tobytes()
 
 
+def template_doc(template: Path) -> dict[str, Any]:
+    """A CloudFormation template as plain JSON values (short tags as their long forms)."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(template))))
+
+
 def template_notifications(template: Path, bucket: str, arns: dict[str, str]) -> dict[str, Any]:
     """A bucket's NotificationConfiguration as the template declares it, in the S3 API's shape (moto's
     CloudFormation ignores the property, so a test puts exactly this): `arns` resolves each destination's
     logical name (`!GetAtt Queue.Arn`) to the deployed ARN."""
-    from cfnlint.decode import cfn_yaml
-
-    doc = json.loads(json.dumps(cfn_yaml.load(str(template))))
-    conf = doc["Resources"][bucket]["Properties"]["NotificationConfiguration"]
+    conf = template_doc(template)["Resources"][bucket]["Properties"]["NotificationConfiguration"]
     out = []
     for q in conf["QueueConfigurations"]:
         ref = q["Queue"]["Fn::GetAtt"]

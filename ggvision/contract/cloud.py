@@ -15,6 +15,14 @@ What triggers the ingest (notification filters on the data bucket, keys.py's lay
                                             documents whose event/1.0 items of kind "end" are the edge's
                                             record of an event (label, edge score, boxes, the snapshot's id)
     images/{site}/{thing}/{camera}/...      the event's snapshot; its metadata names the events it shows
+
+The real-time path (cloud/realtime.py, deploy/cloudformation/realtime.yaml) reads streams.py's Kinesis stream
+`{prefix}-uplink` (uplink-record/1.0) and keeps:
+
+    DynamoDB table      {prefix}-counts        per camera (COUNT_KEY) per minute (COUNT_MINUTE): events by label;
+                                               minute 0 is the camera's own item (last seen, silence)
+    EventBridge         DETAIL_TYPE_SILENT, DETAIL_TYPE_HIGH_COUNT (source EVENT_SOURCE): anomalies
+    CloudWatch          METRICS_NAMESPACE  METRIC_EVENTS {Site, Camera, Label} per minute
 """
 
 from __future__ import annotations
@@ -130,3 +138,42 @@ def result_key(site: str, thing: str, camera: str, start: float, event_id: str) 
     t = time.gmtime(start)
     return RESULT_KEY.format(site=site, thing=thing, camera=camera, yyyy=f"{t.tm_year:04d}", mm=f"{t.tm_mon:02d}",
                              dd=f"{t.tm_mday:02d}", hh=f"{t.tm_hour:02d}", event_id=event_id)
+
+
+# ---- the real-time path: Kinesis {prefix}-uplink -> cloud.realtime -> counts per camera per minute
+COUNTS_TABLE_TEMPLATE = "{prefix}-counts"
+COUNT_KEY = "cameraKey"  # HASH: "{thing}/{camera}" (camera_key)
+COUNT_MINUTE = "minute"  # RANGE: the window's start in epoch seconds (a multiple of 60)
+CAMERA_ITEM = 0  # the COUNT_MINUTE of a camera's own item: site, last seen, silence
+COUNT_SITE, COUNT_THING, COUNT_CAMERA = "site", "thing", "camera"
+COUNT_TOTAL = "total"  # events in the window, all labels
+COUNT_LABEL = "n:{label}"  # events of a label in the window
+COUNT_LAST_SEQ = "lastSeq"  # the highest Kinesis sequence number applied to the window (zero-padded to 128 digits)
+COUNT_ALERTED = "alerted"  # labels whose high-count anomaly was raised for the window (a string set)
+CAMERA_SEEN_AT = "seenAt"  # camera item: arrival time of its newest record (only camera items have it)
+CAMERA_FIRST_SEEN = "firstSeen"  # camera item: since when the path knows the camera (the baseline needs an hour)
+CAMERA_SILENT_SINCE = "silentSince"  # camera item: set while the camera is silent (one anomaly per silence)
+INDEX_SITE_SEEN = "bySiteSeen"  # HASH site, RANGE seenAt: sparse (camera items only): a site's cameras; silence scan
+
+METRIC_EVENTS = "Events"  # dimensions Site, Camera ("{thing}/{camera}"), Label: events per minute (Sum)
+METRIC_MALFORMED_RECORDS = "MalformedRecords"  # no dimension: stream records that were counted and skipped
+DETAIL_TYPE_SILENT = "ggvision.camera.silent"
+DETAIL_TYPE_HIGH_COUNT = "ggvision.count.high"
+ANOMALY_SCHEMA = "camera-anomaly/1.0"
+"""Detail of both anomalies: {"schema", "kind": "silent" | "high-count", "site", "thing", "camera", ...}
+(docs/cloud.md, "The real-time path")."""
+
+
+def counts_table_name(prefix: str) -> str:
+    """The real-time counts table: `{prefix}-counts`."""
+    return COUNTS_TABLE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def minute_of(t: float) -> int:
+    """The start of the minute `t` falls in (epoch seconds): the window an event is counted in."""
+    return int(t // 60) * 60
+
+
+def label_attribute(label: str) -> str:
+    """The window item's attribute that counts `label`: `n:{label}`."""
+    return COUNT_LABEL.format(label=label)
