@@ -83,16 +83,34 @@ def template_doc(template: Path) -> dict[str, Any]:
     return json.loads(json.dumps(cfn_yaml.load(str(template))))
 
 
-def template_notifications(template: Path, bucket: str, arns: dict[str, str]) -> dict[str, Any]:
+def template_notifications(template: Path, bucket: str, arns: dict[str, str],
+                           params: dict[str, str] | None = None) -> dict[str, Any]:
     """A bucket's NotificationConfiguration as the template declares it, in the S3 API's shape (moto's
     CloudFormation ignores the property, so a test puts exactly this): `arns` resolves each destination's
-    logical name (`!GetAtt Queue.Arn`) to the deployed ARN."""
-    conf = template_doc(template)["Resources"][bucket]["Properties"]["NotificationConfiguration"]
+    logical name (`!GetAtt Queue.Arn`) to the deployed ARN; `params` the parameters (defaults otherwise) that a
+    filter rule's `!Ref` or a `!If` on a `!Not [!Equals [!Ref P, ""]]` condition names."""
+    doc = template_doc(template)
+    values = {k: str(p.get("Default", "")) for k, p in doc.get("Parameters", {}).items()} | (params or {})
+
+    def resolve(v: Any) -> Any:
+        if isinstance(v, dict) and "Ref" in v:
+            return values[v["Ref"]]
+        if isinstance(v, dict) and "Fn::If" in v:
+            cond, yes, no = v["Fn::If"]
+            ref = doc["Conditions"][cond]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+            return resolve(yes if values[ref] != "" else no)
+        if isinstance(v, list):
+            return [resolve(x) for x in v]
+        if isinstance(v, dict):
+            return {k: resolve(x) for k, x in v.items()}
+        return v
+
+    conf = doc["Resources"][bucket]["Properties"]["NotificationConfiguration"]
     out = []
     for q in conf["QueueConfigurations"]:
         ref = q["Queue"]["Fn::GetAtt"]
         out.append({"QueueArn": arns[ref[0] if isinstance(ref, list) else ref.split(".")[0]], "Events": [q["Event"]],
-                    "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}})
+                    "Filter": {"Key": {"FilterRules": resolve(q["Filter"]["S3Key"]["Rules"])}}})
     return {"QueueConfigurations": out}
 
 

@@ -23,6 +23,12 @@ The real-time path (cloud/realtime.py, deploy/cloudformation/realtime.yaml) read
                                                minute 0 is the camera's own item (last seen, silence)
     EventBridge         DETAIL_TYPE_SILENT, DETAIL_TYPE_HIGH_COUNT (source EVENT_SOURCE): anomalies
     CloudWatch          METRICS_NAMESPACE  METRIC_EVENTS {Site, Camera, Label} per minute
+
+Automated model updates (cloud/model_updates.py, deploy/cloudformation/model-updates.yaml):
+
+    S3 bucket           {prefix}-models-{region}-{account}   the model registry's versioned store
+    SQS queue           {prefix}-model-updates (+ -dlq)      its ObjectCreated of `{name}/{version}/manifest.json`
+    DynamoDB table      {prefix}-model-updates               one item per model version: what became of it
 """
 
 from __future__ import annotations
@@ -177,3 +183,40 @@ def minute_of(t: float) -> int:
 def label_attribute(label: str) -> str:
     """The window item's attribute that counts `label`: `n:{label}`."""
     return COUNT_LABEL.format(label=label)
+
+
+# ---- automated model updates: registry upload -> SQS -> cloud.model_updates -> component version + rollout
+MODELS_BUCKET_TEMPLATE = "{prefix}-models-{region}-{account}"
+UPDATES_QUEUE_TEMPLATE = "{prefix}-model-updates"
+UPDATES_DLQ_TEMPLATE = "{prefix}-model-updates-dlq"
+UPDATES_TABLE_TEMPLATE = "{prefix}-model-updates"
+MODEL_TRIGGER_SUFFIX = "/manifest.json"  # the registry writes a version's manifest last: then the version is whole
+UPDATE_KEY = "pk"  # "{model}#{version}"
+UPDATE_MODEL, UPDATE_VERSION, UPDATE_STATUS, UPDATE_REASON = "model", "version", "status", "reason"
+UPDATE_COMPONENT, UPDATE_COMPONENT_ARN, UPDATE_STAGE = "component", "componentArn", "stage"
+UPDATE_ROLLOUT = "rollout"  # the rollout engine's record of the promote (JSON: id, status, reason, events)
+UPDATE_ATTEMPTS, UPDATE_UPDATED_AT = "attempts", "updatedAt"
+VALIDATING, REFUSED, PUBLISHED, PASSED, ROLLED_BACK, ROLLOUT_REFUSED, RETRYING = (
+    "validating", "refused", "published", "passed", "rolled_back", "rollout_refused", "retrying")
+UPDATE_STATUSES = (VALIDATING, REFUSED, PUBLISHED, PASSED, ROLLED_BACK, ROLLOUT_REFUSED, RETRYING)
+"""validating: claimed by a handler; refused: the version failed validation (no component version, no rollout;
+`reason` says why); published: the component version exists, the rollout runs; passed / rolled_back: the first
+stage's outcome; rollout_refused: the engine would not start (a paused stage, a canary it cannot apply);
+retrying: a transient failure, the message is received again."""
+
+
+def models_bucket_name(prefix: str, region: str, account: str) -> str:
+    """The model registry's bucket: `{prefix}-models-{region}-{account}`."""
+    return MODELS_BUCKET_TEMPLATE.format(prefix=_prefix(prefix), region=region, account=account)
+
+
+def updates_queue_name(prefix: str) -> str:
+    return UPDATES_QUEUE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def updates_dlq_name(prefix: str) -> str:
+    return UPDATES_DLQ_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def updates_table_name(prefix: str) -> str:
+    return UPDATES_TABLE_TEMPLATE.format(prefix=_prefix(prefix))
