@@ -207,3 +207,16 @@ def test_endpoint_down_retries_only_that_message_and_the_redrive_keeps_it(world:
     put_snapshot(world.s3, SITE, THING, CAMERA, ["door-10-1"], t0 + 1, person_jpeg(4))
     drain(world.runner, lambda: world.queue_count(world.names["dlq"]) == 1, what="the redrive to the DLQ")
     assert "door-10-1-1.jpg" in world.received(world.names["dlq"], 1)[0]["Body"]
+
+
+def test_a_batch_puts_its_verdict_counts_in_one_request(world: World) -> None:
+    calls: list[int] = []
+    world.ingest.session.events.register(
+        "provide-client-params.cloudwatch.PutMetricData", lambda params, **_: calls.append(len(params["MetricData"])))
+    t0 = time.time() - 60
+    for i in range(3):  # three archived batches: three messages, one SQS batch
+        put_record(world.s3, THING, CAMERA, [end_event(CAMERA, f"door-20-{i}", t0, label="car", snapshot=None)])
+    wait_until(lambda: world.queue_count(world.names["queue"]) == 3, 10, what="three notifications")
+    assert world.runner.poll_once() == (3, 0)
+    assert all(world.item(f"door-20-{i}")[names.ITEM_VERDICT] == names.UNVERIFIED for i in range(3))
+    assert calls == [3]  # one request, a datum per decided event
