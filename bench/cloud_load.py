@@ -125,129 +125,132 @@ def _psutil_cpu(pid: int) -> float:
 
 
 def run_ingest(n: int, tmp: Path) -> dict[str, Any]:
-    from cloud_dev import (
-        EndpointProcess,
-        end_event,
-        ingest_env,
-        make_ingest_world,
-        person_jpeg,
-        put_record,
-        put_snapshot,
-    )
-    from harness import wait_until
+    from cloud_dev import EndpointProcess, ingest_env, make_ingest_world
     from uplink_dev import MotoProcess
-
-    from cloud.ingest import Ingest
-    from cloud.runner import SqsRunner
-    from ggvision.contract import cloud as names
 
     moto, ep = MotoProcess(tmp / "moto.log"), EndpointProcess(tmp / "endpoint.log")
     try:
         world = make_ingest_world(moto, max_receive=5, visibility_s=30)
         env = ingest_env(moto.url, ep.url, world)
-        os.environ.update(env)  # boto3 reads the endpoints from the environment (this run's moto and endpoint)
-        ingest = Ingest.from_env(env)
-        meter = Meter(ingest.handle, ingest.session)
-        runner = SqsRunner(moto.client("sqs"), world["queue"], meter, batch_size=10, visibility_timeout=30, wait_s=0)
-        s3, table = moto.client("s3"), boto3.resource("dynamodb", endpoint_url=moto.url).Table(world["table"])
-        runner.poll_once()  # the s3:TestEvent
-        meter.reset()
-        rates, t0 = fleet_rates(), time.time() - 600
-        jpeg = person_jpeg(1)
-        for i in range(n):  # event i of the fleet's stream: its camera, its time
-            cam = i % rates["cameras"]
-            site, thing, camera = f"site-{cam // CAMERAS_PER_SITE}", f"box-{cam // CAMERAS_PER_SITE}", f"cam{cam % 32}"
-            start = t0 + i / rates["fleet_events_per_s"]
-            ev = f"{camera}-{int(start * 1000)}-{i}"
-            _, snap = put_snapshot(s3, site, thing, camera, [ev], start + 2, jpeg)
-            put_record(s3, thing, camera, [end_event(camera, ev, start, snapshot=snap)], site=site)
-        ep_cpu0 = _psutil_cpu(ep.proc.pid)
-        w0 = time.perf_counter()
-
-        def all_decided() -> bool:
-            runner.poll_once()
-            return table.scan(Select="COUNT", FilterExpression="attribute_exists(verdict)")["Count"] >= n
-
-        wait_until(all_decided, 600, interval=0, what="every verdict")
-        elapsed = time.perf_counter() - w0
-        sample = table.scan(Limit=1)["Items"][0]
-        item_bytes = len(json.dumps(sample, default=str))  # JSON text of the item: close to DynamoDB's item size
-        return {"events": n, "messages": 2 * n, "elapsed_s": elapsed, "invocations": meter.invocations,
-                "cpu_ms_per_event": 1000 * meter.cpu / n, "wall_ms_per_event": 1000 * meter.wall / n,
-                "wall_ms_per_invocation_p50": 1000 * sorted(meter.durations)[len(meter.durations) // 2],
-                "calls_per_event": {k: v / n for k, v in sorted(meter.calls.items())},
-                "alloc_peak_mb": meter.peak / 1e6, "item_bytes": item_bytes,
-                "endpoint_cpu_ms_per_snapshot": 1000 * (_psutil_cpu(ep.proc.pid) - ep_cpu0) / n,
-                "verdicts": {v: table.scan(Select="COUNT", FilterExpression="verdict = :v",
-                                           ExpressionAttributeValues={":v": v})["Count"] for v in names.VERDICTS}}
+        with _Environ(**env):  # boto3 reads the endpoints from the environment (this run's moto and endpoint)
+            return _ingest(n, moto, ep, world, env)
     finally:
         ep.stop()
         moto.stop()
 
 
+def _ingest(n: int, moto: Any, ep: Any, world: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
+    from cloud_dev import end_event, person_jpeg, put_record, put_snapshot
+    from harness import wait_until
+
+    from cloud.ingest import Ingest
+    from cloud.runner import SqsRunner
+    from ggvision.contract import cloud as names
+
+    ingest = Ingest.from_env(env)
+    meter = Meter(ingest.handle, ingest.session)
+    runner = SqsRunner(moto.client("sqs"), world["queue"], meter, batch_size=10, visibility_timeout=30, wait_s=0)
+    s3, table = moto.client("s3"), boto3.resource("dynamodb", endpoint_url=moto.url).Table(world["table"])
+    runner.poll_once()  # the s3:TestEvent
+    meter.reset()
+    rates, t0 = fleet_rates(), time.time() - 600
+    jpeg = person_jpeg(1)
+    for i in range(n):  # event i of the fleet's stream: its camera, its time
+        cam = i % rates["cameras"]
+        site, thing, camera = f"site-{cam // CAMERAS_PER_SITE}", f"box-{cam // CAMERAS_PER_SITE}", f"cam{cam % 32}"
+        start = t0 + i / rates["fleet_events_per_s"]
+        ev = f"{camera}-{int(start * 1000)}-{i}"
+        _, snap = put_snapshot(s3, site, thing, camera, [ev], start + 2, jpeg)
+        put_record(s3, thing, camera, [end_event(camera, ev, start, snapshot=snap)], site=site)
+    ep_cpu0 = _psutil_cpu(ep.proc.pid)
+    w0 = time.perf_counter()
+
+    def all_decided() -> bool:
+        runner.poll_once()
+        return table.scan(Select="COUNT", FilterExpression="attribute_exists(verdict)")["Count"] >= n
+
+    wait_until(all_decided, 600, interval=0, what="every verdict")
+    elapsed = time.perf_counter() - w0
+    sample = table.scan(Limit=1)["Items"][0]
+    item_bytes = len(json.dumps(sample, default=str))  # JSON text of the item: close to DynamoDB's item size
+    return {"events": n, "messages": 2 * n, "elapsed_s": elapsed, "invocations": meter.invocations,
+            "cpu_ms_per_event": 1000 * meter.cpu / n, "wall_ms_per_event": 1000 * meter.wall / n,
+            "wall_ms_per_invocation_p50": 1000 * sorted(meter.durations)[len(meter.durations) // 2],
+            "calls_per_event": {k: v / n for k, v in sorted(meter.calls.items())},
+            "alloc_peak_mb": meter.peak / 1e6, "item_bytes": item_bytes,
+            "endpoint_cpu_ms_per_snapshot": 1000 * (_psutil_cpu(ep.proc.pid) - ep_cpu0) / n,
+            "verdicts": {v: table.scan(Select="COUNT", FilterExpression="verdict = :v",
+                                       ExpressionAttributeValues={":v": v})["Count"] for v in names.VERDICTS}}
+
+
 def run_realtime(n: int, tmp: Path) -> dict[str, Any]:
+    from uplink_dev import MotoProcess
+
+    moto = MotoProcess(tmp / "moto-rt.log")
+    try:
+        with _Environ(AWS_ENDPOINT_URL=moto.url):
+            return _realtime(n, moto)
+    finally:
+        moto.stop()
+
+
+def _realtime(n: int, moto: Any) -> dict[str, Any]:
     from cloud_dev import end_event, template_doc
     from harness import wait_until
-    from uplink_dev import MotoProcess
 
     from cloud.realtime import Realtime
     from cloud.runner import KinesisRunner
     from ggvision.contract import cloud as names
     from ggvision.contract import streams
 
-    moto = MotoProcess(tmp / "moto-rt.log")
-    os.environ["AWS_ENDPOINT_URL"] = moto.url
-    try:
-        props = template_doc(REPO / "deploy" / "cloudformation" / "realtime.yaml")["Resources"]["CountsTable"][
-            "Properties"]
-        ddb, kin = moto.client("dynamodb"), moto.client("kinesis")
-        ddb.create_table(TableName="bench-counts", BillingMode="PAY_PER_REQUEST", KeySchema=props["KeySchema"],
-                         AttributeDefinitions=props["AttributeDefinitions"],
-                         GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"])
-        kin.create_stream(StreamName="bench-uplink", ShardCount=2)
-        wait_until(lambda: kin.describe_stream_summary(StreamName="bench-uplink")["StreamDescriptionSummary"][
-            "StreamStatus"] == "ACTIVE", 10)
-        rates, t0 = fleet_rates(), time.time() - 600
-        extra = (FILTER_MESSAGES - FILTER_EVENTS) / FILTER_EVENTS  # a `new` for the lasting events
-        records, size = [], 0
-        for i in range(n):
-            cam = i % rates["cameras"]
-            site, thing, camera = f"site-{cam // CAMERAS_PER_SITE}", f"box-{cam // CAMERAS_PER_SITE}", f"cam{cam % 32}"
-            start = t0 + i / rates["fleet_events_per_s"]
-            end = end_event(camera, f"{camera}-{i}", start)
-            kinds = [{**end, "kind": "new"}, end] if (i * extra) % 1 + extra >= 1 else [end]
-            for k, p in enumerate(kinds):
-                doc = {"schema": "uplink-record/1.0", "id": f"filter:{camera}:{i}:{k}", "thing": thing, "site": site,
-                       "camera": camera, "topic": f"ggvision/{thing}/results", "seq": i, "producer": "f",
-                       "priority": "results", "start": start, "end": start, "payload": p}
-                data = json.dumps(doc, separators=(",", ":")).encode()
-                size += len(data)
-                records.append({"Data": data, "PartitionKey": streams.partition_key(thing, camera)})
-        for i in range(0, len(records), 500):
-            kin.put_records(StreamName="bench-uplink", Records=records[i:i + 500])
-        session = boto3.session.Session()
-        rt = Realtime("bench-counts", session=session)
-        meter = Meter(rt.handle, session)
-        runner = KinesisRunner(kin, "bench-uplink", meter, batch_size=500)
-        w0 = time.perf_counter()
-        got = 0
-        while True:
-            r, _ = runner.poll_once()
-            if not r:
-                break
-            got += r
-        elapsed = time.perf_counter() - w0
-        assert got == len(records), (got, len(records))
-        total = sum(int(it.get(names.COUNT_TOTAL, 0)) for it in
-                    boto3.resource("dynamodb", endpoint_url=moto.url).Table("bench-counts").scan()["Items"])
-        assert total == n, (total, n)
-        return {"events": n, "records": len(records), "record_bytes": size / len(records), "elapsed_s": elapsed,
-                "invocations": meter.invocations, "cpu_ms_per_event": 1000 * meter.cpu / n,
-                "wall_ms_per_event": 1000 * meter.wall / n,
-                "calls_per_event": {k: v / n for k, v in sorted(meter.calls.items())},
-                "alloc_peak_mb": meter.peak / 1e6}
-    finally:
-        moto.stop()
+    props = template_doc(REPO / "deploy" / "cloudformation" / "realtime.yaml")["Resources"]["CountsTable"][
+        "Properties"]
+    ddb, kin = moto.client("dynamodb"), moto.client("kinesis")
+    ddb.create_table(TableName="bench-counts", BillingMode="PAY_PER_REQUEST", KeySchema=props["KeySchema"],
+                     AttributeDefinitions=props["AttributeDefinitions"],
+                     GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"])
+    kin.create_stream(StreamName="bench-uplink", ShardCount=2)
+    wait_until(lambda: kin.describe_stream_summary(StreamName="bench-uplink")["StreamDescriptionSummary"][
+        "StreamStatus"] == "ACTIVE", 10)
+    rates, t0 = fleet_rates(), time.time() - 600
+    extra = (FILTER_MESSAGES - FILTER_EVENTS) / FILTER_EVENTS  # a `new` for the lasting events
+    records, size = [], 0
+    for i in range(n):
+        cam = i % rates["cameras"]
+        site, thing, camera = f"site-{cam // CAMERAS_PER_SITE}", f"box-{cam // CAMERAS_PER_SITE}", f"cam{cam % 32}"
+        start = t0 + i / rates["fleet_events_per_s"]
+        end = end_event(camera, f"{camera}-{i}", start)
+        kinds = [{**end, "kind": "new"}, end] if (i * extra) % 1 + extra >= 1 else [end]
+        for k, p in enumerate(kinds):
+            doc = {"schema": "uplink-record/1.0", "id": f"filter:{camera}:{i}:{k}", "thing": thing, "site": site,
+                   "camera": camera, "topic": f"ggvision/{thing}/results", "seq": i, "producer": "f",
+                   "priority": "results", "start": start, "end": start, "payload": p}
+            data = json.dumps(doc, separators=(",", ":")).encode()
+            size += len(data)
+            records.append({"Data": data, "PartitionKey": streams.partition_key(thing, camera)})
+    for i in range(0, len(records), 500):
+        kin.put_records(StreamName="bench-uplink", Records=records[i:i + 500])
+    session = boto3.session.Session()
+    rt = Realtime("bench-counts", session=session)
+    meter = Meter(rt.handle, session)
+    runner = KinesisRunner(kin, "bench-uplink", meter, batch_size=500)
+    w0 = time.perf_counter()
+    got = 0
+    while True:
+        r, _ = runner.poll_once()
+        if not r:
+            break
+        got += r
+    elapsed = time.perf_counter() - w0
+    assert got == len(records), (got, len(records))
+    total = sum(int(it.get(names.COUNT_TOTAL, 0)) for it in
+                boto3.resource("dynamodb", endpoint_url=moto.url).Table("bench-counts").scan()["Items"])
+    assert total == n, (total, n)
+    return {"events": n, "records": len(records), "record_bytes": size / len(records), "elapsed_s": elapsed,
+            "invocations": meter.invocations, "cpu_ms_per_event": 1000 * meter.cpu / n,
+            "wall_ms_per_event": 1000 * meter.wall / n,
+            "calls_per_event": {k: v / n for k, v in sorted(meter.calls.items())},
+            "alloc_peak_mb": meter.peak / 1e6}
 
 
 def wcu(item_bytes: float) -> int:
@@ -308,6 +311,23 @@ def fleet_capacity(rates: dict[str, float], ing: dict[str, Any], rt: dict[str, A
         "realtime_wcu_per_s": ev * rt["calls_per_event"].get("dynamodb:UpdateItem", 0),
         "endpoint_cpu_cores": rates["fleet_snapshots_per_s"] * ing["endpoint_cpu_ms_per_snapshot"] / 1000,
     }
+
+
+class _Environ:
+    """os.environ changed for a run and put back after it (boto3 reads endpoints from the environment)."""
+
+    def __init__(self, **values: str) -> None:
+        self.values, self.saved = values, {k: os.environ.get(k) for k in values}
+
+    def __enter__(self) -> None:
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def main() -> None:

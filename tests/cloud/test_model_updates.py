@@ -101,7 +101,8 @@ class World:
         self.runner = SqsRunner(moto.client("sqs"), stack["UpdatesQueueUrl"], self.updates.handle,
                                 visibility_timeout=1, wait_s=0)
         self.registry = Registry(S3Store(stack["ModelsBucketName"], client=self.s3))
-        self.table = boto3.resource("dynamodb").Table(stack["UpdatesTableName"])
+        # a session of its own: boto3's default one keeps the credentials it resolved first (an earlier test's)
+        self.table = boto3.session.Session().resource("dynamodb").Table(stack["UpdatesTableName"])
         self.sqs, self.stack = moto.client("sqs"), stack
 
     def register(self, tmp_path: Path, version: str) -> None:
