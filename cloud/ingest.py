@@ -11,9 +11,11 @@ One DynamoDB item per edge event, keyed `{thing}#{event_id}`, joins two objects 
 
 Whichever write completes the pair decides the verdict (ReturnValues ALL_NEW shows both halves to exactly that
 writer): the processed result object goes to the results bucket, a confirmed alert (the edge's label is in
-ALERT_LABELS and the cloud agrees) to EventBridge, the verdict counts to CloudWatch, and last the verdict to the
-item (condition: none yet). A crash before that last write is redone by the redelivery: EventBridge and the
-metrics are at least once (the detail carries the event id), the item and the result object exactly one.
+ALERT_LABELS and the cloud agrees) to EventBridge, and last the verdict to the item (condition: none yet); the
+verdict counts go to CloudWatch in one request at the end of the batch. A crash before the verdict write is redone
+by the redelivery: EventBridge is at least once (the detail carries the event id), the item and the result object
+exactly one; the counts are at most once (a crash after the verdicts and before the batch's PutMetricData loses
+them).
 An event whose record names no snapshot is decided `unverified` at once.
 
 Failures: a message whose object is malformed or oversized goes to the dead-letter queue at once, with the reason
@@ -61,6 +63,7 @@ class Ingest:
     retention_days: int = names.RETENTION_DAYS_MAX
     clients: dict[str, Any] = field(default_factory=dict)
     session: Any = field(default_factory=boto3.session.Session)  # its own: credentials as the environment has them now
+    pending_metrics: list[dict[str, Any]] = field(default_factory=list)  # the batch's verdict counts, put at its end
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Ingest:
@@ -94,7 +97,20 @@ class Ingest:
             except Exception as e:  # the endpoint, S3, DynamoDB, ...: SQS delivers the message again
                 log.warning("message %s retried: %s: %s", mid, type(e).__name__, e)
                 failures.append({"itemIdentifier": mid})
+        self._put_metrics()
         return {"batchItemFailures": failures}
+
+    def _put_metrics(self) -> None:
+        """The batch's verdict counts in one request (PutMetricData is billed per request: one per event cost
+        more than all the rest of the ingest at a busy site, docs/performance.md). A failure here loses counts
+        but not verdicts: the items are decided already."""
+        data, self.pending_metrics = self.pending_metrics, []
+        for i in range(0, len(data), 500):  # PutMetricData takes up to 1000 metrics a request
+            try:
+                self.client("cloudwatch").put_metric_data(Namespace=names.METRICS_NAMESPACE,
+                                                          MetricData=data[i:i + 500])
+            except Exception as e:
+                log.error("PutMetricData: %s: %s", type(e).__name__, e)
 
     def _dead_letter(self, rec: dict[str, Any], reason: str) -> bool:
         try:
@@ -217,7 +233,7 @@ class Ingest:
         if verdict == names.DISPUTED:
             metrics.append({"MetricName": names.METRIC_DISAGREEMENTS, "Value": 1.0, "Unit": "Count",
                             "Dimensions": [{"Name": "Label", "Value": label}]})
-        self.client("cloudwatch").put_metric_data(Namespace=names.METRICS_NAMESPACE, MetricData=metrics)
+        self.pending_metrics.extend(metrics)  # put at the end of the batch (handle)
         sets: dict[str, Any] = {names.ITEM_VERDICT: verdict, names.ITEM_RESULT_KEY: doc["result_key"]}
         if cloud_score is not None:
             sets[names.ITEM_CLOUD_SCORE] = cloud_score

@@ -28,6 +28,7 @@ from ggvision.sim.scenes import SyntheticScene
 from ggvision.uplink.dirsink import object_metadata
 from ggvision.uplink.msgsinks import Batch, _entry
 
+TEMPLATES = REPO / "deploy" / "cloudformation"
 MODEL_DIR = REPO / "components" / "com.ggvision.Model.SyntheticDetector"
 ENDPOINT_NAME = "ggvision-second-stage"
 PREFIX = "ggvtest"
@@ -75,10 +76,49 @@ def empty_jpeg() -> bytes:
     return cv2.imencode(".jpg", img)[1].tobytes()
 
 
+def template_doc(template: Path) -> dict[str, Any]:
+    """A CloudFormation template as plain JSON values (short tags as their long forms)."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(template))))
+
+
+def template_notifications(template: Path, bucket: str, arns: dict[str, str],
+                           params: dict[str, str] | None = None) -> dict[str, Any]:
+    """A bucket's NotificationConfiguration as the template declares it, in the S3 API's shape (moto's
+    CloudFormation ignores the property, so a test puts exactly this): `arns` resolves each destination's
+    logical name (`!GetAtt Queue.Arn`) to the deployed ARN; `params` the parameters (defaults otherwise) that a
+    filter rule's `!Ref` or a `!If` on a `!Not [!Equals [!Ref P, ""]]` condition names."""
+    doc = template_doc(template)
+    values = {k: str(p.get("Default", "")) for k, p in doc.get("Parameters", {}).items()} | (params or {})
+
+    def resolve(v: Any) -> Any:
+        if isinstance(v, dict) and "Ref" in v:
+            return values[v["Ref"]]
+        if isinstance(v, dict) and "Fn::If" in v:
+            cond, yes, no = v["Fn::If"]
+            ref = doc["Conditions"][cond]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+            return resolve(yes if values[ref] != "" else no)
+        if isinstance(v, list):
+            return [resolve(x) for x in v]
+        if isinstance(v, dict):
+            return {k: resolve(x) for k, x in v.items()}
+        return v
+
+    conf = doc["Resources"][bucket]["Properties"]["NotificationConfiguration"]
+    out = []
+    for q in conf["QueueConfigurations"]:
+        ref = q["Queue"]["Fn::GetAtt"]
+        out.append({"QueueArn": arns[ref[0] if isinstance(ref, list) else ref.split(".")[0]], "Events": [q["Event"]],
+                    "Filter": {"Key": {"FilterRules": resolve(q["Filter"]["S3Key"]["Rules"])}}})
+    return {"QueueConfigurations": out}
+
+
 def make_ingest_world(moto: Any, *, max_receive: int = 2, visibility_s: int = 1) -> dict[str, str]:
-    """The ingest's resources in moto, as processing.yaml declares them: data and results buckets, the queue with
-    its DLQ and redrive, the bucket's notifications, the table (TTL, both indexes), an event bus whose rule
-    copies confirmed alerts to a capture queue (so a test can read what EventBridge got)."""
+    """The ingest's resources in moto, as storage.yaml and processing.yaml declare them: data and results buckets,
+    the queue with its DLQ and redrive, the data bucket's notifications (storage.yaml's own), the table (TTL,
+    both indexes), an event bus whose rule copies confirmed alerts to a capture queue (so a test can read what
+    EventBridge got)."""
     s3, sqs, ddb, events = (moto.client(s) for s in ("s3", "sqs", "dynamodb", "events"))
     for b in (DATA_BUCKET, RESULTS_BUCKET):
         s3.create_bucket(Bucket=b)
@@ -88,9 +128,8 @@ def make_ingest_world(moto: Any, *, max_receive: int = 2, visibility_s: int = 1)
         "VisibilityTimeout": str(visibility_s),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})})["QueueUrl"]
     q_arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=DATA_BUCKET, NotificationConfiguration={"QueueConfigurations": [
-        {"QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"],
-         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": p}]}}} for p in names.TRIGGER_PREFIXES]})
+    s3.put_bucket_notification_configuration(Bucket=DATA_BUCKET, NotificationConfiguration=template_notifications(
+        TEMPLATES / "storage.yaml", "DataBucket", {"IngestQueue": q_arn}))
     table = names.table_name(PREFIX)
     ddb.create_table(
         TableName=table, BillingMode="PAY_PER_REQUEST",
@@ -142,14 +181,17 @@ def end_event(camera: str, event_id: str, start: float, *, label: str = "person"
             "frame_size": [320, 192]}
 
 
-def put_record(s3: Any, thing: str, camera: str, payloads: list[dict[str, Any]], at: float | None = None) -> str:
+def put_record(s3: Any, thing: str, camera: str, payloads: list[dict[str, Any]], at: float | None = None,
+               site: str | None = "site-7") -> str:
     """Results items as the Uplink batches them onto ggvision/{thing}/results and the IoT rule archives the batch
     (its SELECT adds thing and received_at; its S3 key is rule_archive_key with a new uuid): the object's key."""
     items = [SimpleNamespace(id=f"filter:{camera}:{p['event_id']}:{p['kind']}-{i + 1}", producer="com.ggvision.Filter",
                              priority_name="results", start=p["start"], end=p["end"],
                              data=json.dumps(p, separators=(",", ":")).encode()) for i, p in enumerate(payloads)]
     batch = Batch(f"ggvision/{thing}/results", camera, items, [_entry(it) for it in items])  # type: ignore[arg-type]
-    doc = json.loads(batch.body(thing))
+    doc = json.loads(batch.body(thing, site or ""))
+    if site is None:  # an Uplink from before uplink-batch/1.0 carried the site
+        del doc["site"]
     at = time.time() if at is None else at
     doc.update(thing=thing, received_at=int(at * 1000))
     key = rule_archive_key("results", thing, at, f"{uuid.uuid4()}.json")

@@ -138,3 +138,27 @@ def test_cloud_ingest_names() -> None:
         cloud.expires_at(0, keys.RETENTION_DAYS_MAX + 1)
     assert cloud.result_key("s", "box-1", "door", 1795000000.0, "e") == "verdicts/s/box-1/door/2026/11/18/11/e.json"
     assert set(cloud.VERDICTS) == {cloud.CONFIRMED, cloud.DISPUTED, cloud.UNVERIFIED}
+
+
+def test_every_table_expires_items_on_the_contracts_one_ttl_attribute() -> None:
+    from cfnlint.decode import cfn_yaml
+
+    from ggvision.contract import cloud
+
+    tables = {}
+    for path in sorted((REPO / "deploy" / "cloudformation").glob("*.yaml")):
+        doc = cfn_yaml.load(str(path))
+        for name, r in doc["Resources"].items():
+            if r["Type"] == "AWS::DynamoDB::Table":
+                tables[f"{path.name}:{name}"] = r["Properties"].get("TimeToLiveSpecification")
+    # the tables of event data must expire (the privacy rule); the model-update history holds none and keeps
+    event_data = {"routing.yaml:EventsTable", "processing.yaml:VerdictsTable", "realtime.yaml:CountsTable"}
+    assert event_data <= set(tables) and tables["model-updates.yaml:UpdatesTable"] is None
+    for where, ttl in tables.items():
+        if where in event_data or ttl is not None:
+            assert ttl == {"AttributeName": cloud.TTL_ATTRIBUTE, "Enabled": True}, where
+    # the events table's items get the attribute from the IoT rule's SELECT
+    rule = cfn_yaml.load(str(REPO / "deploy" / "cloudformation" / "routing.yaml"))["Resources"]["EventsRule"]
+    sql = rule["Properties"]["TopicRulePayload"]["Sql"]["Fn::Sub"]
+    assert re.search(rf"\bAS {cloud.TTL_ATTRIBUTE}\b", sql), sql
+    assert cloud.ITEM_TTL == cloud.TTL_ATTRIBUTE

@@ -6,7 +6,7 @@ Names come from the stack's `NamePrefix` (`^[a-z0-9][a-z0-9-]{1,20}$`, as stream
 
     SQS queue           {prefix}-ingest        S3 ObjectCreated notifications of the data bucket
     SQS dead letters    {prefix}-ingest-dlq    what failed maxReceiveCount times, and malformed objects
-    DynamoDB table      {prefix}-verdicts      one item per edge event (ITEM_* below), TTL on expiresAt
+    DynamoDB table      {prefix}-verdicts      one item per edge event (ITEM_* below), TTL on TTL_ATTRIBUTE
     S3 bucket           {prefix}-results-{region}-{account}   processed result objects (RESULT_KEY)
 
 What triggers the ingest (notification filters on the data bucket, keys.py's layout):
@@ -15,6 +15,20 @@ What triggers the ingest (notification filters on the data bucket, keys.py's lay
                                             documents whose event/1.0 items of kind "end" are the edge's
                                             record of an event (label, edge score, boxes, the snapshot's id)
     images/{site}/{thing}/{camera}/...      the event's snapshot; its metadata names the events it shows
+
+The real-time path (cloud/realtime.py, deploy/cloudformation/realtime.yaml) reads streams.py's Kinesis stream
+`{prefix}-uplink` (uplink-record/1.0) and keeps:
+
+    DynamoDB table      {prefix}-counts        per camera (COUNT_KEY) per minute (COUNT_MINUTE): events by label;
+                                               minute 0 is the camera's own item (last seen, silence)
+    EventBridge         DETAIL_TYPE_SILENT, DETAIL_TYPE_HIGH_COUNT (source EVENT_SOURCE): anomalies
+    CloudWatch          METRICS_NAMESPACE  METRIC_EVENTS {Site, Camera, Label} per minute
+
+Automated model updates (cloud/model_updates.py, deploy/cloudformation/model-updates.yaml):
+
+    S3 bucket           {prefix}-models-{region}-{account}   the model registry's versioned store
+    SQS queue           {prefix}-model-updates (+ -dlq)      its ObjectCreated of `{name}/{version}/manifest.json`
+    DynamoDB table      {prefix}-model-updates               one item per model version: what became of it
 """
 
 from __future__ import annotations
@@ -47,7 +61,11 @@ ITEM_CLOUD_SNAPSHOT_ID = "cloudSnapshotId"  # the snapshot the cloud score was c
 ITEM_RECORD_KEY, ITEM_SNAPSHOT_KEY, ITEM_RESULT_KEY = "recordKey", "snapshotKey", "resultKey"
 ITEM_CLOUD_AT, ITEM_CLOUD_LABELS, ITEM_CLOUD_MODEL = "cloudAt", "cloudLabels", "cloudModel"
 ITEM_EDGE_MODEL = "edgeModel"
-ITEM_TTL = "expiresAt"  # epoch seconds; DynamoDB TTL deletes the item after it (lagging up to days: filter too)
+TTL_ATTRIBUTE = "expires_at"
+"""The TTL attribute of every ggvision table (epoch seconds; DynamoDB deletes the item after it, lagging up to days:
+readers filter too): routing.yaml's events table (its IoT rule's SELECT names it), processing.yaml's verdicts and
+realtime.yaml's counts. One name, so one reader filter and one privacy check serve them all."""
+ITEM_TTL = TTL_ATTRIBUTE
 
 INDEX_SITE_TIME = "bySiteTime"  # HASH site, RANGE start: a site's events in time order (the dashboard's list)
 INDEX_CAMERA_TIME = "byCameraTime"  # HASH cameraKey "{thing}/{camera}" (camera ids are per device), RANGE start
@@ -126,3 +144,79 @@ def result_key(site: str, thing: str, camera: str, start: float, event_id: str) 
     t = time.gmtime(start)
     return RESULT_KEY.format(site=site, thing=thing, camera=camera, yyyy=f"{t.tm_year:04d}", mm=f"{t.tm_mon:02d}",
                              dd=f"{t.tm_mday:02d}", hh=f"{t.tm_hour:02d}", event_id=event_id)
+
+
+# ---- the real-time path: Kinesis {prefix}-uplink -> cloud.realtime -> counts per camera per minute
+COUNTS_TABLE_TEMPLATE = "{prefix}-counts"
+COUNT_KEY = "cameraKey"  # HASH: "{thing}/{camera}" (camera_key)
+COUNT_MINUTE = "minute"  # RANGE: the window's start in epoch seconds (a multiple of 60)
+CAMERA_ITEM = 0  # the COUNT_MINUTE of a camera's own item: site, last seen, silence
+COUNT_SITE, COUNT_THING, COUNT_CAMERA = "site", "thing", "camera"
+COUNT_TOTAL = "total"  # events in the window, all labels
+COUNT_LABEL = "n:{label}"  # events of a label in the window
+COUNT_LAST_SEQ = "lastSeq"  # the highest Kinesis sequence number applied to the window (zero-padded to 128 digits)
+COUNT_ALERTED = "alerted"  # labels whose high-count anomaly was raised for the window (a string set)
+CAMERA_SEEN_AT = "seenAt"  # camera item: arrival time of its newest record (only camera items have it)
+CAMERA_FIRST_SEEN = "firstSeen"  # camera item: since when the path knows the camera (the baseline needs an hour)
+CAMERA_SILENT_SINCE = "silentSince"  # camera item: set while the camera is silent (one anomaly per silence)
+INDEX_SITE_SEEN = "bySiteSeen"  # HASH site, RANGE seenAt: sparse (camera items only): a site's cameras; silence scan
+
+METRIC_EVENTS = "Events"  # dimensions Site, Camera ("{thing}/{camera}"), Label: events per minute (Sum)
+METRIC_MALFORMED_RECORDS = "MalformedRecords"  # no dimension: stream records that were counted and skipped
+DETAIL_TYPE_SILENT = "ggvision.camera.silent"
+DETAIL_TYPE_HIGH_COUNT = "ggvision.count.high"
+ANOMALY_SCHEMA = "camera-anomaly/1.0"
+"""Detail of both anomalies: {"schema", "kind": "silent" | "high-count", "site", "thing", "camera", ...}
+(docs/cloud.md, "The real-time path")."""
+
+
+def counts_table_name(prefix: str) -> str:
+    """The real-time counts table: `{prefix}-counts`."""
+    return COUNTS_TABLE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def minute_of(t: float) -> int:
+    """The start of the minute `t` falls in (epoch seconds): the window an event is counted in."""
+    return int(t // 60) * 60
+
+
+def label_attribute(label: str) -> str:
+    """The window item's attribute that counts `label`: `n:{label}`."""
+    return COUNT_LABEL.format(label=label)
+
+
+# ---- automated model updates: registry upload -> SQS -> cloud.model_updates -> component version + rollout
+MODELS_BUCKET_TEMPLATE = "{prefix}-models-{region}-{account}"
+UPDATES_QUEUE_TEMPLATE = "{prefix}-model-updates"
+UPDATES_DLQ_TEMPLATE = "{prefix}-model-updates-dlq"
+UPDATES_TABLE_TEMPLATE = "{prefix}-model-updates"
+MODEL_TRIGGER_SUFFIX = "/manifest.json"  # the registry writes a version's manifest last: then the version is whole
+UPDATE_KEY = "pk"  # "{model}#{version}"
+UPDATE_MODEL, UPDATE_VERSION, UPDATE_STATUS, UPDATE_REASON = "model", "version", "status", "reason"
+UPDATE_COMPONENT, UPDATE_COMPONENT_ARN, UPDATE_STAGE = "component", "componentArn", "stage"
+UPDATE_ROLLOUT = "rollout"  # the rollout engine's record of the promote (JSON: id, status, reason, events)
+UPDATE_ATTEMPTS, UPDATE_UPDATED_AT = "attempts", "updatedAt"
+VALIDATING, REFUSED, PUBLISHED, PASSED, ROLLED_BACK, ROLLOUT_REFUSED, RETRYING = (
+    "validating", "refused", "published", "passed", "rolled_back", "rollout_refused", "retrying")
+UPDATE_STATUSES = (VALIDATING, REFUSED, PUBLISHED, PASSED, ROLLED_BACK, ROLLOUT_REFUSED, RETRYING)
+"""validating: claimed by a handler; refused: the version failed validation (no component version, no rollout;
+`reason` says why); published: the component version exists, the rollout runs; passed / rolled_back: the first
+stage's outcome; rollout_refused: the engine would not start (a paused stage, a canary it cannot apply);
+retrying: a transient failure, the message is received again."""
+
+
+def models_bucket_name(prefix: str, region: str, account: str) -> str:
+    """The model registry's bucket: `{prefix}-models-{region}-{account}`."""
+    return MODELS_BUCKET_TEMPLATE.format(prefix=_prefix(prefix), region=region, account=account)
+
+
+def updates_queue_name(prefix: str) -> str:
+    return UPDATES_QUEUE_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def updates_dlq_name(prefix: str) -> str:
+    return UPDATES_DLQ_TEMPLATE.format(prefix=_prefix(prefix))
+
+
+def updates_table_name(prefix: str) -> str:
+    return UPDATES_TABLE_TEMPLATE.format(prefix=_prefix(prefix))

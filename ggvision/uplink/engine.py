@@ -273,10 +273,10 @@ class Engine:
         if not items or sink is None:
             return False
         good = self._verified(lane, items)
-        for batch in build_batches(good, st.batch_limit or self.cfg.iot_max_batch_bytes):
+        for batch in build_batches(good, st.batch_limit or self.cfg.iot_max_batch_bytes, self.thing, self.cfg.site):
             if self.stop_event.is_set():
                 break
-            body = batch.body(self.thing)
+            body = batch.body(self.thing, self.cfg.site)
             self.throttle.take(batch.camera, len(body))
             t0 = time.monotonic()
             try:

@@ -39,10 +39,15 @@ class Batch:
     entries: list[bytes] = field(default_factory=list)
     size: int = 0
 
-    def body(self, thing: str) -> bytes:
-        head = json.dumps({"schema": "uplink-batch/1.0", "thing": thing, "camera": self.camera, "topic": self.topic,
-                           "count": len(self.items)}, separators=(",", ":"))[:-1].encode()
-        return head + b',"items":[' + b",".join(self.entries) + b"]}"
+    def body(self, thing: str, site: str) -> bytes:
+        return _head(self.topic, self.camera, thing, site, len(self.items)) + b",".join(self.entries) + b"]}"
+
+
+def _head(topic: str, camera: str, thing: str, site: str, count: int) -> bytes:
+    """The envelope up to the first entry; `site` as in uplink-record/1.0, so the cloud needs no snapshot for it."""
+    head = json.dumps({"schema": "uplink-batch/1.0", "thing": thing, "site": site, "camera": camera, "topic": topic,
+                       "count": count}, separators=(",", ":"))[:-1].encode()
+    return head + b',"items":['
 
 
 def _entry(item: Item) -> bytes:
@@ -52,7 +57,7 @@ def _entry(item: Item) -> bytes:
     return meta + b',"payload":' + item.data + b"}"
 
 
-def build_batches(items: list[Item], max_bytes: int) -> list[Batch]:
+def build_batches(items: list[Item], max_bytes: int, thing: str = "", site: str = "") -> list[Batch]:
     """Group items (already in delivery order) by (topic, camera) into batches of at most max_bytes, keeping
     each group's order; batches are returned in the order of their first item."""
     out: list[Batch] = []
@@ -61,7 +66,9 @@ def build_batches(items: list[Item], max_bytes: int) -> list[Batch]:
         entry = _entry(it)
         k = (it.target, it.camera)
         b = open_batch.get(k)
-        if b is None or b.size + len(entry) + 1 + _ENVELOPE_SLACK > max_bytes:
+        # long thing, site and camera names make the envelope outgrow the slack: reserve what it really takes
+        envelope = max(_ENVELOPE_SLACK, len(_head(it.target, it.camera, thing, site, 10**9)) + 2)
+        if b is None or b.size + len(entry) + 1 + envelope > max_bytes:
             b = open_batch[k] = Batch(it.target, it.camera)
             out.append(b)
         b.items.append(it)

@@ -139,12 +139,19 @@ def test_a_disagreement_is_counted_and_raises_no_alert(world: World) -> None:
     assert world.sqs.receive_message(QueueUrl=world.names["capture"], WaitTimeSeconds=1).get("Messages") is None
 
 
-def test_an_event_without_a_snapshot_is_unverified(world: World) -> None:
+def test_an_event_without_a_snapshot_is_unverified_and_has_its_site_from_the_batch(world: World) -> None:
     t0 = time.time() - 60
-    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-1", t0, label="car", snapshot=None)])
+    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-1", t0, label="car", snapshot=None)], site=SITE)
     item = world.decided("door-1-1")
     assert item[names.ITEM_VERDICT] == names.UNVERIFIED and names.ITEM_CLOUD_SCORE not in item
-    assert names.ITEM_SITE not in item  # the batch carries no site; the result object says so
+    assert item[names.ITEM_SITE] == SITE  # uplink-batch/1.0 carries the site: no snapshot needed for it
+    assert item[names.ITEM_RESULT_KEY].startswith(f"verdicts/{SITE}/{THING}/{CAMERA}/")
+    by_site = world.table.query(IndexName=names.INDEX_SITE_TIME, KeyConditionExpression=Key(names.ITEM_SITE).eq(SITE))
+    assert names.item_key(THING, "door-1-1") in [i[names.ITEM_KEY] for i in by_site["Items"]]
+    # a batch from an older Uplink (no site) and no snapshot: the result object says the site is unknown
+    put_record(world.s3, THING, CAMERA, [end_event(CAMERA, "door-1-2", t0, label="car", snapshot=None)], site=None)
+    item = world.decided("door-1-2")
+    assert names.ITEM_SITE not in item
     assert item[names.ITEM_RESULT_KEY].startswith(f"verdicts/{names.SITE_UNKNOWN}/{THING}/{CAMERA}/")
 
 
@@ -200,3 +207,16 @@ def test_endpoint_down_retries_only_that_message_and_the_redrive_keeps_it(world:
     put_snapshot(world.s3, SITE, THING, CAMERA, ["door-10-1"], t0 + 1, person_jpeg(4))
     drain(world.runner, lambda: world.queue_count(world.names["dlq"]) == 1, what="the redrive to the DLQ")
     assert "door-10-1-1.jpg" in world.received(world.names["dlq"], 1)[0]["Body"]
+
+
+def test_a_batch_puts_its_verdict_counts_in_one_request(world: World) -> None:
+    calls: list[int] = []
+    world.ingest.session.events.register(
+        "provide-client-params.cloudwatch.PutMetricData", lambda params, **_: calls.append(len(params["MetricData"])))
+    t0 = time.time() - 60
+    for i in range(3):  # three archived batches: three messages, one SQS batch
+        put_record(world.s3, THING, CAMERA, [end_event(CAMERA, f"door-20-{i}", t0, label="car", snapshot=None)])
+    wait_until(lambda: world.queue_count(world.names["queue"]) == 3, 10, what="three notifications")
+    assert world.runner.poll_once() == (3, 0)
+    assert all(world.item(f"door-20-{i}")[names.ITEM_VERDICT] == names.UNVERIFIED for i in range(3))
+    assert calls == [3]  # one request, a datum per decided event

@@ -4,8 +4,8 @@ SQS notification, the event-source runner standing in for the stack's event sour
 the endpoint process, DynamoDB and EventBridge.
 
 moto cannot execute the function (Lambda execution needs Docker): the runner calls the same handler. The
-bucket's notification belongs to storage.yaml's DataBucket (processing.yaml, Metadata.Notifications); the test
-configures it the way that template's change will.
+ingest queue and the data bucket's notification are storage.yaml's; moto's CloudFormation ignores a bucket's
+NotificationConfiguration, so the test puts exactly what the template declares.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
-from cloud_dev import EndpointProcess, end_event, person_jpeg
+from cfnlint.decode import cfn_yaml
+from cloud_dev import EndpointProcess, end_event, person_jpeg, template_notifications
 from harness import REPO, wait_until
 from stack_dev import REGION, TEMPLATES, AuthMoto, moto_template
 from uplink_dev import aws_test_env
@@ -50,10 +51,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ep = EndpointProcess(d / "endpoint.log")
     try:
         storage = moto.deploy("ggvision-storage", moto_template(TEMPLATES / "storage.yaml"))
+        moto.client("s3").put_bucket_notification_configuration(
+            Bucket=storage["DataBucketName"], NotificationConfiguration=template_notifications(
+                TEMPLATES / "storage.yaml", "DataBucket", {"IngestQueue": storage["IngestQueueArn"]}))
         moto.client("s3").put_object(Bucket=storage["ArtifactsBucketName"], Key="cloud/ingest.zip", Body=_code_zip())
         moto.client("events").create_event_bus(Name=f"{PREFIX}-alerts")  # routing.yaml's bus
         out = moto.deploy("ggvision-processing", moto_template(TEMPLATES / "processing.yaml"))
-        yield {"moto": moto, "endpoint": ep, "storage": storage, **out}
+        yield {"moto": moto, "endpoint": ep, "storage": storage, **storage, **out}  # the queues are storage's
     finally:
         ep.stop()
         moto.stop()
@@ -82,11 +86,31 @@ def test_the_stack_is_named_by_the_contract(stack: dict[str, Any]) -> None:
     assert fn["Handler"] == "cloud.ingest.handler"
     assert set(fn["Environment"]["Variables"]) == set(ENV_VARS)
     mapping = moto_template(TEMPLATES / "processing.yaml")["Resources"]["IngestEventSource"]["Properties"]
-    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert mapping["EventSourceArn"] == {"Fn::ImportValue": {"Fn::Sub": "${StorageStackName}-IngestQueueArn"}}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     redrive = json.loads(moto.client("sqs").get_queue_attributes(
         QueueUrl=stack["IngestQueueUrl"], AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(":" + names.dlq_name(PREFIX))
+
+
+def test_the_data_bucket_notifies_the_ingest_queue_without_a_cycle() -> None:
+    doc = moto_template(TEMPLATES / "storage.yaml")
+    res = doc["Resources"]
+    assert res["IngestQueue"]["Properties"]["QueueName"] == {"Fn::Sub": names.QUEUE_TEMPLATE.replace(
+        "{prefix}", "${NamePrefix}")}
+    assert res["IngestDeadLetterQueue"]["Properties"]["QueueName"] == {"Fn::Sub": names.DLQ_TEMPLATE.replace(
+        "{prefix}", "${NamePrefix}")}
+    conf = template_notifications(TEMPLATES / "storage.yaml", "DataBucket", {"IngestQueue": "arn:q"})
+    assert sorted(r["Filter"]["Key"]["FilterRules"][0]["Value"] for r in conf["QueueConfigurations"]) == sorted(
+        names.TRIGGER_PREFIXES)
+    assert all(r["QueueArn"] == "arn:q" and r["Events"] == ["s3:ObjectCreated:*"] for r in conf["QueueConfigurations"])
+    # S3 validates the destination when the notification is put: the queue policy comes first, and it names the
+    # bucket by the ARN of its name (a GetAtt on the bucket would close a cycle bucket -> policy -> bucket)
+    assert res["DataBucket"]["DependsOn"] == "IngestQueuePolicy"
+    raw = cfn_yaml.load(str(TEMPLATES / "storage.yaml"))  # moto_template drops the policy (a moto gap)
+    cond = raw["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    bucket = res["DataBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    assert cond["ArnEquals"]["aws:SourceArn"] == {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}
 
 
 def test_edge_objects_to_a_verdict_on_the_deployed_stack(stack: dict[str, Any],
@@ -104,10 +128,6 @@ def test_edge_objects_to_a_verdict_on_the_deployed_stack(stack: dict[str, Any],
     ingest = Ingest.from_env()
     bucket = stack["storage"]["DataBucketName"]
     s3 = moto.client("s3")
-    queue_arn = stack["IngestQueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
-        {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
-         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": p}]}}} for p in names.TRIGGER_PREFIXES]})
     runner = SqsRunner(moto.client("sqs"), stack["IngestQueueUrl"], ingest.handle, visibility_timeout=2, wait_s=0)
     # the edge's writes: a snapshot (with the Uplink's metadata) and the IoT rule's archive of the end record
     t0, ev, thing = time.time() - 30, "gate-1795000002000-4", "site-1-box"
