@@ -29,8 +29,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ggvision.contract import cloud as names
-
 log = logging.getLogger("cloud.local")
 
 REGION = "us-east-1"
@@ -59,13 +57,49 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def template_doc(template: Path) -> dict[str, Any]:
+    """A CloudFormation template as plain JSON values (short tags as their long forms)."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(template))))
+
+
+def template_notifications(template: Path, bucket: str, arns: dict[str, str],
+                           params: dict[str, str] | None = None) -> dict[str, Any]:
+    """A bucket's NotificationConfiguration as the template declares it, in the S3 API's shape (moto's
+    CloudFormation ignores the property, so a test puts exactly this): `arns` resolves each destination's
+    logical name (`!GetAtt Queue.Arn`) to the deployed ARN; `params` the parameters (defaults otherwise) that a
+    filter rule's `!Ref` or a `!If` on a `!Not [!Equals [!Ref P, ""]]` condition names."""
+    doc = template_doc(template)
+    values = {k: str(p.get("Default", "")) for k, p in doc.get("Parameters", {}).items()} | (params or {})
+
+    def resolve(v: Any) -> Any:
+        if isinstance(v, dict) and "Ref" in v:
+            return values[v["Ref"]]
+        if isinstance(v, dict) and "Fn::If" in v:
+            cond, yes, no = v["Fn::If"]
+            ref = doc["Conditions"][cond]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+            return resolve(yes if values[ref] != "" else no)
+        if isinstance(v, list):
+            return [resolve(x) for x in v]
+        if isinstance(v, dict):
+            return {k: resolve(x) for k, x in v.items()}
+        return v
+
+    conf = doc["Resources"][bucket]["Properties"]["NotificationConfiguration"]
+    out = []
+    for q in conf["QueueConfigurations"]:
+        ref = q["Queue"]["Fn::GetAtt"]
+        out.append({"QueueArn": arns[ref[0] if isinstance(ref, list) else ref.split(".")[0]], "Events": [q["Event"]],
+                    "Filter": {"Key": {"FilterRules": resolve(q["Filter"]["S3Key"]["Rules"])}}})
+    return {"QueueConfigurations": out}
+
+
 def moto_template(path: Path) -> dict[str, Any]:
     """The template as deployed to moto: MOTO_GAPS resources (and outputs naming them) dropped, KMS key tags
     dropped (moto's KMS reads CloudFormation's Key/Value tags as TagKey/TagValue and fails). A resource that
     needs a dropped one is an error: the template would not work in moto at all."""
-    from cfnlint.decode import cfn_yaml
-
-    doc = json.loads(json.dumps(cfn_yaml.load(str(path))))
+    doc = template_doc(path)
     dropped = {name for name, r in doc["Resources"].items() if r["Type"] in MOTO_GAPS}
     for name in dropped:
         del doc["Resources"][name]
@@ -166,15 +200,11 @@ class LocalCloud:
         return self.info
 
     def _notify(self, outputs: dict[str, str]) -> None:
-        """The data bucket's ObjectCreated notification to the ingest queue, unless the stacks made it."""
-        s3 = self.client("s3")
-        bucket = outputs["DataBucketName"]
-        if s3.get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations"):
-            return
-        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
-            {"QueueArn": outputs["IngestQueueArn"], "Events": ["s3:ObjectCreated:*"],
-             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": p}]}}}
-            for p in names.TRIGGER_PREFIXES]})
+        """The data bucket's notification to the ingest queue exactly as storage.yaml declares it (moto's
+        CloudFormation ignores a bucket's NotificationConfiguration)."""
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=outputs["DataBucketName"], NotificationConfiguration=template_notifications(
+                TEMPLATES / "storage.yaml", "DataBucket", {"IngestQueue": outputs["IngestQueueArn"]}))
 
     def _start_runner(self, outputs: dict[str, str]) -> None:
         from .ingest import Ingest

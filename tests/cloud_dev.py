@@ -22,6 +22,7 @@ import numpy as np
 from harness import REPO, wait_until
 from uplink_dev import free_port
 
+from cloud.local import template_doc, template_notifications  # noqa: F401 - one home, re-exported
 from ggvision.contract import cloud as names
 from ggvision.contract.keys import IMAGES, object_key, rule_archive_key
 from ggvision.sim.scenes import SyntheticScene
@@ -74,44 +75,6 @@ def empty_jpeg() -> bytes:
     """A synthetic street with nobody in it."""
     img, _ = SyntheticScene(320, 192, 10, 5, objects=0).render(0)
     return cv2.imencode(".jpg", img)[1].tobytes()
-
-
-def template_doc(template: Path) -> dict[str, Any]:
-    """A CloudFormation template as plain JSON values (short tags as their long forms)."""
-    from cfnlint.decode import cfn_yaml
-
-    return json.loads(json.dumps(cfn_yaml.load(str(template))))
-
-
-def template_notifications(template: Path, bucket: str, arns: dict[str, str],
-                           params: dict[str, str] | None = None) -> dict[str, Any]:
-    """A bucket's NotificationConfiguration as the template declares it, in the S3 API's shape (moto's
-    CloudFormation ignores the property, so a test puts exactly this): `arns` resolves each destination's
-    logical name (`!GetAtt Queue.Arn`) to the deployed ARN; `params` the parameters (defaults otherwise) that a
-    filter rule's `!Ref` or a `!If` on a `!Not [!Equals [!Ref P, ""]]` condition names."""
-    doc = template_doc(template)
-    values = {k: str(p.get("Default", "")) for k, p in doc.get("Parameters", {}).items()} | (params or {})
-
-    def resolve(v: Any) -> Any:
-        if isinstance(v, dict) and "Ref" in v:
-            return values[v["Ref"]]
-        if isinstance(v, dict) and "Fn::If" in v:
-            cond, yes, no = v["Fn::If"]
-            ref = doc["Conditions"][cond]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
-            return resolve(yes if values[ref] != "" else no)
-        if isinstance(v, list):
-            return [resolve(x) for x in v]
-        if isinstance(v, dict):
-            return {k: resolve(x) for k, x in v.items()}
-        return v
-
-    conf = doc["Resources"][bucket]["Properties"]["NotificationConfiguration"]
-    out = []
-    for q in conf["QueueConfigurations"]:
-        ref = q["Queue"]["Fn::GetAtt"]
-        out.append({"QueueArn": arns[ref[0] if isinstance(ref, list) else ref.split(".")[0]], "Events": [q["Event"]],
-                    "Filter": {"Key": {"FilterRules": resolve(q["Filter"]["S3Key"]["Rules"])}}})
-    return {"QueueConfigurations": out}
 
 
 def make_ingest_world(moto: Any, *, max_receive: int = 2, visibility_s: int = 1) -> dict[str, str]:
