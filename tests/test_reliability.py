@@ -134,7 +134,7 @@ def _full_disk(tmp_path: Path, full_s: float) -> None:
 
         wait_until(lambda: events("end"), 60, interval=0.2, what="the suite's first finished event")
         bucket = rt.root / "work" / names["uplink"] / "bucket"
-        wait_until(lambda: _archived(bucket), 30, interval=0.2, what="the first upload")
+        wait_until(lambda: _archived(bucket), 90, interval=0.2, what="the first upload")
         # -- the disk fills to the last byte --------------------------------------------------------------
         began_full = {e["event_id"] for e in events("new")}
         filled = fs.keep_full()  # whatever the suite frees meanwhile (retention, uploads) is taken again
