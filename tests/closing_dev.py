@@ -9,14 +9,13 @@ and duplicated records.
 from __future__ import annotations
 
 import json
-import re
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import REPO, Agent, Runtime, wait_until
+from suite_dev import scrape
 
 CAMERA = "door"
 AGENT = "com.ggvision.test.Agent"
@@ -84,18 +83,6 @@ def got(a: Agent, sub: str) -> list[dict[str, Any]]:
 
 def events(a: Agent, kind: str) -> list[dict[str, Any]]:
     return [e for e in got(a, "events") if e["kind"] == kind]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Health's Prometheus page: (family, sorted labels) -> value."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
-        if m and not line.startswith("#"):
-            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
 
 
 def restarts(port: int) -> dict[str, float]:

@@ -15,14 +15,15 @@ import os
 import re
 import socket
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from closing_dev import archived
 from fsfill import Tmpfs
 from harness import REPO, Runtime, wait_until
+from suite_dev import scrape
 
 CAMERA = "door"
 AGENT = "com.ggvision.test.Agent"
@@ -73,33 +74,14 @@ def _suite(rt: Runtime, prom_port: int, cameras: tuple[str, ...] = (CAMERA,), po
     return {"capture": CAPTURE, "inference": INFERENCE, "filter": FILTER, "uplink": UPLINK, "health": HEALTH}
 
 
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
-        if m and not line.startswith("#"):
-            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
 def _degraded(port: int) -> dict[str, list[str]]:
     """component -> conditions Health shows as degraded (ggvision_storage_degraded == 1)."""
     out: dict[str, list[str]] = {}
-    for (name, labels), v in _scrape(port).items():
+    for (name, labels), v in scrape(port).items():
         if name == "ggvision_storage_degraded" and v == 1:
             d = dict(labels)
             out.setdefault(d["component"], []).append(d["condition"])
     return out
-
-
-def _archived(bucket: Path) -> list[dict[str, Any]]:
-    """The records the Uplink's archive lane put into the directory bucket (results/iot-rules/...)."""
-    items = []
-    for f in sorted((bucket / "results" / "iot-rules").rglob("*.json")):
-        items += json.loads(f.read_text())["items"]
-    return items
 
 
 @pytest.mark.timeout(240)
@@ -134,7 +116,7 @@ def _full_disk(tmp_path: Path, full_s: float) -> None:
 
         wait_until(lambda: events("end"), 60, interval=0.2, what="the suite's first finished event")
         bucket = rt.root / "work" / names["uplink"] / "bucket"
-        wait_until(lambda: _archived(bucket), 90, interval=0.2, what="the first upload")
+        wait_until(lambda: archived(bucket), 90, interval=0.2, what="the first upload")
         # -- the disk fills to the last byte --------------------------------------------------------------
         began_full = {e["event_id"] for e in events("new")}
         filled = fs.keep_full()  # whatever the suite frees meanwhile (retention, uploads) is taken again
@@ -166,15 +148,15 @@ def _full_disk(tmp_path: Path, full_s: float) -> None:
                           interval=0.5, what="every end put to the Uplink")
 
         def uploaded() -> list[dict[str, Any]] | None:
-            got = [i for i in _archived(bucket) if i["payload"].get("kind") == "end"]
+            got = [i for i in archived(bucket) if i["payload"].get("kind") == "end"]
             return got if set(news) <= {i["payload"]["event_id"] for i in got} else None
 
-        archived = wait_until(uploaded, 60, interval=0.5, what="every end record uploaded")
+        ends_up = wait_until(uploaded, 60, interval=0.5, what="every end record uploaded")
         t_uploaded = time.monotonic() - t_freed
         wait_until(lambda: [f for f in (bucket / "images").rglob("*") if f.is_file() and f.stat().st_mtime > freed_at],
                    30, interval=0.5, what="a snapshot uploaded after the disk was freed (media resumes too)")
         states = rt.states()
-        metrics = _scrape(port)
+        metrics = scrape(port)
         alerts = [x["json"] for x in a.call("events", id="alerts", timeout=0.05)]
         gaps = [x["json"] for x in a.call("events", id="segments", timeout=0.05) if "missing" in x["json"]]
         uplink = a.call("events", id="uplink", timeout=0.05)[-1]["json"]
@@ -192,7 +174,7 @@ def _full_disk(tmp_path: Path, full_s: float) -> None:
     missing = Counter(m["kind"] for e in ends.values() for m in e.get("media_missing", []))
     lost = set(news) - set(ends)
     assert not lost and set(news) <= set(puts)
-    ids = Counter(i["id"] for i in archived)
+    ids = Counter(i["id"] for i in ends_up)
     duplicates = sum(n - 1 for n in ids.values() if n > 1)
     assert full_events and missing, "events began on the full disk and said what media they lack"
     assert any(m["reason"].startswith("disk-full") for e in ends.values() for m in e.get("media_missing", []))
@@ -269,12 +251,12 @@ def _budget_outage(tmp_path: Path, cameras: tuple[str, ...], outage_s: float, fs
 
         wait_until(evicting, 120, interval=0.5, what="the budget evicting")
         t_evict = time.time()
-        metrics_evicting = _scrape(port)
+        metrics_evicting = scrape(port)
         time.sleep(max(0.0, outage_s - (time.time() - t_down)))  # the outage lasts its length: the fault itself
         stop.set()
         sampler.join()
         budgets = [x["json"] for x in a.call("events", id="budget", timeout=0.05)]
-        metrics = _scrape(port)
+        metrics = scrape(port)
         cli = [sys.executable, "-m", "ggvision_cli", "uplink", "status", "--queue",
                str(rt.root / "work" / names["uplink"] / "queue")]
         status = subprocess.run(cli, capture_output=True, text=True, timeout=60)
