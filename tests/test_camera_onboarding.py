@@ -315,3 +315,23 @@ def test_a_camera_id_the_model_refuses_is_reported_against_the_site_file(tmp_pat
                                  "--url", "rtsp://10.0.0.9/s", "--no-probe", "--dry-run"])
     assert r.exit_code == 2 and f"{site}:" in r.output and "camera id must match" in r.output, r.output
     assert site.read_text() == SITE
+
+
+def test_the_docs_name_only_options_the_commands_have() -> None:
+    """docs/sites.md "Adding a camera": every `--option` it names is one of `camera probe`, `camera add` or
+    `site apply`, and
+    the secret name and defaults it states are the ones the code uses."""
+    import typer.main
+
+    from sites.camera_add import DEFAULT_DETECT_FPS, DEFAULT_MAX_WIDTH, secret_name
+    from sites.cli import app as site_app
+
+    text = (REPO / "docs" / "sites.md").read_text().split("## Adding a camera", 1)[1]
+    group = typer.main.get_command(app)
+    commands = [group.commands["probe"], group.commands["add"], typer.main.get_command(site_app).commands["apply"]]  # type: ignore[attr-defined]
+    options = {o for c in commands for p in c.params for o in p.opts}
+    named = set(re.findall(r"(--[a-z][a-z-]+)", text))
+    assert named and named <= options, named - options
+    assert secret_name("THING", "CAM") in text
+    assert f"`detectFps` {DEFAULT_DETECT_FPS:g} (`--detect-fps`)" in text
+    assert f"`maxWidth` {DEFAULT_MAX_WIDTH} (`--max-width`)" in text
