@@ -8,6 +8,7 @@ import typer
 
 from gglocal.cli import app as runtime_app
 from ggvision.uplink.cli import app as uplink_app
+from sites.camera_cli import app as camera_app
 from sites.cli import app as site_app
 
 from .run import run
@@ -17,6 +18,7 @@ app = typer.Typer(help="ggvision: edge video analytics on AWS IoT Greengrass v2 
 app.add_typer(runtime_app)  # nucleus, deployment, component, build, publish, fleet
 app.add_typer(uplink_app, name="uplink")  # `ggvision uplink status`
 app.add_typer(site_app, name="site")  # `ggvision site validate|plan`
+app.add_typer(camera_app, name="camera")  # `ggvision camera probe|add`
 app.command("run")(run)  # `make run`: the local cloud, then the runtime
 
 __all__ = ["app"]
