@@ -162,3 +162,4 @@ def test_every_table_expires_items_on_the_contracts_one_ttl_attribute() -> None:
     sql = rule["Properties"]["TopicRulePayload"]["Sql"]["Fn::Sub"]
     assert re.search(rf"\bAS {cloud.TTL_ATTRIBUTE}\b", sql), sql
     assert cloud.ITEM_TTL == cloud.TTL_ATTRIBUTE
+

@@ -39,5 +39,10 @@ def test_capture_publishes_only_its_own_topics() -> None:
         assert not is_authorized(acl, "PublishToTopic", topic), topic
     assert not is_authorized(acl, "SubscribeToTopic", "ggvision/v1/frames/door")
     assert not is_authorized(acl, "PublishToIoTCore", "ggvision/thing/events")
-    assert is_authorized(acl, "GetSecretValue", "arn:aws:secretsmanager:us-east-1:1:secret:ggvision/cameras/door")
+    # the secret `ggvision camera add` stores, named by the contract (ggvision/{thing}/cameras/{camera})
+    from ggvision.contract.secrets import camera_secret_name
+
+    secret = camera_secret_name("ggvision", "box-1", "door")
+    assert is_authorized(acl, "GetSecretValue", f"arn:aws:secretsmanager:us-east-1:1:secret:{secret}-AbCdEf")
+    assert not is_authorized(acl, "GetSecretValue", "arn:aws:secretsmanager:us-east-1:1:secret:ggvision/cameras/door")
     assert not is_authorized(acl, "GetSecretValue", "arn:aws:secretsmanager:us-east-1:1:secret:db-password")
