@@ -136,7 +136,8 @@ Transport = Literal["tcp", "udp"]
 
 class RtspSource(_Entry):
     """An IP camera. Credentials are best kept in a Secrets Manager secret (`credentialsSecret`, named
-    ggvision/{thing}/cameras/{camera}: contract/secrets.py), as `user:password` or {"username", "password"}; they are injected at connect."""
+    ggvision/{thing}/cameras/{camera}: contract/secrets.py), as `user:password` or {"username", "password"};
+    they are injected at connect."""
 
     kind: Literal["rtsp"] = Field("rtsp", alias="type")
     url: Text
