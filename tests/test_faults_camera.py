@@ -127,7 +127,9 @@ def test_a_camera_that_changes_resolution_mid_stream(videos: dict[str, Path], su
     segs = [g for g in got(s.a, "segments") if "path" in g]
     seg_gap = max((b["start"] - a["end"] for a, b in zip(segs, segs[1:], strict=False)), default=0.0)
     assert changes == 2, shapes
-    assert frame_gap < 1.5 and det_gap < 1.5, (frame_gap, det_gap)
+    # no reconnect (that would cost stallTimeoutS, 5 s, plus a connect): the figures themselves are printed, not
+    # held to a timing the whole suite's load can stretch (1.0 s alone, 1.8 s seen in a full CI run)
+    assert frame_gap < 4.0 and det_gap < 4.0, (frame_gap, det_gap)
     print(f"\nresolution change: 320x180 -> 640x360 -> 320x180; frames {len(frames)}, shape changes {changes}, "
           f"rings {len(rings)}; longest gap in frames {frame_gap:.2f} s, in detections {det_gap:.2f} s; "
           f"segments {len(segs)}, longest gap between them {seg_gap:.2f} s; Capture status {statuses}; events "
