@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= .ggvision/root
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := mosquitto libfaketime prometheus prometheus-alertmanager ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+DEB_PACKAGES := mosquitto libfaketime prometheus prometheus-alertmanager ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium chromium-driver
 
 .PHONY: run test faults lint bench deps build publish component-build models clean distclean
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml .deb-stamp
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "ggvision needs Python >= 3.10"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cpu]'
+	$(BIN)/python -m pip install -q -e '.[dev,cpu,dashboard]'
 	@touch $@
 
 ## run: build the suite, then run it under the local Greengrass runtime with the IoT Core stand-in and a live view (Ctrl-C stops)
