@@ -2,6 +2,10 @@
 Secrets Manager under the contract's name, its entry (URL without credentials, `credentialsSecret`, detect fps and
 width caps from the probe) into the site file, which is validated before it is written.
 
+Either takes an RTSP URL or an ONVIF device address (`onvif://host[:port]`): the device is asked for the RTSP URI
+of a media profile (GetProfiles, GetStreamUri; sites/onvif_probe.py) with the same credentials, and that URI is
+then probed and added like a typed one.
+
 Passwords come from stdin (`--password-stdin`, as `docker login` takes them) or a prompt, never from an option,
 so they stay out of shell history and process listings; nothing prints or logs them.
 """
@@ -37,8 +41,9 @@ from .camera_add import (
     store_credentials,
 )
 from .camera_probe import ProbeError, ProbeResult, probe, split_credentials
+from .onvif_probe import OnvifError, OnvifStream, discover, is_onvif
 
-app = typer.Typer(help="Cameras: probe an RTSP camera, add it to a site (credentials into Secrets Manager)",
+app = typer.Typer(help="Cameras: probe an RTSP or ONVIF camera, add it to a site (credentials into Secrets Manager)",
                   no_args_is_help=True)
 console = Console()
 
@@ -48,6 +53,8 @@ TimeoutOpt = Annotated[float, typer.Option(help="seconds to connect and read the
 FramesOpt = Annotated[int, typer.Option(help="frames to decode (the fps is measured over them)", min=1, max=500)]
 TransportOpt = Annotated[str, typer.Option(help="RTSP transport: tcp or udp")]
 SnapshotOpt = Annotated[Path | None, typer.Option(help="save the first frame as a JPEG here")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    help="ONVIF addresses: the media profile's token (default: the device's first profile, its main stream)")]
 
 
 def _fail(what: str, message: str, code: int = 1) -> typer.Exit:
@@ -73,6 +80,31 @@ def _credentials(what: str, url: str, user: str | None, password_stdin: bool) ->
     raise _fail(what, "--user without a password: give it on stdin with --password-stdin", 2)
 
 
+def _resolve(what: str, address: str, user: str | None, password: str | None, profile: str | None,
+             timeout: float) -> tuple[str, OnvifStream | None]:
+    """(the RTSP URL to probe, what the ONVIF device said): an ONVIF address is asked for its stream URI."""
+    if not is_onvif(address):
+        if profile is not None:
+            raise _fail(what, "--profile is for ONVIF addresses (onvif://host[:port])", 2)
+        return address, None
+    try:
+        stream = discover(address, user, password, profile=profile, timeout=timeout)
+    except OnvifError as e:
+        raise _fail(what, str(e)) from None
+    table = Table(title=f"{stream.address}: ONVIF device", show_header=False)
+    table.add_column("")
+    table.add_column("")
+    table.add_row("device", f"{stream.manufacturer} {stream.model} (firmware {stream.firmware}, "
+                            f"serial {stream.serial})")
+    for p in stream.profiles:
+        mark = "*" if p == stream.profile else " "
+        table.add_row(f"{mark} profile {p.token}", f"{p.name}: {p.encoding or '?'} {p.width}x{p.height} "
+                                                   f"@ {p.fps:g} fps" if p.fps else f"{p.name}: {p.encoding or '?'}")
+    table.add_row("stream URI", redact_url(stream.uri))
+    console.print(table)
+    return split_credentials(stream.uri)[0], stream
+
+
 def _show(result: ProbeResult, snapshot: Path | None) -> None:
     table = Table(title=f"{result.url}: answers", show_header=False)
     table.add_column("")
@@ -91,16 +123,19 @@ def _show(result: ProbeResult, snapshot: Path | None) -> None:
 
 @app.command("probe")
 def probe_cmd(
-    url: Annotated[str, typer.Argument(help="rtsp://host[:port]/path")],
+    url: Annotated[str, typer.Argument(help="rtsp://host[:port]/path, or an ONVIF device: onvif://host[:port]")],
     user: UserOpt = None,
     password_stdin: PasswordStdinOpt = False,
     snapshot: SnapshotOpt = None,
     timeout: TimeoutOpt = 10.0,
     frames: FramesOpt = 25,
     transport: TransportOpt = "tcp",
+    profile: ProfileOpt = None,
 ) -> None:
-    """Open the stream (RTSP DESCRIBE and the first frames): codec, resolution, fps announced and measured."""
+    """Open the stream (RTSP DESCRIBE and the first frames): codec, resolution, fps announced and measured.
+    An ONVIF device is first asked for its stream URI (GetProfiles, GetStreamUri)."""
     bare, user, password = _credentials("probe", url, user, password_stdin)
+    bare, _ = _resolve("probe", bare, user, password, profile, timeout)
     try:
         result = probe(bare, user, password, timeout=timeout, frames=frames, transport=transport)
     except ProbeError as e:
@@ -142,7 +177,8 @@ def add_cmd(
     site: Annotated[str, typer.Option(help="the site (it must exist in the file)")],
     device: Annotated[str, typer.Option(help="the core device's thing name (added to the site if new)")],
     name: Annotated[str, typer.Option(help="the camera's id on that device")],
-    url: Annotated[str, typer.Option(help="rtsp://host[:port]/path (credentials are kept apart from it)")],
+    url: Annotated[str, typer.Option(help="rtsp://host[:port]/path or onvif://host[:port] (credentials are kept "
+                                          "apart from it)")],
     user: UserOpt = None,
     password_stdin: PasswordStdinOpt = False,
     secrets_endpoint_url: Annotated[str | None, typer.Option(
@@ -157,8 +193,10 @@ def add_cmd(
     snapshot: SnapshotOpt = None,
     timeout: TimeoutOpt = 10.0,
     transport: TransportOpt = "tcp",
+    profile: ProfileOpt = None,
 ) -> None:
-    """Probe the camera, store its credentials as a secret and add it to the site file."""
+    """Probe the camera, store its credentials as a secret and add it to the site file (an ONVIF device: the RTSP
+    URI it gives for the profile)."""
     try:
         load_site(file)  # a file that is already broken is fixed first: its errors are not the camera's
     except ConfigError as e:
@@ -169,6 +207,10 @@ def add_cmd(
     except AddError as e:
         raise _fail("add", str(e), 2) from None
     bare, user, password = _credentials("add", url, user, password_stdin)
+    if is_onvif(bare) and no_probe:
+        raise _fail("add", "an ONVIF address needs the device to answer (it gives the RTSP URI); with --no-probe "
+                           "give the RTSP URL", 2)
+    bare, _ = _resolve("add", bare, user, password, profile, timeout)
     result = None
     if not no_probe:
         try:
