@@ -45,6 +45,9 @@ def nucleus(
     thing_name: Annotated[str, _opt("AWS_IOT_THING_NAME for components")] = "ggvision-local",
     region: Annotated[str, _opt("AWS_REGION for components")] = "us-east-1",
     secrets: Annotated[Path | None, _opt("JSON file of secrets for GetSecretValue")] = None,
+    secrets_endpoint_url: Annotated[str | None, _opt(
+        "download aws.greengrass.SecretManager's cloudSecrets from this Secrets Manager endpoint (moto's server; "
+        "'aws' for AWS itself) instead of --secrets")] = None,
     iot: Annotated[bool, _opt("start the local IoT Core stand-in (mosquitto + bridge)")] = True,
     iot_endpoint: Annotated[str | None, _opt("use this MQTT broker (host:port) instead of mosquitto")] = None,
     iot_pki: Annotated[Path | None, _opt("folder with the CA and client certificates for the broker")] = None,
@@ -110,6 +113,7 @@ def nucleus(
     show = sys.stdout.isatty() if dashboard is None else dashboard
     opts = KernelOptions(
         root=root, console=not show, thing_name=thing_name, region=region, secrets_file=secrets, iot=iot,
+        secrets_endpoint_url=secrets_endpoint_url,
         iot_spool_max_bytes=spool_max_bytes, iot_endpoint=iot_endpoint, iot_pki=iot_pki,
         log_file_size_kb=log_file_size_kb, log_total_size_kb=log_total_size_kb,
         error_reset_time=error_reset_time, settle_s=settle,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ggvision.config.site import SiteFile
-from ggvision.contract import shadows
+from ggvision.contract import secrets, shadows
 
 from .plan import PlanError, device_state
 
@@ -158,7 +158,29 @@ def render_stage(site: SiteFile, stage: str, deployments: Path) -> tuple[Path, d
     spec = components.setdefault(shadows.SHADOW_MANAGER, {"componentVersion": shadows.SHADOW_MANAGER_VERSION})
     merge = _sync_our_shadows(_merge_of(spec, shadows.SHADOW_MANAGER, path))
     spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merge, sort_keys=True)
+    _carry_camera_secrets(site, stage, components, path)
     return path, doc
+
+
+def stage_secret_arns(site: SiteFile, stage: str) -> list[str]:
+    """The partial ARNs of the camera secrets of every device of `stage` (ggvision/contract/secrets.py)."""
+    names = {getattr(cam.capture.source, "credentials_secret", None)
+             for s in site.sites.values() if s.stage == stage
+             for device in s.devices.values() for cam in device.cameras.values()}
+    return sorted(secrets.secret_arn(n) for n in names if n)
+
+
+def _carry_camera_secrets(site: SiteFile, stage: str, components: dict[str, Any], path: Path) -> None:
+    """aws.greengrass.SecretManager in the stage's deployment with cloudSecrets = the stage's camera secrets (a
+    list is replaced whole by a merge, so a camera gone takes its secret off every device). One stage-wide list
+    meets per-device secrets through the device role: each device may download only its own thing name's."""
+    arns = stage_secret_arns(site, stage)
+    if not arns and secrets.SECRET_MANAGER not in components:
+        return
+    spec = components.setdefault(secrets.SECRET_MANAGER, {"componentVersion": secrets.SECRET_MANAGER_VERSION})
+    merge = _merge_of(spec, secrets.SECRET_MANAGER, path)
+    merge["cloudSecrets"] = [{"arn": arn} for arn in arns]
+    spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merge, sort_keys=True)
 
 
 # -- status -------------------------------------------------------------------------------------------------

@@ -92,7 +92,28 @@ def _shadow_manager_recipe() -> dict[str, Any]:
     }
 
 
+SECRET_MANAGER = "aws.greengrass.SecretManager"
+SECRET_MANAGER_VERSION = "2.2.9"  # the line whose refresh behaviour (periodic, GetSecretValue refresh) is reproduced
+
+
+def _secret_manager_recipe() -> dict[str, Any]:
+    """Like ShadowManager's: GetSecretValue is answered inside the runtime (gglocal/nucleus/secrets.py), which
+    follows this component's documented configuration (developer guide "Secret manager", Configuration). No
+    process."""
+    return {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": SECRET_MANAGER,
+        "ComponentVersion": SECRET_MANAGER_VERSION,
+        "ComponentDescription": "The local runtime's stand-in for the secret manager: its configuration "
+                                "(cloudSecrets, periodicRefreshIntervalMin) says which secrets GetSecretValue serves.",
+        "ComponentPublisher": "gglocal (stand-in for Amazon)",
+        "ComponentConfiguration": {"DefaultConfiguration": {"cloudSecrets": []}},
+        "Manifests": [{"Platform": {"os": "*"}, "Lifecycle": {}}],
+    }
+
+
 def provided_recipes(python: str | None = None) -> dict[str, dict[str, Any]]:
     """Component name -> recipe document of every stand-in, run with `python` (default: this interpreter)."""
     python = python or sys.executable
-    return {CLOUDWATCH: _cloudwatch_recipe(python), SHADOW_MANAGER: _shadow_manager_recipe()}
+    return {CLOUDWATCH: _cloudwatch_recipe(python), SHADOW_MANAGER: _shadow_manager_recipe(),
+            SECRET_MANAGER: _secret_manager_recipe()}

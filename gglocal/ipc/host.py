@@ -53,7 +53,7 @@ class ShadowAccess(Protocol):
 
 
 class SecretLookup(Protocol):
-    def find(self, secret_id: str) -> Any: ...
+    def find(self, secret_id: str, refresh: bool = False, stage: str | None = None) -> Any: ...
 
 
 class PubSub(Protocol):

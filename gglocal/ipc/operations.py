@@ -6,6 +6,7 @@ Subscription handlers call ctx.keep_open() and push events on ctx.stream later.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -426,24 +427,36 @@ def build_operations(kernel: Host) -> dict[str, Handler]:
 
     # -- secrets ------------------------------------------------------------------------
     @op
-    def GetSecretValue(ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def GetSecretValue(ctx: CallContext, req: dict[str, Any]) -> Any:  # noqa: N802
         sid = _str(req, "secretId", "GetSecretValue")
         assert sid is not None
-        secret = kernel.secrets.find(sid)
-        # Authorize on the ARN like Secret Manager does; an unknown id is checked as given.
-        authorize(ctx, secret.arn if secret else sid)
-        if secret is None:
-            raise ResourceNotFoundError(f"Secret not found: {sid}", resource_type="Secret", resource_name=sid)
         vid = req.get("versionId")
         stage = req.get("versionStage")
-        if vid is not None and vid != secret.version_id:
-            raise ResourceNotFoundError(f"Secret {sid} has no version {vid}", resource_type="Secret", resource_name=sid)
-        if stage is not None and stage not in secret.version_stages:
-            raise ResourceNotFoundError(f"Secret {sid} has no stage {stage}", resource_type="Secret", resource_name=sid)
-        value = ({"secretString": secret.string} if secret.string is not None
-                 else {"secretBinary": base64.b64encode(secret.binary or b"").decode()})
-        return {"secretId": secret.arn, "versionId": secret.version_id, "versionStage": secret.version_stages,
-                "secretValue": value}
+        refresh = req.get("refresh") is True
+
+        async def answer() -> dict[str, Any]:
+            # As SecretManagerIPCAgent: an id the device does not hold is "not found" first; a held one is
+            # authorized on its ARN (a name is mapped to it), and only then fetched anew when asked to `refresh`.
+            # Off the loop: a secret not downloaded yet, or a refresh, is fetched from the cloud.
+            secret = await asyncio.to_thread(kernel.secrets.find, sid, False, stage)
+            if secret is None:
+                raise ResourceNotFoundError(f"Secret not found: {sid}" + (f" (stage {stage})" if stage else ""),
+                                            resource_type="Secret", resource_name=sid)
+            authorize(ctx, secret.arn)
+            if refresh and vid is None:
+                secret = await asyncio.to_thread(kernel.secrets.find, sid, True, stage) or secret
+            if vid is not None and vid != secret.version_id:
+                raise ResourceNotFoundError(f"Secret {sid} has no version {vid}", resource_type="Secret",
+                                            resource_name=sid)
+            if stage is not None and stage not in secret.version_stages:
+                raise ResourceNotFoundError(f"Secret {sid} has no stage {stage}", resource_type="Secret",
+                                            resource_name=sid)
+            value = ({"secretString": secret.string} if secret.string is not None
+                     else {"secretBinary": base64.b64encode(secret.binary or b"").decode()})
+            return {"secretId": secret.arn, "versionId": secret.version_id, "versionStage": secret.version_stages,
+                    "secretValue": value}
+
+        return answer()
 
     # -- shadows ------------------------------------------------------------------------
     def _shadow_args(ctx: CallContext, req: dict[str, Any]) -> tuple[str, str]:

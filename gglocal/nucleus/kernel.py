@@ -33,7 +33,7 @@ from .platforms import current_platform
 from .recipe import Recipe
 from .recipeparser import parse_recipe
 from .recipestore import RecipeStore
-from .secrets import SecretStore
+from .secrets import SECRET_MANAGER, FileCloud, SecretManagerStandIn, SecretsManagerCloud, SecretStore
 from .service import HEALTHY, ComponentService, State
 from .shadows import ShadowStore
 from .shadowsync import SHADOW_MANAGER, ShadowSync
@@ -50,6 +50,9 @@ class KernelOptions:
     thing_name: str = "ggvision-local"
     region: str = "us-east-1"
     secrets_file: Path | None = None
+    # aws.greengrass.SecretManager's cloudSecrets come from this Secrets Manager endpoint (moto's server; "aws":
+    # AWS itself) instead of the secrets file
+    secrets_endpoint_url: str | None = None
     iot: bool = True  # start mosquitto + the IoT Core bridge
     iot_spool_max_bytes: int = 2621440  # the nucleus' mqtt.spooler.maxSizeInBytes default (2.5 MB)
     iot_max_message_bytes: int = 131072
@@ -107,7 +110,13 @@ class Kernel:
                           file_size_kb=options.log_file_size_kb, total_size_kb=options.log_total_size_kb)
         self.config = ConfigStore(self.root / "config" / "config.json")
         self.pubsub = LocalPubSub()
-        self.secrets = SecretStore.from_file(options.secrets_file, region=options.region)
+        files = SecretStore.from_file(options.secrets_file, region=options.region)
+        cloud = (FileCloud(options.secrets_file, options.region) if options.secrets_endpoint_url is None else
+                 SecretsManagerCloud(None if options.secrets_endpoint_url == "aws" else options.secrets_endpoint_url,
+                                     options.region))
+        self.secrets = SecretManagerStandIn(files, cloud)
+        self._configure_secrets()  # as the last deployment left it
+        self.config.subscribe(SECRET_MANAGER, [], lambda *_: self._configure_secrets())
         # ShadowManager publishes each shadow's accepted/delta/documents topics on local pub/sub as binary messages.
         self.shadows = ShadowStore(self.root / "config" / "shadows.json", publish=lambda topic, payload: (
             self.pubsub.publish(SHADOW_MANAGER, topic, "binaryMessage", base64.b64encode(payload).decode())))
@@ -257,6 +266,10 @@ class Kernel:
                 except Exception as e:
                     log.error("IoT Core stand-in: mosquitto did not restart: %s", e)
 
+    def _configure_secrets(self) -> None:
+        """The SecretManager stand-in follows its component's configuration; None while no deployment has it."""
+        self.secrets.configure(self.config.peek(SECRET_MANAGER) if self.config.has(SECRET_MANAGER) else None)
+
     async def stop(self) -> None:
         if self._broker_watch is not None:
             self._broker_watch.cancel()
@@ -266,6 +279,7 @@ class Kernel:
             svc = self.services.get(name)
             if svc is not None:
                 await svc.stop()
+        self.secrets.close()
         if self.shadow_sync is not None:
             await self.shadow_sync.stop()
         if self.cloud_shadows is not None:

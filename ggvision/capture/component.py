@@ -106,7 +106,7 @@ class CaptureComponent:
             cfg,
             on_frame=lambda frame, ts: self._on_frame(holder["cam"], frame, ts),
             on_segment=lambda seg: self._on_segment(cam_id, seg),
-            secret_lookup=self.app.get_secret,
+            secret_lookup=self._secret,
             faults=self.faults,
             on_gap=lambda start, end, reason: self._on_gap(cam_id, start, end, reason),
         )
@@ -114,6 +114,14 @@ class CaptureComponent:
         self.cameras[cam_id] = cam
         worker.start()
         log.info("camera %s started", cam_id)
+
+    def _secret(self, secret_id: str, refresh: bool = False) -> str:
+        """A camera's credentials (never logged). refresh: the camera refused the ones held, so SecretManager is
+        asked to fetch the latest value from Secrets Manager first (GetSecretValue `refresh`, SecretManager 2.2.0+)
+        and the camera reconnects with it: a rotated password needs no restart."""
+        if not refresh:
+            return self.app.get_secret(secret_id)
+        return self.app.client.get_secret_value(secret_id=secret_id, refresh=True).secret_value.secret_string
 
     def _stop(self, cam_id: str) -> None:
         cam = self.cameras.pop(cam_id)

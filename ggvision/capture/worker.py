@@ -168,7 +168,7 @@ class CameraWorker(threading.Thread):
         on_frame: Callable[[np.ndarray, float], None],
         on_segment: Callable[[SegmentInfo], None] | None = None,
         on_status: Callable[[CameraStatus], None] | None = None,
-        secret_lookup: Callable[[str], str] | None = None,
+        secret_lookup: Callable[..., str] | None = None,
         faults: StorageFaults | None = None,
         on_gap: Callable[[float, float, str], None] | None = None,
     ) -> None:
@@ -180,7 +180,9 @@ class CameraWorker(threading.Thread):
         self._on_segment = on_segment
         self._on_gap = on_gap  # (start, end, reason): time recording could not keep (recorder.py)
         self._on_status = on_status
+        # secret_lookup(secret_id) -> value; secret_lookup(secret_id, True) asks for the latest value (rotation)
         self._secret_lookup = secret_lookup
+        self._refresh_secret = False  # the camera refused the credentials: fetch them anew before reconnecting
         self._stopping = threading.Event()
         self._status_lock = threading.Lock()
         self._status = CameraStatus(config.camera_id, "starting", "", time.time())
@@ -284,6 +286,10 @@ class CameraWorker(threading.Thread):
                 delay = self._backoff(failures)
                 failures += 1
                 reason = self._reason(e)
+                if isinstance(e, av.error.HTTPUnauthorizedError) and self._credentialed():
+                    # a rotated password: the camera has the new one, this worker the old; ask for the latest
+                    self._refresh_secret = True
+                    reason += " (credentials refused: the next try fetches the secret's latest value)"
                 log.warning("camera %s: %s; reconnecting in %.1fs", self.camera_id, reason, delay)
                 self._set_status("reconnecting", reason)
                 if self._stopping.wait(delay):
@@ -332,12 +338,19 @@ class CameraWorker(threading.Thread):
 
     # ------------------------------------------------------------------ PyAV containers
 
+    def _credentialed(self) -> bool:
+        return isinstance(self.config.source, RtspSource) and bool(self.config.source.credentials_secret)
+
     def _connect_url(self, src: RtspSource) -> str:
         if not src.credentials_secret:
             return src.url
         if self._secret_lookup is None:
             raise PermanentError("credentialsSecret is set but no secret lookup was given to the worker")
-        value = self._secret_lookup(src.credentials_secret)  # may fail transiently: retried
+        if self._refresh_secret:  # may fail transiently: retried, still refreshing
+            value = self._secret_lookup(src.credentials_secret, True)
+            self._refresh_secret = False
+        else:
+            value = self._secret_lookup(src.credentials_secret)
         self._redact.add(value)
         user, password = parse_credentials(value)
         self._redact.add(password)
