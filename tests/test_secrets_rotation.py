@@ -92,7 +92,14 @@ def test_the_stage_deployment_carries_its_devices_camera_secrets(tmp_path: Path)
     assert arns == [secrets.secret_arn(f"ggvision/{t}/cameras/{c}") for t, c in ((OTHER, "gate"), (THING, "door"))]
     assert dev["components"][secrets.SECRET_MANAGER]["componentVersion"] == secrets.SECRET_MANAGER_VERSION
     # filled in for an account as deploy/render.py does: ARNs SecretManager accepts (its own pattern)
-    filled = _secret_manager(render_document(dev, REGION, ACCOUNT))["cloudSecrets"]
+    rendered = render_document(dev, REGION, ACCOUNT)
+    filled = _secret_manager(rendered)["cloudSecrets"]
+    # still a CreateDeployment request botocore's greengrassv2 model accepts (raises ParamValidationError if not)
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("greengrassv2")
+    validate_parameters(rendered, model.operation_model("CreateDeployment").input_shape)
     assert all(ARN_RE.fullmatch(s["arn"]) for s in filled), filled
     assert filled[1]["arn"] == f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ggvision/{THING}/cameras/door"
     _, production = render_stage(site, "production", deployments)  # no camera with a password: no component
