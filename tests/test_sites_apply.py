@@ -20,7 +20,7 @@ from gglocal.iotcore.broker import BrokerError, find_mosquitto
 from gglocal.nucleus.shadowcloud import ShadowTopicsClient
 from ggvision.config.site import load_site
 from ggvision.contract import shadows
-from sites.apply import IotDataPlane, render_stage, shadow_status
+from sites.apply import IotDataPlane, applied_path, applied_record, pointer, render_stage, shadow_status
 from sites.cli import app
 
 
@@ -63,6 +63,52 @@ def test_render_merges_the_stage_configuration_and_syncs_the_components_shadows(
     sync = json.loads(manager["configurationUpdate"]["merge"])["synchronize"]
     assert sync["coreThing"]["namedShadows"] == [shadows.CAPTURE, shadows.FILTER]
     assert manager["componentVersion"] == shadows.SHADOW_MANAGER_VERSION and path == deployments / "dev.json"
+
+
+def test_a_key_gone_from_the_site_file_is_reset_and_leaves_the_merge(tmp_path: Path) -> None:
+    deployments = _deployments(tmp_path)
+    doc = json.loads((deployments / "dev.json").read_text())
+    own = doc["components"]["com.ggvision.Uplink"]["configurationUpdate"]
+    own["merge"] = json.dumps({**json.loads(own["merge"]), "iot": {"enabled": True}})  # the document's own key
+    (deployments / "dev.json").write_text(json.dumps(doc))
+    runner = CliRunner()
+
+    def apply(uplink: str) -> tuple[dict[str, Any], str]:
+        site = tmp_path / "site.yaml"
+        site.write_text("stages:\n  dev:\n    thingGroup: ggvision-dev\n    configuration:\n"
+                        f"      com.ggvision.Uplink: {uplink}\nsites: {{}}\n")
+        out = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                  "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1"])
+        assert out.exit_code == 0, out.output
+        spec = json.loads((deployments / "dev.json").read_text())["components"]["com.ggvision.Uplink"]
+        return spec["configurationUpdate"], out.output
+
+    first, _ = apply("{bandwidthKbps: 4000, iot: {maxBatchBytes: 65536}, cameraBandwidthKbps: {door: 500, yard: 300}}")
+    merge = json.loads(first["merge"])
+    assert merge["iot"] == {"enabled": True, "maxBatchBytes": 65536}  # beside the document's own keys
+    assert "reset" not in first
+    assert json.loads(applied_path(deployments / "dev.json").read_text())["configuration"] == {
+        "com.ggvision.Uplink": {"bandwidthKbps": 4000, "iot": {"maxBatchBytes": 65536},
+                                "cameraBandwidthKbps": {"door": 500, "yard": 300}}}
+    # The site file drops iot.maxBatchBytes (the document's iot.enabled stays) and one camera's cap.
+    second, output = apply("{bandwidthKbps: 4000, cameraBandwidthKbps: {yard: 300}}")
+    merge = json.loads(second["merge"])
+    assert merge["iot"] == {"enabled": True}, merge
+    assert merge["cameraBandwidthKbps"] == {"yard": 300} and merge["bandwidthKbps"] == 4000
+    assert set(second["reset"]) == {"/iot/maxBatchBytes", "/cameraBandwidthKbps/door"}, second
+    assert "reset /iot/maxBatchBytes" in output and "reset /cameraBandwidthKbps/door" in output
+    # All caps gone: the whole object is reset (the merge held only the site file's keys there).
+    third, _ = apply("{bandwidthKbps: 4000}")
+    assert set(third["reset"]) == {"/iot/maxBatchBytes", "/cameraBandwidthKbps/door", "/cameraBandwidthKbps"}, third
+    assert "cameraBandwidthKbps" not in json.loads(third["merge"])
+    # The pointers stay while the keys are unset (a device that missed a revision still loses them), and go
+    # when the site file sets the key again.
+    fourth, _ = apply("{bandwidthKbps: 4000, iot: {maxBatchBytes: 32768}}")
+    assert set(fourth["reset"]) == {"/cameraBandwidthKbps/door", "/cameraBandwidthKbps"}, fourth
+    assert json.loads(fourth["merge"])["iot"]["maxBatchBytes"] == 32768
+    assert pointer(("a/b", "c~d")) == "/a~1b/c~0d"  # RFC 6901
+    site = load_site(_site(tmp_path, "lab-box", ["door"]))
+    assert applied_record(site, "dev")["configuration"] == {"com.ggvision.Uplink": {"bandwidthKbps": 4000}}
 
 
 def test_apply_and_status_through_the_iot_data_plane(tmp_path: Path) -> None:
