@@ -288,10 +288,19 @@ class ShadowStatus:
             return "not applied"
         if self.error:
             return "refused"
-        if self.desired != self.planned:
+        if _pruned(self.desired) != _pruned(self.planned):
             return "apply pending"
         reported = {k: v for k, v in (self.reported or {}).items() if k != shadows.ERROR_KEY}
-        return "in sync" if reported == self.desired else "device pending"
+        return "in sync" if _pruned(reported) == _pruned(self.desired) else "device pending"
+
+
+def _pruned(doc: Any) -> Any:
+    """`doc` without empty objects: a shadow's sync may drop `"sensors": {}` on one side and keep it on the other
+    (ShadowManager merges desired and reported separately), and an empty object says nothing either way."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {k: _pruned(v) for k, v in doc.items()}
+    return {k: v for k, v in out.items() if v != {}}
 
 
 def shadow_status(site: SiteFile, plane: ShadowPlane) -> list[ShadowStatus]:
