@@ -217,6 +217,39 @@ def test_the_docs_example_is_a_valid_site_file_and_names_what_the_code_uses(tmp_
     assert "desired takes the cloud's value and reported the device's" in runtime
 
 
+def test_the_docs_on_resets_the_fleet_and_inference_say_what_the_code_does(tmp_path: Path) -> None:
+    from gglocal.fleet.cli import app as fleet_app
+    from ggvision.config.filter import CameraConfig as FilterCamera
+    from ggvision.config.site import SiteCamera
+
+    doc = (REPO / "docs" / "sites.md").read_text()
+    for claim in ("configurationUpdate.reset", "/cameraBandwidthKbps/door", "S.site.json", "## A fleet of sites",
+                  "--fleet", "tests/test_sites_fleet.py", "Inference follows no shadow"):
+        assert claim in doc, claim
+    assert applied_path(Path("S.json")) == Path("S.site.json")
+    # Inference has no per-site part: no shadow, and a camera's parts are Capture's and the Filter's
+    assert "com.ggvision.Inference" not in shadows.FOLLOWERS and set(SiteCamera.model_fields) == {"capture", "filter"}
+    assert {"min_score", "classes", "zones"} <= set(FilterCamera.model_fields)
+    # the commands the fleet section shows exist with those options
+    fleet_cmds = [ln for ln in doc.split("## A fleet of sites", 1)[1].split("```")[1].splitlines() if ln]
+    for line in fleet_cmds:
+        args = line.split("#")[0].split()[1:]  # without `ggvision`
+        cli = fleet_app if args[0] == "fleet" else app
+        out = CliRunner().invoke(cli, [*args[1:], "--help"])
+        assert out.exit_code == 0, (line, out.output)
+        for opt in (a for a in args if a.startswith("--")):
+            assert opt in out.output, (line, opt)
+    assert "`gglocal/fleet/shadows.py`" in (REPO / "docs" / "runtime.md").read_text()
+
+
+def test_site_commands_name_a_fleet_that_is_not_there(tmp_path: Path) -> None:
+    site = _site(tmp_path, "lab-box", ["door"])
+    out = CliRunner().invoke(app, ["status", str(site), "--fleet", str(tmp_path / "nofleet")])
+    assert out.exit_code == 2 and "no local fleet at" in out.output and "ggvision fleet up" in out.output, out.output
+    both = CliRunner().invoke(app, ["status", str(site), "--fleet", str(tmp_path), "--runtime", str(tmp_path)])
+    assert both.exit_code == 2 and "not both" in both.output, both.output
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "example.yaml"
     path.write_text(text)
