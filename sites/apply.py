@@ -295,8 +295,9 @@ class ShadowStatus:
 
 
 def _pruned(doc: Any) -> Any:
-    """`doc` without empty objects: a shadow's sync may drop `"sensors": {}` on one side and keep it on the other
-    (ShadowManager merges desired and reported separately), and an empty object says nothing either way."""
+    """`doc` without empty objects, which ShadowManager's sync drops (aws-greengrass-shadow-manager,
+    SyncNodeMerger: a merged object with no fields is null): `"sensors": {}` as the site file writes it is gone
+    from desired after a sync, and may stay in reported; either way it asks for nothing."""
     if not isinstance(doc, dict):
         return doc
     out = {k: _pruned(v) for k, v in doc.items()}

@@ -242,6 +242,17 @@ def test_the_docs_on_resets_the_fleet_and_inference_say_what_the_code_does(tmp_p
     assert "`gglocal/fleet/shadows.py`" in (REPO / "docs" / "runtime.md").read_text()
 
 
+def test_status_takes_empty_objects_for_absent_as_shadow_sync_does() -> None:
+    from sites.apply import ShadowStatus
+
+    planned = {"cameras": {"door": {"detectFps": 5}}, "sensors": {}}
+    synced = {"cameras": {"door": {"detectFps": 5}}}  # ShadowManager's sync dropped the empty object
+    assert ShadowStatus("t", "s", planned, synced, None, None).state == "device pending"
+    assert ShadowStatus("t", "s", planned, synced, {**planned, "error": None}, None).state == "in sync"
+    assert ShadowStatus("t", "s", planned, synced, {"cameras": {}}, None).state == "device pending"
+    assert ShadowStatus("t", "s", planned, {"cameras": {}}, None, None).state == "apply pending"
+
+
 def test_site_commands_name_a_fleet_that_is_not_there(tmp_path: Path) -> None:
     site = _site(tmp_path, "lab-box", ["door"])
     out = CliRunner().invoke(app, ["status", str(site), "--fleet", str(tmp_path / "nofleet")])
