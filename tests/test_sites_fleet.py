@@ -4,12 +4,13 @@ running the real Capture and Filter (synthetic cameras, 160x120 at 5 fps); a two
 `ggvision site apply --fleet` and the rendered stage deployment sent to the devices' thing group.
 
 From the devices' own state — Capture's rings in /dev/shm (named by camera and writer pid; the writer a process of
-that device's runtime), the components' `reported` shadows as the cloud sees them, the device's configuration
-store — it checks that each device runs exactly its own cameras; that a camera's zone and detect fps change live
-(the same component processes); that a camera is added and another removed; that a device whose broker link is
-down during a change does not get it, and converges once the link returns; that a change a device refuses keeps
-its cameras and shows the reason in `reported` and in `ggvision site status`; and that a stage setting dropped
-from the site file leaves the devices' effective configuration (Greengrass `reset` through the deployment).
+that device's runtime; new frames read from them), the components' `reported` shadows as the cloud sees them, the
+device's configuration store — it checks that each device runs exactly its own cameras; that a camera's zone and
+detect fps change live (the same component processes); that a camera is added and another removed; that a device
+whose broker link is down during a change does not get it, and converges once the link returns; that a change a
+device refuses keeps its cameras and shows the reason in `reported` and in `ggvision site status`; and that a stage
+setting dropped from the site file leaves the devices' effective configuration (Greengrass `reset` through the
+deployment).
 
 The stage document names the product's components; the devices run their development recipes (the same code
 under test names), so the test sends the rendered configuration of Capture, Filter and ShadowManager under the
@@ -44,6 +45,7 @@ from gglocal.fleet.shadows import fleet_shadow_client
 from gglocal.nucleus.shadowcloud import ShadowTopicsClient
 from ggvision.config.site import load_site
 from ggvision.contract import shadows
+from ggvision.framebus.ring import FrameRing
 from ggvision.framebus.ringfile import shm_dir
 from rollout.backends.local import LocalBackend
 from sites.apply import TopicsPlane, shadow_status
@@ -130,6 +132,19 @@ def rings(world: World, thing: str) -> dict[str, int]:
     return out
 
 
+def frames_flow(world: World, thing: str) -> bool:
+    """Every ring of `thing` gets new frames (read as any reader does: the newest frame's sequence grows)."""
+    for camera, pid in rings(world, thing).items():
+        ring = FrameRing.attach(f"ggv-{camera}-{pid}")
+        try:
+            first = ring.latest()
+            wait_until(lambda r=ring, f=first: (d := r.latest()) is not None and (f is None or d.sequence > f.sequence),
+                       20, what=f"new frames from {camera} on {thing}")
+        finally:
+            ring.close()
+    return True
+
+
 def in_sync(world: World, site: Path, things: tuple[str, ...] = (A, B)) -> bool:
     """What `ggvision site status` shows: every shadow of `things` in sync (the device reports what the site file
     says)."""
@@ -208,6 +223,7 @@ def test_two_sites_follow_the_site_file_live(world: World) -> None:
     wait_until(lambda: in_sync(w, site), 90, interval=0.5, what="both devices in sync with the site file")
     wait_until(lambda: set(rings(w, A)) == {"n-door", "n-yard"} and set(rings(w, B)) == {"s-gate"}, 30,
                what="each device writing exactly its own cameras' rings")
+    assert frames_flow(w, A) and frames_flow(w, B)
     assert effective(w, A, FILTER)["metricsPeriodS"] == 3
     pids = {t: _tree(w.fleet.procs[t]) for t in (A, B)}
     door_writer = rings(w, A)["n-door"]
@@ -243,6 +259,7 @@ def test_two_sites_follow_the_site_file_live(world: World) -> None:
     wait_until(lambda: in_sync(w, site), 90, interval=0.5, what="B converging after its link returned")
     converged = time.monotonic() - t_up
     wait_until(lambda: set(rings(w, B)) == {"s-gate", "s-dock"}, 30, what="s-dock running on B")
+    assert frames_flow(w, B)
     assert {t: _tree(w.fleet.procs[t]) for t in (A, B)} == pids
 
     # 5. A change the device refuses (written past the site file's checks): the cameras stay, the reason shows.
