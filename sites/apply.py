@@ -2,7 +2,8 @@
 device's per-site part written as the desired state of its components' named shadows.
 
 Fleet-wide settings (the stage's `configuration`) are merged into each component's `configurationUpdate.merge`
-in the stage's deployment document, and `aws.greengrass.ShadowManager` is made to sync the components' shadows of
+in the stage's deployment document (a key the site file no longer sets is reset: `configurationUpdate.reset`),
+and `aws.greengrass.ShadowManager` is made to sync the components' shadows of
 each core device (synchronize.coreThing.namedShadows).
 
 Per device, the components' shadows (ggvision/contract/shadows.py) get as `desired` exactly the device's
@@ -136,7 +137,9 @@ def _sync_our_shadows(merge: dict[str, Any]) -> dict[str, Any]:
 def render_stage(site: SiteFile, stage: str, deployments: Path) -> tuple[Path, dict[str, Any]]:
     """The stage's deployment document with the site file's configuration merged into each component's
     configurationUpdate.merge (keys the document sets and the site file does not stay: the document may carry
-    settings of its own, the sink's bucket say), and ShadowManager syncing the components' shadows."""
+    settings of its own, the sink's bucket say), keys the site file set at the last apply and sets no longer
+    taken out of the merge and reset (see "Greengrass `reset`" below), and ShadowManager syncing the
+    components' shadows."""
     if stage not in site.stages:
         raise PlanError(f"no stage {stage!r} in the site file (one of {', '.join(site.stages)})")
     path = deployments / f"{stage}.json"
@@ -148,13 +151,17 @@ def render_stage(site: SiteFile, stage: str, deployments: Path) -> tuple[Path, d
         raise PlanError(f"{path}: not JSON: {e}") from None
     doc = copy.deepcopy(doc)
     components = doc.setdefault("components", {})
-    for component, wanted in site.stages[stage].configuration.items():
+    before = applied_configuration(path)
+    configured = site.stages[stage].configuration
+    for component in [*configured, *(c for c in before if c not in configured)]:
+        wanted = configured.get(component, {})
         spec = components.get(component)
         if spec is None:
+            if not wanted:
+                continue  # gone from the site file and from the document: nothing of it to reset
             raise PlanError(f"{path}: the site file configures {component}, which this deployment does not name; "
                             "add it with the version the suite pins")
-        merged = _deep_merge(_merge_of(spec, component, path), wanted)
-        spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merged, sort_keys=True)
+        _configure(spec, _merge_of(spec, component, path), before.get(component, {}), wanted, f"{path}: {component}")
     spec = components.setdefault(shadows.SHADOW_MANAGER, {"componentVersion": shadows.SHADOW_MANAGER_VERSION})
     merge = _sync_our_shadows(_merge_of(spec, shadows.SHADOW_MANAGER, path))
     spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merge, sort_keys=True)
@@ -182,6 +189,108 @@ def _carry_camera_secrets(site: SiteFile, stage: str, components: dict[str, Any]
     merge["cloudSecrets"] = [{"arn": arn} for arn in arns]
     spec.setdefault("configurationUpdate", {})["merge"] = json.dumps(merge, sort_keys=True)
 
+# -- keys the site file no longer sets: Greengrass `reset` ---------------------------------------------------
+# A deployment's merge keeps what it does not name (developer guide, "Update component configurations"), so a key
+# dropped from the site file would stay on the devices forever. What the site file set at the last apply is kept
+# beside the document (`<stage>.site.json`); a key set then and not now is taken out of the merge and listed in
+# `reset` (JSON pointers, RFC 6901), which the device applies before the merge: back to the recipe's default, or
+# removed where the recipe has none. Pointers stay listed while the site file leaves the key unset, so a device
+# that missed the deployment which dropped it still loses it with a later one.
+
+RESET_LIMIT = 256  # ComponentConfigurationUpdate.reset: at most 256 pointers
+
+
+def applied_path(document: Path) -> Path:
+    """Where apply keeps what the site file set in `document` (deploy/deployments/dev.json -> dev.site.json)."""
+    return document.with_suffix(".site.json")
+
+
+def applied_configuration(document: Path) -> dict[str, dict[str, Any]]:
+    """component -> the configuration the site file set at the last apply of `document` ({} before the first)."""
+    record = applied_path(document)
+    try:
+        data = json.loads(record.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"{record}: cannot read what the last apply set: {e}") from None
+    configuration = data.get("configuration") if isinstance(data, dict) else None
+    if not isinstance(configuration, dict) or not all(isinstance(v, dict) for v in configuration.values()):
+        raise PlanError(f"{record}: expected {{\"configuration\": {{component: {{...}}}}}}")
+    return configuration
+
+
+def applied_record(site: SiteFile, stage: str) -> dict[str, Any]:
+    """What apply writes to applied_path(): the stage's configuration as the site file sets it now."""
+    return {"stage": stage, "configuration": copy.deepcopy(site.stages[stage].configuration)}
+
+
+def pointer(keys: tuple[str, ...]) -> str:
+    return "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in keys)
+
+
+def _keys(ptr: str) -> tuple[str, ...]:
+    return tuple(k.replace("~1", "/").replace("~0", "~") for k in ptr.split("/")[1:])
+
+
+def _gone(old: dict[str, Any], new: dict[str, Any], merge: Any, at: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths the site file set (`old`) and sets no longer (`new`); a whole subtree when the merge holds only
+    the site file's keys there, else the site file's keys inside it (the document's own keys stay)."""
+    out: list[tuple[str, ...]] = []
+    for k, v in old.items():
+        here, m = (*at, k), merge.get(k) if isinstance(merge, dict) else None
+        if k in new:
+            if isinstance(v, dict) and isinstance(new[k], dict):
+                out += _gone(v, new[k], m, here)
+            continue  # a value the site file still sets: the merge overwrites it
+        if isinstance(v, dict) and isinstance(m, dict) and m != v:
+            out += _gone(v, {}, m, here)
+        else:
+            out.append(here)
+    return out
+
+
+def _without(merge: dict[str, Any], keys: tuple[str, ...]) -> None:
+    node, parents = merge, []
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            return
+        parents.append((node, k))
+        node = node[k]
+    node.pop(keys[-1], None)
+    for parent, k in reversed(parents):  # no empty objects left behind by the removal
+        if parent[k]:
+            break
+        del parent[k]
+
+
+def _sets(config: Any, keys: tuple[str, ...]) -> bool:
+    for k in keys:
+        if not isinstance(config, dict) or k not in config:
+            return False
+        config = config[k]
+    return True
+
+
+def _configure(spec: dict[str, Any], merge: dict[str, Any], before: dict[str, Any], wanted: dict[str, Any],
+               where: str) -> None:
+    """Set `spec`'s configurationUpdate: the site file's `wanted` merged over the document's merge, with what the
+    site file set `before` and sets no longer taken out of the merge and reset."""
+    gone = _gone(before, wanted, merge)
+    for keys in gone:
+        _without(merge, keys)
+    update = spec.setdefault("configurationUpdate", {})
+    update["merge"] = json.dumps(_deep_merge(merge, wanted), sort_keys=True)
+    reset = [p for p in dict.fromkeys([*update.get("reset", []), *map(pointer, gone)])
+             if not _sets(wanted, _keys(p))]
+    if len(reset) > RESET_LIMIT:
+        raise PlanError(f"{where}: {len(reset)} configuration keys to reset, more than a deployment carries "
+                        f"({RESET_LIMIT}); drop old pointers from its configurationUpdate.reset")
+    if reset:
+        update["reset"] = reset
+    else:
+        update.pop("reset", None)
+
 
 # -- status -------------------------------------------------------------------------------------------------
 
@@ -200,10 +309,20 @@ class ShadowStatus:
             return "not applied"
         if self.error:
             return "refused"
-        if self.desired != self.planned:
+        if _pruned(self.desired) != _pruned(self.planned):
             return "apply pending"
         reported = {k: v for k, v in (self.reported or {}).items() if k != shadows.ERROR_KEY}
-        return "in sync" if reported == self.desired else "device pending"
+        return "in sync" if _pruned(reported) == _pruned(self.desired) else "device pending"
+
+
+def _pruned(doc: Any) -> Any:
+    """`doc` without empty objects, which ShadowManager's sync drops (aws-greengrass-shadow-manager,
+    SyncNodeMerger: a merged object with no fields is null): `"sensors": {}` as the site file writes it is gone
+    from desired after a sync, and may stay in reported; either way it asks for nothing."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {k: _pruned(v) for k, v in doc.items()}
+    return {k: v for k, v in out.items() if v != {}}
 
 
 def shadow_status(site: SiteFile, plane: ShadowPlane) -> list[ShadowStatus]:

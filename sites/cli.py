@@ -18,7 +18,17 @@ from rich.table import Table
 from ggvision.config.base import ConfigError
 from ggvision.config.site import SiteFile, load_site
 
-from .apply import IotDataPlane, ShadowPlane, TopicsPlane, render_stage, shadow_changes, shadow_status, write_shadows
+from .apply import (
+    IotDataPlane,
+    ShadowPlane,
+    TopicsPlane,
+    applied_path,
+    applied_record,
+    render_stage,
+    shadow_changes,
+    shadow_status,
+    write_shadows,
+)
 from .plan import PlanError, device_state, stage_changes
 
 app = typer.Typer(help="Sites and cameras as desired state: validate, plan, apply a site file; show its status",
@@ -79,20 +89,33 @@ def plan(
 RuntimeOpt = Annotated[Path | None, typer.Option(
     "--runtime", help="a local runtime's root: write and read shadows over its IoT Core stand-in's MQTT shadow "
                       "topics instead of the AWS IoT data plane")]
+FleetOpt = Annotated[Path | None, typer.Option(
+    "--fleet", help="a local fleet's folder (`ggvision fleet up --dir`): write and read shadows at its Device Shadow "
+                    "service over the fleet broker's MQTT shadow topics")]
 EndpointOpt = Annotated[str | None, typer.Option(
     "--endpoint-url", help="the IoT data plane endpoint (default: the account's iot:Data-ATS endpoint)")]
 RegionOpt = Annotated[str | None, typer.Option(help="AWS region (default: boto3's)")]
 
 
 @contextlib.contextmanager
-def _plane(runtime: Path | None, endpoint_url: str | None, region: str | None) -> Iterator[ShadowPlane]:
-    if runtime is not None:
+def _plane(runtime: Path | None, endpoint_url: str | None, region: str | None,
+           fleet: Path | None = None) -> Iterator[ShadowPlane]:
+    if runtime is not None and fleet is not None:
+        print("site: give --runtime or --fleet, not both")
+        raise typer.Exit(2)
+    if runtime is not None or fleet is not None:
+        from gglocal.fleet.layout import FleetError
+        from gglocal.fleet.shadows import fleet_shadow_client
         from gglocal.nucleus.shadowcloud import ShadowTopicsClient
 
         with tempfile.TemporaryDirectory(prefix="ggv-site-") as work:
             try:
-                client = ShadowTopicsClient.for_runtime(runtime, Path(work))
-            except ConnectionError as e:
+                if fleet is not None:
+                    client = fleet_shadow_client(fleet, Path(work))
+                else:
+                    assert runtime is not None
+                    client = ShadowTopicsClient.for_runtime(runtime, Path(work))
+            except (ConnectionError, FleetError) as e:
                 print(f"site: {e}")
                 raise typer.Exit(2) from None
             try:
@@ -106,6 +129,14 @@ def _plane(runtime: Path | None, endpoint_url: str | None, region: str | None) -
         endpoint_url = "https://" + boto3.client("iot", region_name=region).describe_endpoint(
             endpointType="iot:Data-ATS")["endpointAddress"]
     yield IotDataPlane(boto3.client("iot-data", endpoint_url=endpoint_url, region_name=region))
+
+
+def _new_resets(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(component, JSON pointer) of each reset the rendered document adds to the one on disk."""
+    old = json.loads(path.read_text()).get("components", {})
+    return [(name, ptr) for name, spec in sorted(doc.get("components", {}).items())
+            for ptr in spec.get("configurationUpdate", {}).get("reset", [])
+            if ptr not in old.get(name, {}).get("configurationUpdate", {}).get("reset", [])]
 
 
 def _short(state: Any) -> str:
@@ -123,6 +154,7 @@ def apply(
     deployments: Annotated[Path, typer.Option(help="folder of the stage deployment documents")] = Path(
         "deploy/deployments"),
     runtime: RuntimeOpt = None,
+    fleet: FleetOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
 ) -> None:
@@ -136,22 +168,26 @@ def apply(
         print(f"apply: {e}")
         raise typer.Exit(2) from None
     changes = [c for c in changes if c.where == f"stage {stage}"]
-    with _plane(runtime, endpoint_url, region) as plane:
+    with _plane(runtime, endpoint_url, region, fleet) as plane:
         shadow = shadow_changes(site, stage, plane)
         table = Table(title=f"stage {stage}: {path}" + (" (dry run)" if dry_run else ""))
         for col in ("where", "key", "now", "after"):
             table.add_column(col)
         for c in changes:
             table.add_row(c.where, c.what, "-" if c.before is None else repr(c.before), repr(c.after))
+        resets = _new_resets(path, doc)
         for sc in shadow:
             for key, value in sorted(sc.patch.items()):
                 now = sorted(sc.before.get(key) or {}) if isinstance(sc.before.get(key), dict) else sc.before.get(key)
                 after = "removed" if value is None else _short({key: value})
                 table.add_row(f"{sc.thing} {sc.shadow}", f"desired.{key}", repr(now), after)
-        console.print(table if changes or shadow else f"stage {stage}: no change")
+        console.print(table if changes or shadow else f"stage {stage}: no change" if not resets else "")
+        for component, ptr in resets:  # plain lines, whole: a table may cut a long pointer
+            print(f"stage {stage}: {component}: reset {ptr} (no longer in the site file: back to its default)")
         if dry_run:
             return
         path.write_text(json.dumps(doc, indent=2) + "\n")
+        applied_path(path).write_text(json.dumps(applied_record(site, stage), indent=1, sort_keys=True) + "\n")
         write_shadows(shadow, plane)
     console.print(f"wrote {path} and {len(shadow)} shadow update(s); deploy the document to the stage's thing "
                   "group (the rollout CLI) for the fleet-wide part")
@@ -161,13 +197,14 @@ def apply(
 def status(
     file: FileArg,
     runtime: RuntimeOpt = None,
+    fleet: FleetOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
 ) -> None:
     """Per device and shadow: what the site file says, what the shadow asks for, what the device reports, and
     why the device refused it, if it did."""
     site = _load(file)
-    with _plane(runtime, endpoint_url, region) as plane:
+    with _plane(runtime, endpoint_url, region, fleet) as plane:
         rows = shadow_status(site, plane)
     table = Table(title=f"{file}: devices")
     for col in ("device", "shadow", "state", "desired", "reported", "error"):

@@ -20,7 +20,7 @@ from gglocal.iotcore.broker import BrokerError, find_mosquitto
 from gglocal.nucleus.shadowcloud import ShadowTopicsClient
 from ggvision.config.site import load_site
 from ggvision.contract import shadows
-from sites.apply import IotDataPlane, render_stage, shadow_status
+from sites.apply import IotDataPlane, applied_path, applied_record, pointer, render_stage, shadow_status
 from sites.cli import app
 
 
@@ -63,6 +63,52 @@ def test_render_merges_the_stage_configuration_and_syncs_the_components_shadows(
     sync = json.loads(manager["configurationUpdate"]["merge"])["synchronize"]
     assert sync["coreThing"]["namedShadows"] == [shadows.CAPTURE, shadows.FILTER]
     assert manager["componentVersion"] == shadows.SHADOW_MANAGER_VERSION and path == deployments / "dev.json"
+
+
+def test_a_key_gone_from_the_site_file_is_reset_and_leaves_the_merge(tmp_path: Path) -> None:
+    deployments = _deployments(tmp_path)
+    doc = json.loads((deployments / "dev.json").read_text())
+    own = doc["components"]["com.ggvision.Uplink"]["configurationUpdate"]
+    own["merge"] = json.dumps({**json.loads(own["merge"]), "iot": {"enabled": True}})  # the document's own key
+    (deployments / "dev.json").write_text(json.dumps(doc))
+    runner = CliRunner()
+
+    def apply(uplink: str) -> tuple[dict[str, Any], str]:
+        site = tmp_path / "site.yaml"
+        site.write_text("stages:\n  dev:\n    thingGroup: ggvision-dev\n    configuration:\n"
+                        f"      com.ggvision.Uplink: {uplink}\nsites: {{}}\n")
+        out = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                  "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1"])
+        assert out.exit_code == 0, out.output
+        spec = json.loads((deployments / "dev.json").read_text())["components"]["com.ggvision.Uplink"]
+        return spec["configurationUpdate"], out.output
+
+    first, _ = apply("{bandwidthKbps: 4000, iot: {maxBatchBytes: 65536}, cameraBandwidthKbps: {door: 500, yard: 300}}")
+    merge = json.loads(first["merge"])
+    assert merge["iot"] == {"enabled": True, "maxBatchBytes": 65536}  # beside the document's own keys
+    assert "reset" not in first
+    assert json.loads(applied_path(deployments / "dev.json").read_text())["configuration"] == {
+        "com.ggvision.Uplink": {"bandwidthKbps": 4000, "iot": {"maxBatchBytes": 65536},
+                                "cameraBandwidthKbps": {"door": 500, "yard": 300}}}
+    # The site file drops iot.maxBatchBytes (the document's iot.enabled stays) and one camera's cap.
+    second, output = apply("{bandwidthKbps: 4000, cameraBandwidthKbps: {yard: 300}}")
+    merge = json.loads(second["merge"])
+    assert merge["iot"] == {"enabled": True}, merge
+    assert merge["cameraBandwidthKbps"] == {"yard": 300} and merge["bandwidthKbps"] == 4000
+    assert set(second["reset"]) == {"/iot/maxBatchBytes", "/cameraBandwidthKbps/door"}, second
+    assert "reset /iot/maxBatchBytes" in output and "reset /cameraBandwidthKbps/door" in output
+    # All caps gone: the whole object is reset (the merge held only the site file's keys there).
+    third, _ = apply("{bandwidthKbps: 4000}")
+    assert set(third["reset"]) == {"/iot/maxBatchBytes", "/cameraBandwidthKbps/door", "/cameraBandwidthKbps"}, third
+    assert "cameraBandwidthKbps" not in json.loads(third["merge"])
+    # The pointers stay while the keys are unset (a device that missed a revision still loses them), and go
+    # when the site file sets the key again.
+    fourth, _ = apply("{bandwidthKbps: 4000, iot: {maxBatchBytes: 32768}}")
+    assert set(fourth["reset"]) == {"/cameraBandwidthKbps/door", "/cameraBandwidthKbps"}, fourth
+    assert json.loads(fourth["merge"])["iot"]["maxBatchBytes"] == 32768
+    assert pointer(("a/b", "c~d")) == "/a~1b/c~0d"  # RFC 6901
+    site = load_site(_site(tmp_path, "lab-box", ["door"]))
+    assert applied_record(site, "dev")["configuration"] == {"com.ggvision.Uplink": {"bandwidthKbps": 4000}}
 
 
 def test_apply_and_status_through_the_iot_data_plane(tmp_path: Path) -> None:
@@ -169,6 +215,50 @@ def test_the_docs_example_is_a_valid_site_file_and_names_what_the_code_uses(tmp_
         assert name in doc, name
     runtime = (REPO / "docs" / "runtime.md").read_text()
     assert "desired takes the cloud's value and reported the device's" in runtime
+
+
+def test_the_docs_on_resets_the_fleet_and_inference_say_what_the_code_does(tmp_path: Path) -> None:
+    from gglocal.fleet.cli import app as fleet_app
+    from ggvision.config.filter import CameraConfig as FilterCamera
+    from ggvision.config.site import SiteCamera
+
+    doc = (REPO / "docs" / "sites.md").read_text()
+    for claim in ("configurationUpdate.reset", "/cameraBandwidthKbps/door", "S.site.json", "## A fleet of sites",
+                  "--fleet", "tests/test_sites_fleet.py", "Inference follows no shadow"):
+        assert claim in doc, claim
+    assert applied_path(Path("S.json")) == Path("S.site.json")
+    # Inference has no per-site part: no shadow, and a camera's parts are Capture's and the Filter's
+    assert "com.ggvision.Inference" not in shadows.FOLLOWERS and set(SiteCamera.model_fields) == {"capture", "filter"}
+    assert {"min_score", "classes", "zones"} <= set(FilterCamera.model_fields)
+    # the commands the fleet section shows exist with those options
+    fleet_cmds = [ln for ln in doc.split("## A fleet of sites", 1)[1].split("```")[1].splitlines() if ln]
+    for line in fleet_cmds:
+        args = line.split("#")[0].split()[1:]  # without `ggvision`
+        cli = fleet_app if args[0] == "fleet" else app
+        out = CliRunner().invoke(cli, [*args[1:], "--help"])
+        assert out.exit_code == 0, (line, out.output)
+        for opt in (a for a in args if a.startswith("--")):
+            assert opt in out.output, (line, opt)
+    assert "`gglocal/fleet/shadows.py`" in (REPO / "docs" / "runtime.md").read_text()
+
+
+def test_status_takes_empty_objects_for_absent_as_shadow_sync_does() -> None:
+    from sites.apply import ShadowStatus
+
+    planned = {"cameras": {"door": {"detectFps": 5}}, "sensors": {}}
+    synced = {"cameras": {"door": {"detectFps": 5}}}  # ShadowManager's sync dropped the empty object
+    assert ShadowStatus("t", "s", planned, synced, None, None).state == "device pending"
+    assert ShadowStatus("t", "s", planned, synced, {**planned, "error": None}, None).state == "in sync"
+    assert ShadowStatus("t", "s", planned, synced, {"cameras": {}}, None).state == "device pending"
+    assert ShadowStatus("t", "s", planned, {"cameras": {}}, None, None).state == "apply pending"
+
+
+def test_site_commands_name_a_fleet_that_is_not_there(tmp_path: Path) -> None:
+    site = _site(tmp_path, "lab-box", ["door"])
+    out = CliRunner().invoke(app, ["status", str(site), "--fleet", str(tmp_path / "nofleet")])
+    assert out.exit_code == 2 and "no local fleet at" in out.output and "ggvision fleet up" in out.output, out.output
+    both = CliRunner().invoke(app, ["status", str(site), "--fleet", str(tmp_path), "--runtime", str(tmp_path)])
+    assert both.exit_code == 2 and "not both" in both.output, both.output
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -46,7 +46,8 @@ def up(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     _table(info)
-    console.print(f"fleet up: broker 127.0.0.1:{info.port}, {len(info.devices)} device(s); Ctrl-C stops it")
+    console.print(f"fleet up: broker 127.0.0.1:{info.port} with the Device Shadow service, {len(info.devices)} "
+                  "device(s); Ctrl-C stops it")
     fleet.run_until_signal()
 
 

@@ -5,6 +5,8 @@ with ``canary`` the first k devices of a stage are also in ``<group prefix><stag
 own root, thing name and client certificate (same fleet CA), publishes its IoT Core messages (Health's
 health-summary/1.0 on ggvision/{thing}/metrics) to the shared broker and follows the retained deployment documents
 of its groups and of its own thing there, as a Greengrass core device does (gglocal/nucleus/groupdeploy.py).
+The IoT Core stand-in's Device Shadow service runs on the same broker (shadows.py): the devices' ShadowManager
+syncs their shadows with it, and `ggvision site apply --fleet` writes their desired state there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from ..iotcore.broker import MosquittoBroker
 from .layout import FleetInfo, check_name, controller_pki, device_pki
+from .shadows import FleetShadows
 
 
 def plan_devices(groups: dict[str, int], canary: dict[str, int], prefix: str = "ggv",
@@ -41,6 +44,7 @@ class Fleet:
         self.settle_s = settle_s
         self.extra_args = extra_args or []
         self.broker: MosquittoBroker | None = None
+        self.shadows: FleetShadows | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.info: FleetInfo | None = None
 
@@ -56,6 +60,12 @@ class Fleet:
         pki = controller_pki(self.dir)
         self.broker = MosquittoBroker(self.dir / "broker", pki)
         self.broker.start()
+        self.shadows = FleetShadows(self.dir / "cloud-shadows", self.broker.port, pki)
+        try:
+            self.shadows.start()  # before the devices: their first shadow sync finds the cloud answering
+        except Exception:
+            self.broker.stop()
+            raise
         self.info = FleetInfo(dir=str(self.dir), port=self.broker.port, devices=self.devices, store=str(store))
         self.info.save()
         for thing, groups in self.devices.items():
@@ -86,6 +96,8 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if self.shadows is not None:
+            self.shadows.stop()
         if self.broker is not None:
             self.broker.stop()
 

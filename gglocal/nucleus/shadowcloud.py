@@ -155,6 +155,8 @@ class ShadowTopicsClient:
         await self._bridge.wait_connected(self._timeout)
 
     def _on_answer(self, topic: str, payload: bytes) -> None:
+        if not topic.endswith(("/accepted", "/rejected")):
+            return  # update/delta and update/documents echo the clientToken too; they are no answer
         try:
             msg = json.loads(payload)
         except ValueError:

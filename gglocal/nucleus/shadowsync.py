@@ -226,16 +226,16 @@ class ShadowSync:
             self._wake.clear()
             failed = False
             for key in sorted(self._dirty & self.config.shadows):
+                self._dirty.discard(key)  # before the sync: a change marked while it runs must sync again
                 try:
                     await self._sync(key)
-                    self._dirty.discard(key)
                 except _Retry as e:
+                    self._dirty.add(key)
                     failed = True
                     self.last_error = f"{shadow_prefix(*key)}: {e}"
                     log.info("shadow sync of %s deferred: %s", shadow_prefix(*key), e)
                     break
                 except Exception as e:  # a bug must not end syncing for every other shadow
-                    self._dirty.discard(key)
                     self.last_error = f"{shadow_prefix(*key)}: {e}"
                     log.exception("shadow sync of %s failed", shadow_prefix(*key))
             timeout = self._retry_s if failed else self.config.periodic_s
