@@ -324,7 +324,8 @@ def test_build_all_does_not_recurse(repo: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_build_all_without_schemas_warns(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     build_all(repo)  # tmp_path has no ../shared/schemas
-    assert "skipping schema validation" in capsys.readouterr().err
+    # rich wraps the line at the console width, wherever the tmp path's length puts the break
+    assert "skipping schema validation" in " ".join(capsys.readouterr().err.split())
 
 
 def test_cli_build_prints_the_table(repo: Path) -> None:
