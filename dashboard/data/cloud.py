@@ -52,6 +52,7 @@ class CloudSettings:
     endpoint_url: str | None = None  # moto's server locally; None: AWS
     counts_table: str | None = None
     presign_s: int = PRESIGN_MAX_S
+    sites: tuple[str, ...] = ()  # known sites (the site file's), added to those with snapshots
 
     def __post_init__(self) -> None:
         if not 1 <= self.presign_s <= PRESIGN_MAX_S:
@@ -60,7 +61,8 @@ class CloudSettings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> CloudSettings:
         """GGVISION_DASHBOARD_TABLE and _DATA_BUCKET (or _CLOUD_JSON, a local cloud's cloud.json), AWS_REGION,
-        AWS_ENDPOINT_URL (boto3's own variable), GGVISION_DASHBOARD_COUNTS_TABLE, _PRESIGN_S."""
+        AWS_ENDPOINT_URL (boto3's own variable), GGVISION_DASHBOARD_COUNTS_TABLE, _PRESIGN_S, _SITES (a comma-separated
+        list)."""
         env = dict(os.environ if env is None else env)
         info: dict[str, Any] = {}
         if env.get("GGVISION_DASHBOARD_CLOUD_JSON"):
@@ -80,7 +82,8 @@ class CloudSettings:
                    or info.get("region") or "us-east-1",
                    env.get("AWS_ENDPOINT_URL") or info.get("endpoint_url"),
                    env.get("GGVISION_DASHBOARD_COUNTS_TABLE") or None,
-                   int(env.get("GGVISION_DASHBOARD_PRESIGN_S") or PRESIGN_MAX_S))
+                   int(env.get("GGVISION_DASHBOARD_PRESIGN_S") or PRESIGN_MAX_S),
+                   tuple(s.strip() for s in (env.get("GGVISION_DASHBOARD_SITES") or "").split(",") if s.strip()))
 
 
 def _plain(v: Any) -> Any:
@@ -196,9 +199,11 @@ class CloudSource:
 
     # ------------------------------------------------------------------ fleet
     def sites(self) -> list[str]:
-        """The sites with snapshots in the data bucket (its images/{site}/ prefixes: one LIST call)."""
+        """The configured sites and those with snapshots in the data bucket (its images/{site}/ prefixes: one LIST
+        call; a site whose events never had a snapshot is known only from the configuration)."""
         r = self._s3.list_objects_v2(Bucket=self.settings.data_bucket, Prefix=f"{IMAGES}/", Delimiter="/")
-        return sorted(p["Prefix"][len(IMAGES) + 1:].rstrip("/") for p in r.get("CommonPrefixes", []))
+        return sorted({*self.settings.sites,
+                       *(p["Prefix"][len(IMAGES) + 1:].rstrip("/") for p in r.get("CommonPrefixes", []))})
 
     def _summary(self, thing: str) -> dict[str, Any] | None:
         """The thing's newest archived health summary (the newest hour folder, the newest object in it)."""

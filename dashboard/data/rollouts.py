@@ -66,11 +66,11 @@ class Rollouts:
         for r in reversed(self.state.read()["rollouts"][-limit:]):
             out.append({"id": r.get("id"), "kind": r.get("kind"), "model": r.get("model"), "version": r.get("version"),
                         "stage": r.get("stage"), "status": r.get("status"), "reason": r.get("reason") or "",
-                        "started": r.get("started"), "finished": r.get("finished")})
+                        "started": r.get("started"), "ended": r.get("ended")})
         return out
 
     def in_progress(self) -> list[dict[str, Any]]:
-        return [r for r in self.history(200) if r["status"] == "running"]
+        return [r for r in self.history(200) if r["status"] == "in_progress"]
 
     def last_gates(self) -> list[GateRow]:
         """The gate results of the newest rollout that recorded any (its canary's, when it had one)."""

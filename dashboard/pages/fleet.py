@@ -40,4 +40,7 @@ if ro is None:
     st.caption("No rollout configuration (set GGVISION_DASHBOARD_ROLLOUT_CONFIG to a rollout.yaml).")
 else:
     running = ro.in_progress()
-    st.dataframe(pd.DataFrame(running), hide_index=True) if running else st.caption("None running.")
+    if running:
+        st.dataframe(pd.DataFrame(running), hide_index=True)
+    else:
+        st.caption("None running.")

@@ -43,9 +43,9 @@ else:
 st.subheader("History")
 hist = ro.history()
 if hist:
-    st.dataframe(pd.DataFrame([{**h, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(h["started"]))
-                                if h.get("started") else "-", "finished": None} for h in hist]).drop(
-        columns=["finished"]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame([{**h, **{k: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(h[k])) if h.get(k) else "-"
+                                        for k in ("started", "ended")}} for h in hist]), hide_index=True,
+                 width="stretch")
 
 if is_operator():
     st.subheader("Operator")
