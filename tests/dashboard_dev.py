@@ -71,19 +71,7 @@ class CloudWorld:
 
     def bulk(self, n: int, t0: float, site: str = SITE, labels: tuple[str, ...] = ("person", "car", "bicycle"),
              cameras: tuple[str, ...] = ("gate", "yard")) -> None:
-        """`n` decided items in the ingest's item shape (the handler's own writes would take minutes at this size;
-        the real ones come from real_event), one a minute back from t0."""
-        with self.table.batch_writer() as w:
-            for i in range(n):
-                cam, start = cameras[i % len(cameras)], t0 - 60 * i
-                w.put_item(Item={
-                    names.ITEM_KEY: names.item_key(THING, f"{site}-{i:05d}"), names.ITEM_SITE: site,
-                    names.ITEM_THING: THING, names.ITEM_CAMERA: cam,
-                    names.ITEM_CAMERA_KEY: names.camera_key(THING, cam),
-                    names.ITEM_START: Decimal(str(round(start, 3))), names.ITEM_END: Decimal(str(round(start + 4, 3))),
-                    names.ITEM_LABEL: labels[i % len(labels)], names.ITEM_EDGE_SCORE: Decimal("0.8"),
-                    names.ITEM_BOXES: [[Decimal(str(round(start, 3))), 10, 10, 50, 90]],
-                    names.ITEM_VERDICT: names.UNVERIFIED, names.ITEM_TTL: names.expires_at(start)})
+        bulk_items(self.table, n, t0, site, labels, cameras)
 
     def stop(self) -> None:
         self.endpoint.stop()
@@ -95,3 +83,22 @@ def edge_root(dest: Path) -> Path:
     root = dest / "root"
     shutil.copytree(RECORDED_ROOT, root)
     return root
+
+
+def bulk_items(table: Any, n: int, t0: float, site: str = SITE, labels: tuple[str, ...] = ("person", "car", "bicycle"),
+               cameras: tuple[str, ...] = ("gate", "yard"), snapshots: dict[int, str] | None = None) -> None:
+    """`n` decided items in the ingest's item shape, one a minute back from t0 (the handler's own writes would take
+    minutes at this size; the real ones come from CloudWorld.real_event). `snapshots`: item index -> snapshot key."""
+    with table.batch_writer() as w:
+        for i in range(n):
+            cam, start = cameras[i % len(cameras)], t0 - 60 * i
+            item = {
+                names.ITEM_KEY: names.item_key(THING, f"{site}-{i:05d}"), names.ITEM_SITE: site,
+                names.ITEM_THING: THING, names.ITEM_CAMERA: cam, names.ITEM_CAMERA_KEY: names.camera_key(THING, cam),
+                names.ITEM_START: Decimal(str(round(start, 3))), names.ITEM_END: Decimal(str(round(start + 4, 3))),
+                names.ITEM_LABEL: labels[i % len(labels)], names.ITEM_EDGE_SCORE: Decimal("0.8"),
+                names.ITEM_BOXES: [[Decimal(str(round(start, 3))), 10, 10, 50, 90]],
+                names.ITEM_VERDICT: names.UNVERIFIED, names.ITEM_TTL: names.expires_at(start)}
+            if snapshots and i in snapshots:
+                item[names.ITEM_SNAPSHOT_KEY] = snapshots[i]
+            w.put_item(Item=item)
