@@ -106,7 +106,7 @@ def main() -> None:
             st.cache_data.clear()
             at = AppTest.from_file(APP, default_timeout=120).run()  # the app (Fleet), then the Events page
             t = time.perf_counter()
-            at.switch_page("pages/events.py").run()
+            at.switch_page("views/events.py").run()
             figures["page_first"].append(time.perf_counter() - t)
             assert not at.exception and len(at.dataframe[0].value) == 50, at.exception
             nxt = next(b for b in at.button if b.label == "Next page")

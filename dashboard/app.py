@@ -17,7 +17,8 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
 from dashboard.access import AccessSettings, gate  # noqa: E402
 from dashboard.context import IDENTITY, source  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit would serve a pages/ folder's files as pages of their own, run without app.py (no gate)
+VIEWS = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="ggvision", layout="wide")
 try:
@@ -36,9 +37,9 @@ except ValueError as e:
     st.stop()
 st.sidebar.caption(f"{src.name} backend · {ident.user} ({ident.role})")
 st.navigation([
-    st.Page(PAGES / "fleet.py", title="Fleet", url_path="fleet", default=True),
-    st.Page(PAGES / "cameras.py", title="Site / camera", url_path="cameras"),
-    st.Page(PAGES / "events.py", title="Events", url_path="events"),
-    st.Page(PAGES / "models.py", title="Models and rollouts", url_path="models"),
-    st.Page(PAGES / "fire.py", title="Fire risk", url_path="fire"),
+    st.Page(VIEWS / "fleet.py", title="Fleet", url_path="fleet", default=True),
+    st.Page(VIEWS / "cameras.py", title="Site / camera", url_path="cameras"),
+    st.Page(VIEWS / "events.py", title="Events", url_path="events"),
+    st.Page(VIEWS / "models.py", title="Models and rollouts", url_path="models"),
+    st.Page(VIEWS / "fire.py", title="Fire risk", url_path="fire"),
 ]).run()

@@ -34,10 +34,12 @@ def rollouts() -> Rollouts | None:
 
 def identity() -> Identity:
     ident = st.session_state.get(IDENTITY)
-    if not isinstance(ident, Identity):
+    # By its fields, not its class: a server that re-imported dashboard.access (a code change) holds another class.
+    # Absent: a view run without app.py's gate; refuse rather than show anything.
+    if getattr(ident, "role", None) not in ("viewer", "operator"):
         st.error("Not signed in.")
         st.stop()
-    return ident
+    return ident  # type: ignore[return-value]
 
 
 def is_operator() -> bool:

@@ -101,4 +101,4 @@ def gate_chart(rows: pd.DataFrame) -> alt.Chart:
                      value_name="metric").dropna(subset=["metric"])
     return alt.Chart(long, title="gate metrics of the last canary").mark_bar().encode(
         x=alt.X("of:N", title=None), y=alt.Y("metric:Q"), color="of:N", column=alt.Column("gate:N"),
-        tooltip=["gate:N", "thing:N", "of:N", "metric:Q", "status:N"])
+        tooltip=["gate:N", "thing:N", "of:N", "metric:Q", "status:N"]).resolve_scale(y="independent")  # own units

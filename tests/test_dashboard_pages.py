@@ -19,7 +19,7 @@ from ggvision.contract import cloud as names
 from rollout.state import StateFile
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-PAGES = ("pages/fleet.py", "pages/cameras.py", "pages/events.py", "pages/models.py", "pages/fire.py")
+PAGES = ("views/fleet.py", "views/cameras.py", "views/events.py", "views/models.py", "views/fire.py")
 MODEL = "synthetic-detector"
 
 
@@ -75,6 +75,12 @@ def rollout_config(tmp_path: Path) -> Path:
     return cfg
 
 
+def test_no_view_runs_without_the_gate() -> None:
+    """A `pages/` folder beside app.py is Streamlit's old multipage layout: its files would be served as pages run
+    without app.py, so without access.gate (the browser found this; AppTest does not show it)."""
+    assert not (Path(APP).parent / "pages").exists()
+
+
 # ---------------------------------------------------------------------------------------------- edge
 
 
@@ -89,16 +95,16 @@ def test_every_page_renders_on_the_edge_backend(monkeypatch: pytest.MonkeyPatch,
     assert at.title[0].value == "Fleet" and rows(at)[0]["device"] == "test-thing"
     assert rows(at)[0]["uplink backlog"] == "11 items" and rows(at)[0]["link"] == "partial"
     assert any("IoT Core bridge" in w.value for w in at.warning)  # the Uplink's last error needs attention
-    at.switch_page("pages/cameras.py").run()
+    at.switch_page("views/cameras.py").run()
     assert not at.exception and "image" in kinds(at) and any("road" in c.value for c in at.caption)
-    at.switch_page("pages/fire.py").run()
+    at.switch_page("views/fire.py").run()
     assert not at.exception and any("not recorded" in c.value for c in at.caption)
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     assert not at.exception and "vega_lite_chart" in kinds(at)  # the canary's gate metrics
 
 
 def test_edge_events_filters_change_the_list(monkeypatch: pytest.MonkeyPatch, edge_env: dict[str, str]) -> None:
-    at = app(monkeypatch, edge_env, "pages/events.py")
+    at = app(monkeypatch, edge_env, "views/events.py")
     everything = rows(at)
     assert len(everything) >= 4 and {r["label"] for r in everything} == {"person", "bicycle"}
     assert {"image", "vega_lite_chart", "video"} <= kinds(at)  # snapshot grid, timeline, the clip player
@@ -113,11 +119,11 @@ def test_edge_events_filters_change_the_list(monkeypatch: pytest.MonkeyPatch, ed
 
 def test_operator_buttons_only_for_operators(monkeypatch: pytest.MonkeyPatch, edge_env: dict[str, str],
                                              tmp_path: Path) -> None:
-    viewer = app(monkeypatch, {**edge_env, "GGVISION_DASHBOARD_EDGE_ROLE": "viewer"}, "pages/models.py")
+    viewer = app(monkeypatch, {**edge_env, "GGVISION_DASHBOARD_EDGE_ROLE": "viewer"}, "views/models.py")
     labels = {b.label for b in viewer.button}
     assert not labels & {"Pause rollouts", "Resume rollouts", "Roll back"}
     assert rows(viewer)[0]["version"] in ("-", "1.1.0")
-    op = app(monkeypatch, {**edge_env, "GGVISION_DASHBOARD_EDGE_ROLE": "operator"}, "pages/models.py")
+    op = app(monkeypatch, {**edge_env, "GGVISION_DASHBOARD_EDGE_ROLE": "operator"}, "views/models.py")
     assert {"Pause rollouts", "Roll back"} <= {b.label for b in op.button}
     state = StateFile(tmp_path / ".ggvision" / "rollout" / "state.json")
     op.selectbox(key="op_stage").select("staging").run()
@@ -149,7 +155,7 @@ def test_every_page_renders_on_the_cloud_backend(monkeypatch: pytest.MonkeyPatch
 
 
 def test_cloud_events_verdict_filter_and_pager(monkeypatch: pytest.MonkeyPatch, world: CloudWorld) -> None:
-    at = app(monkeypatch, {**world.env, "GGVISION_DASHBOARD_SITES": "site-many"}, "pages/events.py")
+    at = app(monkeypatch, {**world.env, "GGVISION_DASHBOARD_SITES": "site-many"}, "views/events.py")
     at.selectbox(key="ev_site").select(SITE).run()
     listed = rows(at)
     assert [r["event"] for r in listed] == ["door-p2", "door-p1"]
