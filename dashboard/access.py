@@ -210,6 +210,7 @@ def serve_command(settings: AccessSettings, app: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", app,
         f"--server.address={settings.address}", f"--server.port={settings.port}",
         "--server.headless=true", "--browser.gatherUsageStats=false",
+        "--client.toolbarMode=viewer",  # no developer menu (rerun, settings, deploy) for users
     ]  # fmt: skip
 
 

@@ -16,8 +16,10 @@ keys, and the tokens are minted the way the load balancer and Cognito mint them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -358,3 +360,95 @@ def test_lan_password_gate_in_chromium(browser: Browser, tmp_path: Path) -> None
         browser.wait_text("Signed in as edge (operator)")
         assert not browser.driver.find_elements(By.CSS_SELECTOR, 'input[type="password"]')
         assert "site-7" not in app.log(), "the password never reaches the log"
+
+
+class AlbStandIn:
+    """What the load balancer does for the app after it authenticated a user: every request it forwards has the
+    client's own x-amzn-oidc-* headers removed and the load balancer's added. A TCP proxy on loopback that rewrites
+    each request head (one request per connection upstream: `Connection: close`, except the websocket upgrade)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.headers: dict[str, str] = {}
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(client)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, rest = data.split(b"\r\n\r\n", 1)
+            request, *fields = head.decode("latin-1").split("\r\n")
+            upgrade = any(f.lower().startswith("upgrade:") for f in fields)
+            kept = [f for f in fields if not f.lower().startswith("x-amzn-oidc-")
+                    and (upgrade or not f.lower().startswith(("connection:", "keep-alive:")))]  # fmt: skip
+            added = [f"{k}: {v}" for k, v in self.headers.items()] + ([] if upgrade else ["Connection: close"])
+            upstream = stack.enter_context(socket.create_connection(("127.0.0.1", self.upstream_port)))
+            upstream.sendall("\r\n".join([request, *kept, *added]).encode("latin-1") + b"\r\n\r\n" + rest)
+            back = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+            back.start()
+            self._pipe(client, upstream)
+            back.join(timeout=30)
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_cloud_gate_in_chromium_behind_the_load_balancer(browser: Browser, keys: Keys, key_server: KeyServer,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """The app reads the signed header from the real request (st.context.headers), through a real server."""
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "GGVISION_DASHBOARD_MODE": "cloud", "GGVISION_DASHBOARD_ALB_ARN": ALB_ARN,
+           "GGVISION_DASHBOARD_REGION": REGION,
+           "GGVISION_DASHBOARD_ALB_KEYS_URL": f"{key_server.base}/elb"}  # fmt: skip
+    with StreamlitServer(script, env=env) as app:
+        alb = AlbStandIn(app.port)
+        sent = [keys.alb_token({"cognito:groups": ["operator"]}),
+                keys.alb_token({"cognito:groups": ["viewer"], "email": "bob@example.com"}),
+                keys.alb_token({"cognito:groups": ["operator"]}, signer=OTHER_ARN)]  # fmt: skip
+        try:
+            alb.headers = {OIDC: sent[0]}
+            browser.open(alb.url)
+            browser.wait_text("Signed in as alice@example.com (operator)")
+            browser.screenshot("cloud-signed-in")
+            alb.headers = {OIDC: sent[1]}
+            browser.open(alb.url)
+            browser.wait_text("Signed in as bob@example.com (viewer)")
+            alb.headers = {OIDC: sent[2]}
+            browser.open(alb.url)
+            browser.wait_text("not this dashboard's load balancer")
+            assert "Signed in" not in browser.text()
+        finally:
+            alb.close()
+        browser.open(app.url)  # around the load balancer: no header at all
+        browser.wait_text("Access refused: no x-amzn-oidc-data header")
+        assert "Signed in" not in browser.text()
+        log = app.log()
+        assert "not this dashboard's load balancer" in log, "refusals are logged with their reason"
+        assert not any(part in log for token in sent for part in token.split(".")), "tokens never reach the log"
