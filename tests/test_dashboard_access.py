@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -452,3 +453,19 @@ def test_cloud_gate_in_chromium_behind_the_load_balancer(browser: Browser, keys:
         log = app.log()
         assert "not this dashboard's load balancer" in log, "refusals are logged with their reason"
         assert not any(part in log for token in sent for part in token.split(".")), "tokens never reach the log"
+
+
+def test_docs_name_every_setting_and_show_pictures_a_test_took() -> None:
+    """docs/dashboard-access.md's table of variables is AccessSettings' fields, and what it shows exists."""
+    doc = (REPO / "docs" / "dashboard-access.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| `")]
+    named = {n.lower() for line in table for n in re.findall(r"`([A-Z_]+)`", line.split("|")[1])}
+    assert named == set(AccessSettings.model_fields)
+    for line in table:  # each default the table states is the model's
+        names, default = line.split("|")[1], line.split("|")[2]
+        for n, d in zip(re.findall(r"`([A-Z_]+)`", names), re.findall(r"`([^`]+)`", default), strict=False):
+            value = AccessSettings.model_fields[n.lower()].default
+            shown = ",".join(value) if isinstance(value, tuple) else str(value).rstrip("0").rstrip(".")
+            assert shown == d, f"{n}: the doc says {d}, the code {shown}"
+    for picture in re.findall(r"\(img/dashboard/([\w.-]+\.png)\)", doc):
+        assert (REPO / "docs" / "img" / "dashboard" / picture).is_file(), f"run bench/screenshots.py: {picture}"

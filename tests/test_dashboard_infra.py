@@ -100,6 +100,8 @@ def test_only_https_reaches_the_load_balancer_and_only_it_reaches_the_app(doc: d
         r["LoadBalancerToApp"]["Properties"]
     ]
     assert sorted(e["FromPort"] for e in lb_out) == [443, 8501]
+    app_out = r["AppSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert [(e["FromPort"], e["ToPort"]) for e in app_out] == [(443, 443)], "the tasks reach out on HTTPS only"
     assert r["Service"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
     assert r["LoadBalancer"]["Properties"]["LoadBalancerAttributes"][0] == {
         "Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"}  # fmt: skip
