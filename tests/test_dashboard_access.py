@@ -346,7 +346,7 @@ def test_lan_password_gate_in_chromium(browser: Browser, tmp_path: Path) -> None
     script.write_text(APP)
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "GGVISION_DASHBOARD_PASSWORD_HASH": hash_password("site-7 password", iterations=1000)}  # fmt: skip
-    with StreamlitServer(script, env=env, address="0.0.0.0") as app:
+    with StreamlitServer(script, env=env, address="0.0.0.0", log_path=tmp_path / "streamlit.log") as app:
         browser.open(app.url)
         field = browser.wait_for('input[type="password"]', visible=True)
         assert "Signed in" not in browser.text()
@@ -428,7 +428,7 @@ def test_cloud_gate_in_chromium_behind_the_load_balancer(browser: Browser, keys:
            "GGVISION_DASHBOARD_MODE": "cloud", "GGVISION_DASHBOARD_ALB_ARN": ALB_ARN,
            "GGVISION_DASHBOARD_REGION": REGION,
            "GGVISION_DASHBOARD_ALB_KEYS_URL": f"{key_server.base}/elb"}  # fmt: skip
-    with StreamlitServer(script, env=env) as app:
+    with StreamlitServer(script, env=env, log_path=tmp_path / "streamlit.log") as app:
         alb = AlbStandIn(app.port)
         sent = [keys.alb_token({"cognito:groups": ["operator"]}),
                 keys.alb_token({"cognito:groups": ["viewer"], "email": "bob@example.com"}),
