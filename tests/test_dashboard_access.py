@@ -469,3 +469,46 @@ def test_docs_name_every_setting_and_show_pictures_a_test_took() -> None:
             assert shown == d, f"{n}: the doc says {d}, the code {shown}"
     for picture in re.findall(r"\(img/dashboard/([\w.-]+\.png)\)", doc):
         assert (REPO / "docs" / "img" / "dashboard" / picture).is_file(), f"run bench/screenshots.py: {picture}"
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its network, if it has one besides loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if addr.startswith("127.") else addr
+
+
+def test_launcher_serves_on_loopback_only(tmp_path: Path) -> None:
+    from browser_dev import free_port
+    from harness import wait_until
+
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GGVISION_DASHBOARD_")}
+    env |= {"GGVISION_DASHBOARD_PORT": str(port),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    with (tmp_path / "launcher.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard.access", "run", str(script)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    try:
+
+        def answers(host: str) -> bool:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(lambda: answers("127.0.0.1") or proc.poll() is not None, 45, 0.1, "the launched dashboard")
+        assert proc.poll() is None, (tmp_path / "launcher.log").read_text()
+        lan = _lan_address()
+        if lan is not None:
+            assert not answers(lan), f"the dashboard answers on {lan}: it must listen on loopback only"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
