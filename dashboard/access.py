@@ -17,7 +17,8 @@ Two modes (`AccessSettings`, from `GGVISION_DASHBOARD_*` environment variables b
 - edge: the app listens on loopback (`address`, 127.0.0.1 by default), where whoever reaches it is the technician
   at the box (`edge_role`). Listening anywhere else requires a password (or a long random token: the same thing)
   whose PBKDF2 hash is configured (`password_hash`, made by `python -m dashboard.access hash-password`) and is
-  compared in constant time; `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a
+  compared in constant time; an address that typed 5 wrong ones in a minute waits, all together 50 (`THROTTLE`);
+  `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a
   non-loopback address without one, and `gate` refuses too when the server really listens beyond loopback.
 
 Tokens, passwords and hashes are never logged or shown; refusals say why in words (the reason names a claim or the
@@ -419,6 +420,44 @@ def gate(settings: AccessSettings | None = None) -> Identity | None:
     return _edge_gate(st, settings)
 
 
+class SignInThrottle:
+    """Wrong passwords per client address: after `limit` in `window_s`, that address may not try again until the
+    oldest of them is `window_s` old (one client cannot lock the technician out from another address). Streamlit's
+    client address can be spoofed, so all addresses together get `limit * 10` before everyone waits."""
+
+    ALL = "*"
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return 0.0 if len(recent) < limit else self.window_s - (now - recent[-limit])
+
+    def wait_s(self, client: str) -> float:
+        """Seconds before `client` may try again (0: now)."""
+        with self._lock:
+            now = self.clock()
+            return max(self._wait(client, self.limit, now), self._wait(self.ALL, self.limit * 10, now))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            for key in (client, self.ALL):
+                self._failures.setdefault(key, []).append(now)
+            if len(self._failures) > 10_000:  # addresses seen once long ago: forget them
+                self._failures = {k: v for k, v in self._failures.items() if now - v[-1] < self.window_s}
+
+
+THROTTLE = SignInThrottle()
+
+
 def _edge_gate(st: Any, settings: AccessSettings) -> Identity | None:
     # The address the server really listens on decides, not the one configured: an unset server.address
     # means every interface.
@@ -439,12 +478,19 @@ def _edge_gate(st: Any, settings: AccessSettings) -> Identity | None:
         password = st.text_input("Password", type="password", key="ggvision-password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
+        ip = st.context.ip_address
+        client = ip if isinstance(ip, str) else "local"  # None: through localhost
+        wait = THROTTLE.wait_s(client)
+        if wait > 0:
+            st.error(f"Too many wrong passwords: try again in {int(wait) + 1} s.")
+            return None
         if password and check_password(password, settings.password_hash):
             ident = Identity("edge", settings.edge_role)
             st.session_state[SESSION_KEY] = ident
             st.session_state.pop("ggvision-password", None)
             st.rerun()
-        log.warning("dashboard sign-in refused: wrong password")
+        THROTTLE.failed(client)
+        log.warning("dashboard sign-in refused: wrong password from %s", client)
         st.error("Wrong password.")
     return None
 

@@ -512,3 +512,40 @@ def test_launcher_serves_on_loopback_only(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_wrong_passwords_make_that_address_wait(monkeypatch: pytest.MonkeyPatch, server_address: Any) -> None:
+    import dashboard.access as access
+
+    now = [1000.0]
+    throttle = access.SignInThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    monkeypatch.setattr(access, "THROTTLE", throttle)
+    # unit: per address, and the wait ends when the oldest failure leaves the window
+    for _ in range(3):
+        throttle.failed("192.168.1.50")
+    assert throttle.wait_s("192.168.1.50") == 60 and throttle.wait_s("192.168.1.51") == 0
+    now[0] += 59.5
+    assert throttle.wait_s("192.168.1.50") == pytest.approx(0.5)
+    now[0] += 1
+    assert throttle.wait_s("192.168.1.50") == 0
+    # spoofed addresses: all of them together get ten times as many tries
+    for i in range(30):
+        throttle.failed(f"10.0.0.{i}")
+    assert throttle.wait_s("192.168.1.99") == 60
+    now[0] += 60
+    assert throttle.wait_s("192.168.1.99") == 0
+    # in the app: after three wrong passwords even the right one is not checked until the wait is over
+    env_for(monkeypatch, password_hash=hash_password("site-7 password", iterations=1000))
+    server_address("0.0.0.0")
+    at = AppTest.from_string(APP).run(timeout=30)
+    for _ in range(3):
+        at.text_input[0].input("guess")
+        at.button[0].click().run(timeout=30)
+        assert at.error[0].value == "Wrong password."
+    at.text_input[0].input("site-7 password")
+    at.button[0].click().run(timeout=30)
+    assert at.error[0].value == "Too many wrong passwords: try again in 61 s." and not at.success
+    now[0] += 61
+    at.text_input[0].input("site-7 password")
+    at.button[0].click().run(timeout=30)
+    assert at.success[0].value == "Signed in as edge (operator)"
