@@ -5,21 +5,23 @@ Two modes (`AccessSettings`, from `GGVISION_DASHBOARD_*` environment variables b
 - cloud: the app runs behind an Application Load Balancer whose listener authenticates users with Cognito (or any
   OIDC IdP) and forwards the user's claims in `x-amzn-oidc-data`, a JWT the load balancer signs with ES256 (AWS
   ELB guide, "Authenticate users using an Application Load Balancer", section "User claims encoding and signature
-  verification"). `verify_alb` checks that header on every script run: `alg` ES256, the header's `signer` equal to
-  the configured load balancer ARN (checked before any key is fetched), the signature with the public key fetched
-  by `kid` from `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}` (PEM; base URL configurable; keys
-  cached), `exp` in the future (and `iss` when configured). Groups come from the groups claim (`cognito:groups` by
-  default) of those claims, or — Cognito's userInfo, which the load balancer copies into the claims, has no groups —
-  from the Cognito access token the load balancer forwards in `x-amzn-oidc-accesstoken`, verified (RS256) against
-  the user pool's JWKS when `cognito_issuer` is set; its `sub` must be the claims' `sub`. A user in an operator
-  group is an operator, else one in a viewer group a viewer; anyone else, and any request without a valid header,
-  is refused.
+  verification"). `verify_alb` checks that header: `alg` ES256, the header's `signer` equal to the configured load
+  balancer ARN (checked before any key is fetched), the signature with the public key fetched by `kid` from
+  `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}` (PEM; base URL configurable; keys cached), `exp` in
+  the future (and `iss` when configured). Groups come from the groups claim (`cognito:groups` by default) of those
+  claims, or — Cognito's userInfo, which the load balancer copies into the claims, has no groups — from the Cognito
+  access token the load balancer forwards in `x-amzn-oidc-accesstoken`, verified (RS256) against the user pool's
+  JWKS when `cognito_issuer` is set; its `sub` must be the claims' `sub`. A user in an operator group is an
+  operator, else one in a viewer group a viewer; anyone else, and any request without a valid header, is refused.
+  The load balancer signs each request's header to expire within minutes, and a Streamlit session lives on one
+  websocket request: `session_identity` verifies the header when the session starts and keeps the identity for
+  the session, at most `session_max_s` (an hour by default; then a page reload signs in again).
 - edge: the app listens on loopback (`address`, 127.0.0.1 by default), where whoever reaches it is the technician
   at the box (`edge_role`). Listening anywhere else requires a password (or a long random token: the same thing)
   whose PBKDF2 hash is configured (`password_hash`, made by `python -m dashboard.access hash-password`) and is
-  compared in constant time; an address that typed 5 wrong ones in a minute waits, all together 50 (`THROTTLE`);
-  `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a
-  non-loopback address without one, and `gate` refuses too when the server really listens beyond loopback.
+  compared in constant time; an address that typed 5 wrong ones in a minute waits, all together 50 (`THROTTLE`).
+  `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a non-loopback address
+  without one, and `gate` refuses too when the server really listens beyond loopback.
 
 Tokens, passwords and hashes are never logged or shown; refusals say why in words (the reason names a claim or the
 signer, never a token).
@@ -103,6 +105,7 @@ class AccessSettings(BaseModel):
     viewer_groups: tuple[str, ...] = ("viewer",)
     cognito_issuer: str | None = None  # https://cognito-idp.{region}.amazonaws.com/{userPoolId}: groups from the token
     leeway_s: float = Field(30.0, ge=0, le=300)
+    session_max_s: float = Field(3600.0, ge=60, le=43200)  # a cloud session's identity, verified at its start
 
     @field_validator("password_hash")
     @classmethod
@@ -400,6 +403,28 @@ def _load_jwks(body: bytes) -> dict[str, rsa.RSAPublicKey]:
 # ---------------------------------------------------------------------------------------------- the gate
 
 
+def session_identity(
+    headers: Mapping[str, str], settings: AccessSettings, state: Any, keys: _KeyCache = KEYS, clock: Any = time.time
+) -> Identity:
+    """The identity of a Streamlit session in cloud mode. A session is one websocket, opened by one request the load
+    balancer authenticated, and `st.context.headers` are that request's for the session's whole life, while the
+    load balancer signs each request's header to expire within minutes. So the header is verified when the session
+    starts (and whenever it changes) and the identity then holds for `session_max_s`; after that a rerun is refused
+    and a page reload (a new request through the load balancer) signs in again."""
+    token = _header(headers, OIDC_DATA) or ""
+    digest = hashlib.sha256(token.encode()).hexdigest()  # the session keeps a digest, never the token
+    known = state.get(SESSION_KEY)
+    now = clock()
+    if isinstance(known, tuple) and len(known) == 3 and known[0] == digest:
+        if now - known[1] <= settings.session_max_s:
+            return known[2]
+        state.pop(SESSION_KEY, None)
+        raise AccessDenied("this session is older than the dashboard allows: reload the page to sign in again")
+    identity = verify_alb(headers, settings, keys)
+    state[SESSION_KEY] = (digest, now, identity)
+    return identity
+
+
 def gate(settings: AccessSettings | None = None) -> Identity | None:
     """Call once at the top of the app: the user's Identity, or None after showing why not (then `st.stop()`)."""
     import streamlit as st
@@ -412,7 +437,7 @@ def gate(settings: AccessSettings | None = None) -> Identity | None:
             return None
     if settings.mode == "cloud":
         try:
-            return verify_alb(st.context.headers, settings)
+            return session_identity(st.context.headers, settings, st.session_state)
         except AccessDenied as e:
             log.warning("dashboard access refused: %s", e)
             st.error(f"Access refused: {e}")

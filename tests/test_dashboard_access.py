@@ -549,3 +549,30 @@ def test_wrong_passwords_make_that_address_wait(monkeypatch: pytest.MonkeyPatch,
     at.text_input[0].input("site-7 password")
     at.button[0].click().run(timeout=30)
     assert at.success[0].value == "Signed in as edge (operator)"
+
+
+def test_a_session_keeps_the_identity_verified_when_it_started(keys: Keys, key_server: KeyServer) -> None:
+    """The load balancer's header expires minutes after the request (kubernetes-sigs/aws-load-balancer-controller
+    #1715 shows an `exp` 119 s after the logged request), while a Streamlit session lives on its one websocket
+    request: the session verifies once, keeps the identity up to session_max_s, and never keeps the token."""
+    from dashboard.access import session_identity
+
+    settings = cloud_settings(key_server, session_max_s=3600)
+    now = [1_000_000.0]
+    state: dict[str, Any] = {}
+    operator = {OIDC: keys.alb_token({"cognito:groups": ["operator"]})}
+    before = len(key_server.requests)
+    assert session_identity(operator, settings, state, _KeyCache(), lambda: now[0]).role == "operator"
+    assert len(key_server.requests) == before + 1
+    now[0] += 300  # the token has expired by now; the session has not
+    assert session_identity(operator, settings, state, _KeyCache(), lambda: now[0]).role == "operator"
+    assert len(key_server.requests) == before + 1, "not verified again (a fresh key cache would have fetched)"
+    assert not any(part in repr(state) for part in operator[OIDC].split(".")), "the session keeps a digest only"
+    viewer = {OIDC: keys.alb_token({"cognito:groups": ["viewer"], "email": "bob@example.com"})}
+    assert session_identity(viewer, settings, state, _KeyCache(), lambda: now[0]).user == "bob@example.com"
+    now[0] += 3601
+    with pytest.raises(AccessDenied, match="older than the dashboard allows: reload the page"):
+        session_identity(viewer, settings, state, _KeyCache(), lambda: now[0])
+    expired = {OIDC: keys.alb_token({"cognito:groups": ["viewer"], "exp": int(time.time()) - 120})}
+    with pytest.raises(AccessDenied, match="expired"):  # a new session verifies, exp included
+        session_identity(expired, settings, {}, _KeyCache(), lambda: now[0])
