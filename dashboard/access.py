@@ -5,20 +5,23 @@ Two modes (`AccessSettings`, from `GGVISION_DASHBOARD_*` environment variables b
 - cloud: the app runs behind an Application Load Balancer whose listener authenticates users with Cognito (or any
   OIDC IdP) and forwards the user's claims in `x-amzn-oidc-data`, a JWT the load balancer signs with ES256 (AWS
   ELB guide, "Authenticate users using an Application Load Balancer", section "User claims encoding and signature
-  verification"). `verify_alb` checks that header on every script run: `alg` ES256, the header's `signer` equal to
-  the configured load balancer ARN (checked before any key is fetched), the signature with the public key fetched
-  by `kid` from `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}` (PEM; base URL configurable; keys
-  cached), `exp` in the future (and `iss` when configured). Groups come from the groups claim (`cognito:groups` by
-  default) of those claims, or — Cognito's userInfo, which the load balancer copies into the claims, has no groups —
-  from the Cognito access token the load balancer forwards in `x-amzn-oidc-accesstoken`, verified (RS256) against
-  the user pool's JWKS when `cognito_issuer` is set; its `sub` must be the claims' `sub`. A user in an operator
-  group is an operator, else one in a viewer group a viewer; anyone else, and any request without a valid header,
-  is refused.
+  verification"). `verify_alb` checks that header: `alg` ES256, the header's `signer` equal to the configured load
+  balancer ARN (checked before any key is fetched), the signature with the public key fetched by `kid` from
+  `https://public-keys.auth.elb.{region}.amazonaws.com/{kid}` (PEM; base URL configurable; keys cached), `exp` in
+  the future (and `iss` when configured). Groups come from the groups claim (`cognito:groups` by default) of those
+  claims, or — Cognito's userInfo, which the load balancer copies into the claims, has no groups — from the Cognito
+  access token the load balancer forwards in `x-amzn-oidc-accesstoken`, verified (RS256) against the user pool's
+  JWKS when `cognito_issuer` is set; its `sub` must be the claims' `sub`. A user in an operator group is an
+  operator, else one in a viewer group a viewer; anyone else, and any request without a valid header, is refused.
+  The load balancer signs each request's header to expire within minutes, and a Streamlit session lives on one
+  websocket request: `session_identity` verifies the header when the session starts and keeps the identity for
+  the session, at most `session_max_s` (an hour by default; then a page reload signs in again).
 - edge: the app listens on loopback (`address`, 127.0.0.1 by default), where whoever reaches it is the technician
   at the box (`edge_role`). Listening anywhere else requires a password (or a long random token: the same thing)
   whose PBKDF2 hash is configured (`password_hash`, made by `python -m dashboard.access hash-password`) and is
-  compared in constant time; `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a
-  non-loopback address without one, and `gate` refuses too when the server really listens beyond loopback.
+  compared in constant time; an address that typed 5 wrong ones in a minute waits, all together 50 (`THROTTLE`).
+  `serve_command` (the launcher, `python -m dashboard.access run APP`) refuses to bind a non-loopback address
+  without one, and `gate` refuses too when the server really listens beyond loopback.
 
 Tokens, passwords and hashes are never logged or shown; refusals say why in words (the reason names a claim or the
 signer, never a token).
@@ -102,6 +105,7 @@ class AccessSettings(BaseModel):
     viewer_groups: tuple[str, ...] = ("viewer",)
     cognito_issuer: str | None = None  # https://cognito-idp.{region}.amazonaws.com/{userPoolId}: groups from the token
     leeway_s: float = Field(30.0, ge=0, le=300)
+    session_max_s: float = Field(3600.0, ge=60, le=43200)  # a cloud session's identity, verified at its start
 
     @field_validator("password_hash")
     @classmethod
@@ -210,6 +214,7 @@ def serve_command(settings: AccessSettings, app: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", app,
         f"--server.address={settings.address}", f"--server.port={settings.port}",
         "--server.headless=true", "--browser.gatherUsageStats=false",
+        "--client.toolbarMode=viewer",  # no developer menu (rerun, settings, deploy) for users
     ]  # fmt: skip
 
 
@@ -398,6 +403,28 @@ def _load_jwks(body: bytes) -> dict[str, rsa.RSAPublicKey]:
 # ---------------------------------------------------------------------------------------------- the gate
 
 
+def session_identity(
+    headers: Mapping[str, str], settings: AccessSettings, state: Any, keys: _KeyCache = KEYS, clock: Any = time.time
+) -> Identity:
+    """The identity of a Streamlit session in cloud mode. A session is one websocket, opened by one request the load
+    balancer authenticated, and `st.context.headers` are that request's for the session's whole life, while the
+    load balancer signs each request's header to expire within minutes. So the header is verified when the session
+    starts (and whenever it changes) and the identity then holds for `session_max_s`; after that a rerun is refused
+    and a page reload (a new request through the load balancer) signs in again."""
+    token = _header(headers, OIDC_DATA) or ""
+    digest = hashlib.sha256(token.encode()).hexdigest()  # the session keeps a digest, never the token
+    known = state.get(SESSION_KEY)
+    now = clock()
+    if isinstance(known, tuple) and len(known) == 3 and known[0] == digest:
+        if now - known[1] <= settings.session_max_s:
+            return known[2]
+        state.pop(SESSION_KEY, None)
+        raise AccessDenied("this session is older than the dashboard allows: reload the page to sign in again")
+    identity = verify_alb(headers, settings, keys)
+    state[SESSION_KEY] = (digest, now, identity)
+    return identity
+
+
 def gate(settings: AccessSettings | None = None) -> Identity | None:
     """Call once at the top of the app: the user's Identity, or None after showing why not (then `st.stop()`)."""
     import streamlit as st
@@ -410,12 +437,50 @@ def gate(settings: AccessSettings | None = None) -> Identity | None:
             return None
     if settings.mode == "cloud":
         try:
-            return verify_alb(st.context.headers, settings)
+            return session_identity(st.context.headers, settings, st.session_state)
         except AccessDenied as e:
             log.warning("dashboard access refused: %s", e)
             st.error(f"Access refused: {e}")
             return None
     return _edge_gate(st, settings)
+
+
+class SignInThrottle:
+    """Wrong passwords per client address: after `limit` in `window_s`, that address may not try again until the
+    oldest of them is `window_s` old (one client cannot lock the technician out from another address). Streamlit's
+    client address can be spoofed, so all addresses together get `limit * 10` before everyone waits."""
+
+    ALL = "*"
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return 0.0 if len(recent) < limit else self.window_s - (now - recent[-limit])
+
+    def wait_s(self, client: str) -> float:
+        """Seconds before `client` may try again (0: now)."""
+        with self._lock:
+            now = self.clock()
+            return max(self._wait(client, self.limit, now), self._wait(self.ALL, self.limit * 10, now))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            for key in (client, self.ALL):
+                self._failures.setdefault(key, []).append(now)
+            if len(self._failures) > 10_000:  # addresses seen once long ago: forget them
+                self._failures = {k: v for k, v in self._failures.items() if now - v[-1] < self.window_s}
+
+
+THROTTLE = SignInThrottle()
 
 
 def _edge_gate(st: Any, settings: AccessSettings) -> Identity | None:
@@ -438,12 +503,19 @@ def _edge_gate(st: Any, settings: AccessSettings) -> Identity | None:
         password = st.text_input("Password", type="password", key="ggvision-password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
+        ip = st.context.ip_address
+        client = ip if isinstance(ip, str) else "local"  # None: through localhost
+        wait = THROTTLE.wait_s(client)
+        if wait > 0:
+            st.error(f"Too many wrong passwords: try again in {int(wait) + 1} s.")
+            return None
         if password and check_password(password, settings.password_hash):
             ident = Identity("edge", settings.edge_role)
             st.session_state[SESSION_KEY] = ident
             st.session_state.pop("ggvision-password", None)
             st.rerun()
-        log.warning("dashboard sign-in refused: wrong password")
+        THROTTLE.failed(client)
+        log.warning("dashboard sign-in refused: wrong password from %s", client)
         st.error("Wrong password.")
     return None
 

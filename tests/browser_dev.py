@@ -5,7 +5,9 @@
   once `/_stcore/health` answers, or raises with the server's log if it exits or never answers.
 - `Browser(shots_dir)`: headless chromium (`/usr/bin/chromium`) driven by selenium through Debian's
   `/usr/bin/chromedriver` — no driver download. `open(url)`, `wait_for(css)`, `wait_text(text)`, `wait_js(expr)`
-  wait on the page itself (selenium's WebDriverWait), never a sleep; `screenshot(name)` saves `name.png`.
+  wait on the page itself (selenium's WebDriverWait), never a sleep; `click(css)`, `wait_image(css)` (loaded, with
+  its natural size), `play_video(css)` (metadata, then playing: duration, size, frames decoded);
+  `screenshot(name)` saves `name.png`.
 - Screenshots go to the directory a test gives (its tmp_path); when `GGVISION_SCREENSHOTS` names a directory they
   go there instead — `bench/screenshots.py` sets it to docs/img/dashboard/ and runs the dashboard's browser
   tests, so every picture the docs link is one a test checked.
@@ -227,6 +229,50 @@ class Browser:
                 f"timed out after {timeout or self.timeout}s waiting for {what or script!r}; page text:\n"
                 f"{self.text()[:2000]}"
             ) from None
+
+    def click(self, css: str, timeout: float | None = None) -> None:
+        """Click the first element matching `css` once it is visible."""
+        self.wait_for(css, timeout, visible=True).click()
+
+    def wait_image(self, css: str = "img", timeout: float | None = None) -> dict[str, int]:
+        """Wait until an image matching `css` has loaded (complete, natural size > 0); returns its natural size."""
+        return self.wait_js(
+            "const i = document.querySelector(arguments[0]);"
+            " return i && i.complete && i.naturalWidth > 0 && {width: i.naturalWidth, height: i.naturalHeight}",
+            css,
+            timeout=timeout,
+            what=f"image {css!r} to load",
+        )
+
+    def play_video(self, css: str = "video", min_time: float = 0.5, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for a <video>'s metadata, start it (muted), and wait until it has played `min_time` seconds.
+
+        Returns {duration, width, height, src, time, frames}; a MediaError (the browser cannot play it) fails
+        with its code instead of timing out."""
+        video = self.wait_for(css, timeout)
+        meta = self.wait_js(
+            "const v = arguments[0]; if (v.error) return {error: v.error.code};"
+            " return v.readyState >= 1 && {duration: v.duration, width: v.videoWidth, height: v.videoHeight,"
+            " src: v.currentSrc}",
+            video,
+            timeout=timeout,
+            what=f"the metadata of {css!r}",
+        )
+        if "error" in meta:
+            raise AssertionError(f"chromium cannot play {css!r}: MediaError code {meta['error']}")
+        self.driver.execute_script("arguments[0].muted = true; arguments[0].play()", video)
+        played = self.wait_js(
+            "const v = arguments[0]; if (v.error) return {error: v.error.code};"
+            " return v.currentTime >= arguments[1]"
+            " && {time: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames}",
+            video,
+            min_time,
+            timeout=timeout,
+            what=f"{css!r} to play {min_time} s",
+        )
+        if "error" in played:
+            raise AssertionError(f"chromium stopped playing {css!r}: MediaError code {played['error']}")
+        return {**meta, **played}
 
     def text(self) -> str:
         with contextlib.suppress(Exception):

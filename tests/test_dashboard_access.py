@@ -16,8 +16,11 @@ keys, and the tokens are minted the way the load balancer and Cognito mint them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -343,7 +346,7 @@ def test_lan_password_gate_in_chromium(browser: Browser, tmp_path: Path) -> None
     script.write_text(APP)
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "GGVISION_DASHBOARD_PASSWORD_HASH": hash_password("site-7 password", iterations=1000)}  # fmt: skip
-    with StreamlitServer(script, env=env, address="0.0.0.0") as app:
+    with StreamlitServer(script, env=env, address="0.0.0.0", log_path=tmp_path / "streamlit.log") as app:
         browser.open(app.url)
         field = browser.wait_for('input[type="password"]', visible=True)
         assert "Signed in" not in browser.text()
@@ -358,3 +361,218 @@ def test_lan_password_gate_in_chromium(browser: Browser, tmp_path: Path) -> None
         browser.wait_text("Signed in as edge (operator)")
         assert not browser.driver.find_elements(By.CSS_SELECTOR, 'input[type="password"]')
         assert "site-7" not in app.log(), "the password never reaches the log"
+
+
+class AlbStandIn:
+    """What the load balancer does for the app after it authenticated a user: every request it forwards has the
+    client's own x-amzn-oidc-* headers removed and the load balancer's added. A TCP proxy on loopback that rewrites
+    each request head (one request per connection upstream: `Connection: close`, except the websocket upgrade)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.headers: dict[str, str] = {}
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(client)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, rest = data.split(b"\r\n\r\n", 1)
+            request, *fields = head.decode("latin-1").split("\r\n")
+            upgrade = any(f.lower().startswith("upgrade:") for f in fields)
+            kept = [f for f in fields if not f.lower().startswith("x-amzn-oidc-")
+                    and (upgrade or not f.lower().startswith(("connection:", "keep-alive:")))]  # fmt: skip
+            added = [f"{k}: {v}" for k, v in self.headers.items()] + ([] if upgrade else ["Connection: close"])
+            upstream = stack.enter_context(socket.create_connection(("127.0.0.1", self.upstream_port)))
+            upstream.sendall("\r\n".join([request, *kept, *added]).encode("latin-1") + b"\r\n\r\n" + rest)
+            back = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+            back.start()
+            self._pipe(client, upstream)
+            back.join(timeout=30)
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_cloud_gate_in_chromium_behind_the_load_balancer(browser: Browser, keys: Keys, key_server: KeyServer,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """The app reads the signed header from the real request (st.context.headers), through a real server."""
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "GGVISION_DASHBOARD_MODE": "cloud", "GGVISION_DASHBOARD_ALB_ARN": ALB_ARN,
+           "GGVISION_DASHBOARD_REGION": REGION,
+           "GGVISION_DASHBOARD_ALB_KEYS_URL": f"{key_server.base}/elb"}  # fmt: skip
+    with StreamlitServer(script, env=env, log_path=tmp_path / "streamlit.log") as app:
+        alb = AlbStandIn(app.port)
+        sent = [keys.alb_token({"cognito:groups": ["operator"]}),
+                keys.alb_token({"cognito:groups": ["viewer"], "email": "bob@example.com"}),
+                keys.alb_token({"cognito:groups": ["operator"]}, signer=OTHER_ARN)]  # fmt: skip
+        try:
+            alb.headers = {OIDC: sent[0]}
+            browser.open(alb.url)
+            browser.wait_text("Signed in as alice@example.com (operator)")
+            browser.screenshot("cloud-signed-in")
+            alb.headers = {OIDC: sent[1]}
+            browser.open(alb.url)
+            browser.wait_text("Signed in as bob@example.com (viewer)")
+            alb.headers = {OIDC: sent[2]}
+            browser.open(alb.url)
+            browser.wait_text("not this dashboard's load balancer")
+            assert "Signed in" not in browser.text()
+        finally:
+            alb.close()
+        browser.open(app.url)  # around the load balancer: no header at all
+        browser.wait_text("Access refused: no x-amzn-oidc-data header")
+        assert "Signed in" not in browser.text()
+        log = app.log()
+        assert "not this dashboard's load balancer" in log, "refusals are logged with their reason"
+        assert not any(part in log for token in sent for part in token.split(".")), "tokens never reach the log"
+
+
+def test_docs_name_every_setting_and_show_pictures_a_test_took() -> None:
+    """docs/dashboard-access.md's table of variables is AccessSettings' fields, and what it shows exists."""
+    doc = (REPO / "docs" / "dashboard-access.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| `")]
+    named = {n.lower() for line in table for n in re.findall(r"`([A-Z_]+)`", line.split("|")[1])}
+    assert named == set(AccessSettings.model_fields)
+    for line in table:  # each default the table states is the model's
+        names, default = line.split("|")[1], line.split("|")[2]
+        for n, d in zip(re.findall(r"`([A-Z_]+)`", names), re.findall(r"`([^`]+)`", default), strict=False):
+            value = AccessSettings.model_fields[n.lower()].default
+            shown = ",".join(value) if isinstance(value, tuple) else str(value).rstrip("0").rstrip(".")
+            assert shown == d, f"{n}: the doc says {d}, the code {shown}"
+    for picture in re.findall(r"\(img/dashboard/([\w.-]+\.png)\)", doc):
+        assert (REPO / "docs" / "img" / "dashboard" / picture).is_file(), f"run bench/screenshots.py: {picture}"
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its network, if it has one besides loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if addr.startswith("127.") else addr
+
+
+def test_launcher_serves_on_loopback_only(tmp_path: Path) -> None:
+    from browser_dev import free_port
+    from harness import wait_until
+
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GGVISION_DASHBOARD_")}
+    env |= {"GGVISION_DASHBOARD_PORT": str(port),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    with (tmp_path / "launcher.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard.access", "run", str(script)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    try:
+
+        def answers(host: str) -> bool:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(lambda: answers("127.0.0.1") or proc.poll() is not None, 45, 0.1, "the launched dashboard")
+        assert proc.poll() is None, (tmp_path / "launcher.log").read_text()
+        lan = _lan_address()
+        if lan is not None:
+            assert not answers(lan), f"the dashboard answers on {lan}: it must listen on loopback only"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_wrong_passwords_make_that_address_wait(monkeypatch: pytest.MonkeyPatch, server_address: Any) -> None:
+    import dashboard.access as access
+
+    now = [1000.0]
+    throttle = access.SignInThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    monkeypatch.setattr(access, "THROTTLE", throttle)
+    # unit: per address, and the wait ends when the oldest failure leaves the window
+    for _ in range(3):
+        throttle.failed("192.168.1.50")
+    assert throttle.wait_s("192.168.1.50") == 60 and throttle.wait_s("192.168.1.51") == 0
+    now[0] += 59.5
+    assert throttle.wait_s("192.168.1.50") == pytest.approx(0.5)
+    now[0] += 1
+    assert throttle.wait_s("192.168.1.50") == 0
+    # spoofed addresses: all of them together get ten times as many tries
+    for i in range(30):
+        throttle.failed(f"10.0.0.{i}")
+    assert throttle.wait_s("192.168.1.99") == 60
+    now[0] += 60
+    assert throttle.wait_s("192.168.1.99") == 0
+    # in the app: after three wrong passwords even the right one is not checked until the wait is over
+    env_for(monkeypatch, password_hash=hash_password("site-7 password", iterations=1000))
+    server_address("0.0.0.0")
+    at = AppTest.from_string(APP).run(timeout=30)
+    for _ in range(3):
+        at.text_input[0].input("guess")
+        at.button[0].click().run(timeout=30)
+        assert at.error[0].value == "Wrong password."
+    at.text_input[0].input("site-7 password")
+    at.button[0].click().run(timeout=30)
+    assert at.error[0].value == "Too many wrong passwords: try again in 61 s." and not at.success
+    now[0] += 61
+    at.text_input[0].input("site-7 password")
+    at.button[0].click().run(timeout=30)
+    assert at.success[0].value == "Signed in as edge (operator)"
+
+
+def test_a_session_keeps_the_identity_verified_when_it_started(keys: Keys, key_server: KeyServer) -> None:
+    """The load balancer's header expires minutes after the request (kubernetes-sigs/aws-load-balancer-controller
+    #1715 shows an `exp` 119 s after the logged request), while a Streamlit session lives on its one websocket
+    request: the session verifies once, keeps the identity up to session_max_s, and never keeps the token."""
+    from dashboard.access import session_identity
+
+    settings = cloud_settings(key_server, session_max_s=3600)
+    now = [1_000_000.0]
+    state: dict[str, Any] = {}
+    operator = {OIDC: keys.alb_token({"cognito:groups": ["operator"]})}
+    before = len(key_server.requests)
+    assert session_identity(operator, settings, state, _KeyCache(), lambda: now[0]).role == "operator"
+    assert len(key_server.requests) == before + 1
+    now[0] += 300  # the token has expired by now; the session has not
+    assert session_identity(operator, settings, state, _KeyCache(), lambda: now[0]).role == "operator"
+    assert len(key_server.requests) == before + 1, "not verified again (a fresh key cache would have fetched)"
+    assert not any(part in repr(state) for part in operator[OIDC].split(".")), "the session keeps a digest only"
+    viewer = {OIDC: keys.alb_token({"cognito:groups": ["viewer"], "email": "bob@example.com"})}
+    assert session_identity(viewer, settings, state, _KeyCache(), lambda: now[0]).user == "bob@example.com"
+    now[0] += 3601
+    with pytest.raises(AccessDenied, match="older than the dashboard allows: reload the page"):
+        session_identity(viewer, settings, state, _KeyCache(), lambda: now[0])
+    expired = {OIDC: keys.alb_token({"cognito:groups": ["viewer"], "exp": int(time.time()) - 120})}
+    with pytest.raises(AccessDenied, match="expired"):  # a new session verifies, exp included
+        session_identity(expired, settings, {}, _KeyCache(), lambda: now[0])
