@@ -2,7 +2,8 @@
 processing stacks, the second-stage endpoint, the ingest runner) and then the local runtime on the build output
 with the Uplink writing to that cloud's data bucket and the IoT rules' archive stood in by the runtime, so the
 demo camera's events become verdict items in DynamoDB within seconds. `--no-cloud` runs the edge alone, with the
-Uplink's local directory bucket as before."""
+Uplink's local directory bucket as before. Both print the dashboard's URL and run it alongside (`--no-dashboard`:
+not)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -54,11 +55,16 @@ def run(
     cloud: Annotated[bool, typer.Option(help="start the local cloud (moto, the endpoint, the ingest runner)")] = True,
     model: Annotated[Path, typer.Option(help="the cloud's second-stage model folder")]
     = Path("components/com.ggvision.Model.SyntheticDetector"),
+    dashboard: Annotated[bool, typer.Option(help="start the dashboard alongside, on loopback")] = True,
 ) -> None:
     """The whole system on this machine: the local cloud, then the edge under the local runtime (Ctrl-C stops
     both)."""
     if not cloud:  # the recipe's sink again (a previous run may have left the cloud's in the root's config)
-        nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"])
+        board = start_dashboard(root, "edge") if dashboard else None
+        try:
+            nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"])
+        finally:
+            stop(board)
         return
     try:
         proc, info = start_cloud(root, model)
@@ -69,12 +75,35 @@ def run(
                   f"{info['data_bucket']}, verdicts table {info['table']}, endpoint {info['sagemaker_url']}")
     os.environ.update(AWS_ACCESS_KEY_ID=info["aws_access_key_id"], AWS_SECRET_ACCESS_KEY=info["aws_secret_access_key"],
                       AWS_DEFAULT_REGION=info["region"])  # the components' boto3 (a device gets TES credentials)
+    board = start_dashboard(root, "cloud") if dashboard else None
     try:
         nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"], merge=[f"{UPLINK}={json.dumps(uplink_merge(info))}"],
                 rules_bucket=info["data_bucket"], rules_endpoint_url=info["endpoint_url"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(board)
+        stop(proc)
+
+
+def start_dashboard(root: Path, backend: Literal["edge", "cloud"]) -> subprocess.Popen[bytes] | None:
+    """The dashboard on this run's data, on loopback (a free port when 8501 is taken); its URL printed. A dashboard
+    that cannot start is said and skipped: the run goes on without it."""
+    from .dashboard import DEFAULT_PORT, free_or_next, start
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        board, url = start(root, backend, port=free_or_next(DEFAULT_PORT), log=root / "dashboard.log")
+    except (ValueError, OSError) as e:
+        console.print(f"[yellow]dashboard not started: {e}[/yellow]")
+        return None
+    console.print(f"dashboard: {url}  ({backend} backend; log {root / 'dashboard.log'})")
+    return board
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -14,6 +14,7 @@ from harness import REPO
 
 PACKAGES = (
     "ggvision", "gglocal", "ggvision_cli", "topicmatch", "model_registry", "rollout", "deploy", "sites", "cloud",
+    "dashboard",
 )
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -52,6 +53,8 @@ def test_the_tree_keeps_every_import_contract() -> None:
         ("ggvision/framebus/ring.py", "import ggvision.capture.worker", "product-layers"),
         # a cloud-side tool importing component internals
         ("rollout/engine.py", "import ggvision.health.exporter", "tools-use-the-contract"),
+        # the dashboard reaching into the local runtime (it reads the contract, the rings, the rollout engine)
+        ("dashboard/data/edge.py", "import gglocal.nucleus.kernel", "dashboard-reads"),
         # the IPC layer importing the nucleus again (the circle ipc/host.py broke)
         ("gglocal/ipc/operations.py", "import gglocal.nucleus.kernel", "no-circles"),
     ],
