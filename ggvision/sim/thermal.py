@@ -10,6 +10,11 @@ CO2 accuracy about ±(40 ppm + 5 %)). Scenarios:
             flickering plume); the stove adds a few hundred ppm of CO2 and steam raises the humidity
   fire      a hotspot that grows and flickers, reaching several hundred °C, CO2 climbing past
             2,000 ppm, air warming and drying
+
+`distance` (1 = the default view) stands back from the scene: the rendered room is shrunk by that factor
+by area averaging (what a farther sensor's pixels integrate, so a small hotspot reads cooler) and placed
+in a plain room at a seeded offset; the gas sensor, farther from the source too, sees each rise above the
+room's baseline divided by it. Training data draws distances to make the fire-risk task less easy.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 WIDTH, HEIGHT = 160, 120
 SCENARIOS = ("normal", "heater", "sunlight", "cooking", "fire")
 LEPTON_FPS = 8.7
 SCD41_PERIOD_S = 5.0
+MAX_DISTANCE = 8.0
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,14 @@ class GasReading:
 
 
 class ThermalSimulator:
-    def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
+    def __init__(self, scenario: str = "normal", seed: int = 0, distance: float = 1.0) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
+        if not 1.0 <= distance <= MAX_DISTANCE:
+            raise ValueError(f"distance must be within 1..{MAX_DISTANCE:g}, got {distance!r}")
         self.scenario = scenario
         self.seed = seed
+        self.distance = float(distance)
         rng = np.random.default_rng(seed)
         yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
         self._yy, self._xx = yy, xx
@@ -54,6 +64,8 @@ class ThermalSimulator:
         self._fire_xy = (rng.uniform(40, 120), rng.uniform(60, 100))
         # Drawn last so the other scenarios keep their seeded values: pan centre, radius, top temperature.
         self._pan = (rng.uniform(30, 130), rng.uniform(60, 100), rng.uniform(7, 13), rng.uniform(150, 230))
+        # Drawn from their own stream so distance 1 keeps every earlier seeded value.
+        self._view_at = np.random.default_rng((seed, 11)).uniform(0, 1, 2)
 
     def _blob(self, cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
         return np.exp(-(((self._xx - cx) / sx) ** 2 + ((self._yy - cy) / sy) ** 2) / 2).astype(np.float32)
@@ -85,8 +97,18 @@ class ThermalSimulator:
             peak = 60 + 440 * growth
             flicker = 1 + 0.15 * math.sin(t * 7.3) + 0.1 * rng.standard_normal()
             img = np.maximum(img, 21 + (peak * flicker - 21) * self._blob(*self._fire_xy, size, size * 1.3))
+        if self.distance > 1.0:
+            img = self._from_afar(img)
         img += rng.normal(0, 0.05, img.shape).astype(np.float32)  # sensor noise (NETD ~50 mK)
         return img
+
+    def _from_afar(self, img: np.ndarray) -> np.ndarray:
+        w, h = max(1, round(WIDTH / self.distance)), max(1, round(HEIGHT / self.distance))
+        small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        out = self._room.copy()
+        x0, y0 = int(self._view_at[0] * (WIDTH - w)), int(self._view_at[1] * (HEIGHT - h))
+        out[y0:y0 + h, x0:x0 + w] = small
+        return out
 
     def gas(self, t: float) -> GasReading:
         rng = np.random.default_rng((self.seed, 7, int(t / SCD41_PERIOD_S)))
@@ -105,5 +127,7 @@ class ThermalSimulator:
             co2 += 2400 * growth**1.5
             temp += 9 * growth
             rh -= 15 * growth
+        d = self.distance  # a farther sensor sees each rise above the room's baseline diluted
+        co2, temp, rh = 520 + (co2 - 520) / d, 21.5 + (temp - 21.5) / d, 45.0 + (rh - 45.0) / d
         co2 += rng.normal(0, 40 + 0.05 * co2) / 2
         return GasReading(float(max(400.0, co2)), float(temp + rng.normal(0, 0.2)), float(rh + rng.normal(0, 0.8)))

@@ -2,7 +2,9 @@
 
 Each row is FEATURE_NAMES of one simulated Lepton frame and the SCD41 reading of the same moment,
 labelled 1 for the fire scenario (from ignition on, so the early, still small fire is in the data)
-and 0 for normal, heater, sunlight and cooking. Seeds split train / held-out evaluation.
+and 0 for normal, heater, sunlight and cooking. Seeds split train / held-out evaluation. Each (scenario, seed)
+is seen from a distance drawn uniformly from `distances` (ThermalSimulator's `distance`: smaller, cooler-reading
+hotspots and diluted gas), so the classes overlap as they would for sensors mounted at different heights.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Rows:
     y: np.ndarray  # (n,) int64, 1 = fire
     scenario: np.ndarray  # (n,) str
     t: np.ndarray  # (n,) float64 scenario time, s
+    distance: np.ndarray  # (n,) float64 the simulator's viewing distance
 
 
 def sample_times(scenario: str, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -36,16 +39,20 @@ def sample_times(scenario: str, count: int, rng: np.random.Generator) -> np.ndar
     return rng.uniform(0, HORIZON_S, count)
 
 
-def make_rows(seeds: Sequence[int], per_seed: int, scenarios: Sequence[str] = SCENARIOS, seed: int = 0) -> Rows:
+def make_rows(seeds: Sequence[int], per_seed: int, scenarios: Sequence[str] = SCENARIOS, seed: int = 0,
+              distances: tuple[float, float] = (1.0, 1.0)) -> Rows:
     rng = np.random.default_rng(seed)
-    xs, ys, names, times = [], [], [], []
+    xs, ys, names, times, dists = [], [], [], [], []
     for scenario in scenarios:
         for s in seeds:
-            sim = ThermalSimulator(scenario, s)
+            d = float(rng.uniform(*distances)) if distances[1] > distances[0] else distances[0]
+            sim = ThermalSimulator(scenario, s, distance=d)
             for t in sample_times(scenario, per_seed, rng):
                 xs.append(feature_vector(sim.frame(float(t)), sim.gas(float(t))))
                 ys.append(int(scenario == FIRE))
                 names.append(scenario)
                 times.append(float(t))
-    return Rows(np.stack(xs).astype(np.float32), np.array(ys, np.int64), np.array(names), np.array(times))
+                dists.append(d)
+    return Rows(np.stack(xs).astype(np.float32), np.array(ys, np.int64), np.array(names), np.array(times),
+                np.array(dists))
 

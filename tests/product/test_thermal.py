@@ -95,3 +95,15 @@ def test_thermal_worker_keeps_its_pace_when_the_wall_clock_steps_back(monkeypatc
     finally:
         w.stop()
     assert stamps[-1] < real() - 3500  # stamped with the (stepped) wall clock
+
+
+def test_distance_shrinks_the_scene_and_dilutes_the_gas() -> None:
+    near, far = ThermalSimulator("fire", seed=1), ThermalSimulator("fire", seed=1, distance=4.0)
+    assert np.array_equal(near.frame(60.0), ThermalSimulator("fire", seed=1, distance=1.0).frame(60.0))
+    assert np.array_equal(far.frame(60.0), ThermalSimulator("fire", seed=1, distance=4.0).frame(60.0))
+    assert (far.frame(60.0) > 50).sum() < (near.frame(60.0) > 50).sum() / 4  # a smaller hotspot
+    assert far.frame(60.0).shape == (HEIGHT, WIDTH)
+    rise_near, rise_far = near.gas(240).co2_ppm - 520, far.gas(240).co2_ppm - 520
+    assert rise_far < rise_near / 2  # the sensor is farther from the smoke too
+    with pytest.raises(ValueError, match="distance"):
+        ThermalSimulator("fire", seed=1, distance=0.5)
