@@ -9,7 +9,7 @@ ROOT   ?= .ggvision/root
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto libfaketime prometheus prometheus-alertmanager ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium chromium-driver
 
-.PHONY: run test faults lint bench deps build publish component-build models clean distclean dashboard
+.PHONY: run test faults lint bench deps build publish component-build models clean distclean dashboard screenshots
 
 deps: $(STAMP)
 
@@ -36,6 +36,10 @@ run: build
 ## dashboard: the dashboard (Streamlit, docs/dashboard.md) on `make run`'s data, on loopback (http://127.0.0.1:8501)
 dashboard: $(STAMP)
 	$(BIN)/ggvision dashboard --root $(ROOT)
+
+## screenshots: re-take the dashboard screenshots the docs link (docs/img/dashboard/, headless chromium)
+screenshots: $(STAMP)
+	$(BIN)/python bench/screenshots.py
 
 ## test: lint, then the whole test suite
 test: $(STAMP) lint
