@@ -265,3 +265,73 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "example.yaml"
     path.write_text(text)
     return path
+
+
+SECRET_SITE = """\
+stages:
+  dev: {thingGroup: ggvision-dev, configuration: {com.ggvision.Uplink: {bandwidthKbps: 4000}}}
+sites:
+  lab:
+    stage: dev
+    devices:
+      lab-box:
+        cameras:
+          door: {capture: {source: {type: rtsp, url: "rtsp://10.0.0.5/stream1",
+                                    credentialsSecret: ggvision/lab-box/cameras/door}}}
+"""
+
+
+def test_apply_deploy_sends_the_filled_document_to_the_stage_thing_group(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`apply --deploy` against AWS: the document it wrote, placeholders filled, as one greengrassv2
+    CreateDeployment to the stage's thing group (rollout's AwsBackend). moto has no greengrassv2, so botocore's
+    Stubber stands for the service: the client still validates the request against the service model
+    (botocore/data/greengrassv2/2020-11-30/service-2.json, CreateDeploymentRequest) before the stub answers."""
+    import boto3
+    from botocore.stub import Stubber
+
+    import sites.deploy
+    from deploy.render import render_document
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    moto = MotoProcess(tmp_path / "moto.log")
+    try:
+        moto.client("iot").create_thing(thingName="lab-box")
+        site = tmp_path / "site.yaml"
+        site.write_text(SECRET_SITE)
+        deployments = _deployments(tmp_path)
+        args = ["apply", str(site), "--stage", "dev", "--deployments", str(deployments), "--endpoint-url", moto.url,
+                "--region", "us-east-1", "--account", "123456789012"]
+        gg = boto3.client("greengrassv2", region_name="us-east-1")
+        monkeypatch.setattr(sites.deploy, "greengrass_client", lambda session: gg)
+        runner = CliRunner()
+        with Stubber(gg) as stub:  # no --deploy: nothing reaches the service (the stub has no response to give)
+            out = runner.invoke(app, args)
+            assert out.exit_code == 0, out.output
+            assert "--deploy" in out.output
+            stub.assert_no_pending_responses()
+        filled = render_document(json.loads((deployments / "dev.json").read_text()), "us-east-1", "123456789012")
+        request = {k: filled[k] for k in ("targetArn", "deploymentName", "components", "deploymentPolicies",
+                                          "iotJobConfiguration")}
+        assert request["targetArn"] == "arn:aws:iot:us-east-1:123456789012:thinggroup/ggvision-dev"
+        secret = json.loads(request["components"]["aws.greengrass.SecretManager"]["configurationUpdate"]["merge"])
+        assert secret["cloudSecrets"] == [
+            {"arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ggvision/lab-box/cameras/door"}]
+        with Stubber(gg) as stub:
+            stub.add_response("create_deployment", {"deploymentId": "d-1", "iotJobId": "j-1",
+                                                    "iotJobArn": "arn:aws:iot:us-east-1:123456789012:job/j-1"},
+                              request)
+            out = runner.invoke(app, [*args, "--deploy"])
+            assert out.exit_code == 0, out.output
+            stub.assert_no_pending_responses()
+        assert "deployed stage dev to thing group ggvision-dev: deployment d-1" in " ".join(out.output.split())
+        # a document aimed at another group is neither written nor deployed: the error says which two disagree
+        doc = json.loads((deployments / "dev.json").read_text())
+        doc["targetArn"] = doc["targetArn"].replace("ggvision-dev", "ggvision-other")
+        (deployments / "dev.json").write_text(json.dumps(doc))
+        with Stubber(gg):
+            out = runner.invoke(app, [*args, "--deploy"])
+        assert out.exit_code == 2 and "targets thing group 'ggvision-other'" in out.output, out.output
+    finally:
+        moto.stop()
