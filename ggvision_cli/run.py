@@ -30,6 +30,7 @@ console = Console(stderr=True)
 UPLINK = "com.ggvision.Uplink"
 CLOUD_START_S = 180.0
 THING = "ggvision-local"  # the runtime's thing name (`ggvision nucleus --thing-name`'s default)
+CLOUD_KEYS = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "  # the local cloud's (moto's) credentials
 
 
 def start_cloud(root: Path, model: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -106,7 +107,6 @@ def run(
 
 
 def _say_how_to_add_a_camera(site: Path, root: Path, secrets_endpoint_url: str | None, region: str | None) -> None:
-    keys = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing " if region else ""  # the local cloud's
-    first, second = two_commands(site, root, THING, secrets_endpoint_url, region, keys)
+    first, second = two_commands(site, root, THING, secrets_endpoint_url, region, CLOUD_KEYS if region else "")
     console.print(f"add an RTSP camera to this device (docs/sites.md), in another shell:\n  {first}\n  {second}",
                   highlight=False, soft_wrap=True)

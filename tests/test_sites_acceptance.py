@@ -157,3 +157,20 @@ def test_a_new_user_adds_an_rtsp_camera_to_a_running_ggvision_run_with_two_comma
         rt.cleanup()
         server.stop()
         moto.stop()
+
+
+def test_the_docs_show_the_two_commands_ggvision_run_prints() -> None:
+    """docs/sites.md ("Adding a camera to `make run`") and the README ("Adding your site") show what `ggvision run`
+    prints for its default root and the local cloud, with a user's values put in for CAM, HOST/PATH and USER."""
+    from ggvision_cli.run import CLOUD_KEYS, THING
+    from ggvision_cli.sitefile import two_commands
+
+    printed = two_commands(Path(".ggvision/site.yaml"), Path(".ggvision/root"), THING, "http://127.0.0.1:PORT",
+                           "us-east-1", CLOUD_KEYS)
+    user = [printed[0].replace("--name CAM", "--name door").replace("rtsp://HOST/PATH", "rtsp://10.0.0.5/stream1")
+            .replace("--user USER", "--user admin"), printed[1]]
+    docs = (REPO / "docs" / "sites.md").read_text().split("### Adding a camera to `make run`", 1)[1]
+    readme = (REPO / "README.md").read_text().split("## Adding your site", 1)[1].split("\n## ", 1)[0]
+    for text in (docs, readme):
+        for command in user:
+            assert command in text, command

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from capture_dev import NAME, capture_dev_recipe
 from harness import REPO, Runtime, wait_until
 from typer.testing import CliRunner
@@ -335,3 +336,64 @@ def test_apply_deploy_sends_the_filled_document_to_the_stage_thing_group(tmp_pat
         assert out.exit_code == 2 and "targets thing group 'ggvision-other'" in out.output, out.output
     finally:
         moto.stop()
+
+
+def test_apply_deploy_to_a_fleet_keeps_the_group_components_and_brings_the_shadows(tmp_path: Path) -> None:
+    """`apply --deploy --fleet`: the fleet's group gets a deployment (rollout's LocalBackend) that keeps the
+    components its last one had and adds what the site file drives — the stage configuration and ShadowManager's
+    sync — so the device takes its shadow (its camera runs) and the stage's key, the AWS account's parts of the
+    document staying out."""
+    if not _have_mosquitto():
+        pytest.skip("mosquitto is not installed (make test installs Debian's mosquitto)")
+    import os
+    import sys
+
+    from gglocal.fleet.runner import Fleet
+    from gglocal.fleet.shadows import fleet_shadow_client
+    from rollout.backends.local import LocalBackend
+
+    thing, product = "ggv-dev-1", "com.ggvision.Capture"
+    base = tmp_path / "base" / "recipes"
+    dev = capture_dev_recipe(base, cameras={}, sensors={}, metricsPeriodS=1)
+    doc = json.loads(dev.read_text())
+    doc["ComponentName"] = product  # the product's recipe under its own name (Run: this checkout's python)
+    dev.unlink()
+    (base / f"{product}-{doc['ComponentVersion']}.json").write_text(json.dumps(doc))
+    deployments = _deployments(tmp_path)
+    stage_doc = json.loads((deployments / "dev.json").read_text())
+    stage_doc["components"][product] = {"componentVersion": doc["ComponentVersion"]}
+    (deployments / "dev.json").write_text(json.dumps(stage_doc))
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "stages": {"dev": {"thingGroup": "ggvision-dev", "configuration": {product: {"metricsPeriodS": 2}}}},
+        "sites": {"lab": {"stage": "dev", "devices": {thing: {"cameras": {"cam-a": {"capture": {
+            "source": {"type": "synthetic", "width": 160, "height": 120, "fps": 5, "seed": 1}}}}}}}}}))
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # components' python3
+    fleet = Fleet(tmp_path / "fleet", {thing: ["ggvision-dev"]}, base=tmp_path / "base", settle_s=0.5)
+    backend = client = None
+    try:
+        backend = LocalBackend(fleet.start())
+        first = backend.deploy("ggvision-dev", {product: {"componentVersion": doc["ComponentVersion"]}}, name="suite")
+        backend.client.wait_for(lambda: backend.device_status(thing, first.deployment_id).status == "SUCCEEDED",
+                                60, "the suite on the device")
+        out = CliRunner().invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                       "--fleet", str(fleet.dir), "--deploy"])
+        assert out.exit_code == 0, out.output
+        assert "deployed stage dev to the fleet's thing group ggvision-dev" in " ".join(out.output.split())
+        backend.client.wait_for(lambda: backend.current("ggvision-dev").deployment_id != first.deployment_id, 10,
+                                "the new group deployment")
+        current = backend.current("ggvision-dev")
+        assert set(current.components) == {product, shadows.SHADOW_MANAGER}  # kept + the site's; no Uplink, Suite
+        assert current.components[product]["configurationUpdate"] == {"merge": {"metricsPeriodS": 2}}
+        (tmp_path / "client").mkdir()
+        client = fleet_shadow_client(fleet.dir, tmp_path / "client")
+        wait_until(lambda: set(((client.get(thing, shadows.CAPTURE) or {}).get("state", {}).get("reported") or {})
+                               .get("cameras", {})) == {"cam-a"}, 60, interval=0.2, what="cam-a reported")
+        config = json.loads((fleet.dir / "devices" / thing / "root" / "config" / "config.json").read_text())
+        assert config[product]["metricsPeriodS"] == 2
+    finally:
+        if client is not None:
+            client.close()
+        if backend is not None:
+            backend.close()
+        fleet.stop()
