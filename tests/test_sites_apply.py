@@ -177,6 +177,11 @@ def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Pat
         first = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
                                     "--runtime", str(rt.root)])
         assert first.exit_code == 0, first.output
+        # --deploy to a runtime that does not run a component the stage configures: refused, the cause printed
+        refused = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                      "--runtime", str(rt.root), "--deploy"])
+        assert refused.exit_code == 1, refused.output
+        assert "FAILED" in refused.output and "com.ggvision.Uplink" in refused.output, refused.output
         wait_until(lambda: set(_reported(rt, thing).get("cameras", {})) == {"cam-a"}, 60, what="cam-a running")
         starts = rt.log(NAME).count("run: starting")
         # the new user's two steps: add the camera to the site file, apply
