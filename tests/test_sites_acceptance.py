@@ -169,7 +169,7 @@ def test_the_docs_show_the_two_commands_ggvision_run_prints() -> None:
                            "us-east-1", CLOUD_KEYS)
     user = [printed[0].replace("--name CAM", "--name door").replace("rtsp://HOST/PATH", "rtsp://10.0.0.5/stream1")
             .replace("--user USER", "--user admin"), printed[1]]
-    docs = (REPO / "docs" / "sites.md").read_text().split("### Adding a camera to `make run`", 1)[1]
+    docs = (REPO / "docs" / "sites.md").read_text().split("## Adding a camera to `make run`", 1)[1]
     readme = (REPO / "README.md").read_text().split("## Adding your site", 1)[1].split("\n## ", 1)[0]
     for text in (docs, readme):
         for command in user:
