@@ -174,3 +174,14 @@ def test_the_docs_show_the_two_commands_ggvision_run_prints() -> None:
     for text in (docs, readme):
         for command in user:
             assert command in text, command
+    # every option the section names is one of `ggvision run`'s, `camera add`'s or `site apply`'s
+    import typer.main
+
+    from ggvision_cli import app as ggvision_app
+
+    top = typer.main.get_command(ggvision_app)
+    commands = [top.commands["run"], top.commands["camera"].commands["add"],  # type: ignore[attr-defined]
+                top.commands["site"].commands["apply"]]  # type: ignore[attr-defined]
+    options = {o for c in commands for p in c.params for o in (*p.opts, *p.secondary_opts)}
+    named = set(re.findall(r"(--[a-z][a-z-]+)", docs.split("\n## ", 1)[0]))
+    assert named and named <= options, named - options
