@@ -193,6 +193,8 @@ def apply(
         for component, ptr in resets:  # plain lines, whole: a table may cut a long pointer
             print(f"stage {stage}: {component}: reset {ptr} (no longer in the site file: back to its default)")
         if dry_run:
+            if deploy:
+                print(f"stage {stage}: dry run: nothing deployed")
             return
         path.write_text(json.dumps(doc, indent=2) + "\n")
         applied_path(path).write_text(json.dumps(applied_record(site, stage), indent=1, sort_keys=True) + "\n")

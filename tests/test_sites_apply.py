@@ -312,10 +312,12 @@ def test_apply_deploy_sends_the_filled_document_to_the_stage_thing_group(tmp_pat
         gg = boto3.client("greengrassv2", region_name="us-east-1")
         monkeypatch.setattr(sites.deploy, "greengrass_client", lambda session: gg)
         runner = CliRunner()
-        with Stubber(gg) as stub:  # no --deploy: nothing reaches the service (the stub has no response to give)
+        with Stubber(gg) as stub:  # no --deploy, or a dry run: nothing reaches the service (the stub has no answer)
             out = runner.invoke(app, args)
             assert out.exit_code == 0, out.output
             assert "--deploy" in out.output
+            dry = runner.invoke(app, [*args, "--deploy", "--dry-run"])
+            assert dry.exit_code == 0 and "dry run: nothing deployed" in dry.output, dry.output
             stub.assert_no_pending_responses()
         filled = render_document(json.loads((deployments / "dev.json").read_text()), "us-east-1", "123456789012")
         request = {k: filled[k] for k in ("targetArn", "deploymentName", "components", "deploymentPolicies",
