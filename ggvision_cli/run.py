@@ -3,7 +3,12 @@ processing stacks, the second-stage endpoint, the ingest runner) and then the lo
 with the Uplink writing to that cloud's data bucket and the IoT rules' archive stood in by the runtime, so the
 demo camera's events become verdict items in DynamoDB within seconds. `--no-cloud` runs the edge alone, with the
 Uplink's local directory bucket as before. Both print the dashboard's URL and run it alongside (`--no-dashboard`:
-not)."""
+not).
+
+The runtime's SecretManager stand-in downloads camera secrets from the local cloud's Secrets Manager (or
+`--secrets-endpoint-url`), where `ggvision camera add --secrets-endpoint-url` stores them; and a site file describing
+this device (ggvision_cli/sitefile.py) is written beside the root, so adding a camera is the two commands printed at
+start (docs/sites.md, "Adding a camera to `make run`")."""
 
 from __future__ import annotations
 
@@ -20,8 +25,12 @@ from rich.console import Console
 
 from gglocal.cli import DEFAULT_ROOT, nucleus
 
+from .sitefile import ensure_site, two_commands
+
 console = Console(stderr=True)
 UPLINK = "com.ggvision.Uplink"
+THING = "ggvision-local"  # the runtime's thing name (`ggvision nucleus --thing-name`'s default)
+CLOUD_KEYS = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "  # the local cloud's (moto's) credentials
 CLOUD_START_S = 180.0
 
 
@@ -56,13 +65,27 @@ def run(
     model: Annotated[Path, typer.Option(help="the cloud's second-stage model folder")]
     = Path("components/com.ggvision.Model.SyntheticDetector"),
     dashboard: Annotated[bool, typer.Option(help="start the dashboard alongside, on loopback")] = True,
+    secrets_endpoint_url: Annotated[str | None, typer.Option(
+        help="Secrets Manager endpoint the runtime downloads camera secrets from (default: the local cloud's; "
+             "none with --no-cloud: the runtime's secrets file)")] = None,
+    site: Annotated[Path | None, typer.Option(
+        help="the site file describing this device, written if missing (default: beside --root, site.yaml)")] = None,
 ) -> None:
     """The whole system on this machine: the local cloud, then the edge under the local runtime (Ctrl-C stops
     both)."""
+    site = site or root.parent / "site.yaml"
+    try:
+        if ensure_site(site, build, THING):
+            console.print(f"wrote {site}: this device ({THING}) and the cameras it runs")
+    except (OSError, ValueError) as e:
+        console.print(f"[red]ggvision run: {e}[/red]")
+        raise typer.Exit(2) from None
     if not cloud:  # the recipe's sink again (a previous run may have left the cloud's in the root's config)
+        _say_how_to_add_a_camera(site, root, secrets_endpoint_url, None)
         board = start_dashboard(root, "edge") if dashboard else None
         try:
-            nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"])
+            nucleus(root=root, build=build, thing_name=THING, reset=[f"{UPLINK}=/sink"],
+                    secrets_endpoint_url=secrets_endpoint_url)
         finally:
             stop(board)
         return
@@ -75,10 +98,13 @@ def run(
                   f"{info['data_bucket']}, verdicts table {info['table']}, endpoint {info['sagemaker_url']}")
     os.environ.update(AWS_ACCESS_KEY_ID=info["aws_access_key_id"], AWS_SECRET_ACCESS_KEY=info["aws_secret_access_key"],
                       AWS_DEFAULT_REGION=info["region"])  # the components' boto3 (a device gets TES credentials)
+    secrets_endpoint_url = secrets_endpoint_url or info["endpoint_url"]
+    _say_how_to_add_a_camera(site, root, secrets_endpoint_url, info["region"])
     board = start_dashboard(root, "cloud") if dashboard else None
     try:
-        nucleus(root=root, build=build, reset=[f"{UPLINK}=/sink"], merge=[f"{UPLINK}={json.dumps(uplink_merge(info))}"],
-                rules_bucket=info["data_bucket"], rules_endpoint_url=info["endpoint_url"])
+        nucleus(root=root, build=build, thing_name=THING, region=info["region"], reset=[f"{UPLINK}=/sink"],
+                merge=[f"{UPLINK}={json.dumps(uplink_merge(info))}"], rules_bucket=info["data_bucket"],
+                rules_endpoint_url=info["endpoint_url"], secrets_endpoint_url=secrets_endpoint_url)
     finally:
         stop(board)
         stop(proc)
@@ -107,3 +133,9 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _say_how_to_add_a_camera(site: Path, root: Path, secrets_endpoint_url: str | None, region: str | None) -> None:
+    first, second = two_commands(site, root, THING, secrets_endpoint_url, region, CLOUD_KEYS if region else "")
+    console.print(f"add an RTSP camera to this device (docs/sites.md), in another shell:\n  {first}\n  {second}",
+                  highlight=False, soft_wrap=True)

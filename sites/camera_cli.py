@@ -254,4 +254,4 @@ def add_cmd(
     os.chmod(tmp, file.stat().st_mode)
     os.replace(tmp, file)  # whole or not at all
     print(f"added camera {name} to {device} in {file}; next: ggvision site apply {file} --stage "
-          f"{load_site(file).sites[site].stage}")
+          f"{load_site(file).sites[site].stage} --deploy (--runtime ROOT or --fleet DIR for a local device)")

@@ -29,6 +29,7 @@ from .apply import (
     shadow_status,
     write_shadows,
 )
+from .deploy import DeployError, deploy_aws, deploy_fleet, deploy_runtime, site_part, thing_group
 from .plan import PlanError, device_state, stage_changes
 
 app = typer.Typer(help="Sites and cameras as desired state: validate, plan, apply a site file; show its status",
@@ -157,9 +158,16 @@ def apply(
     fleet: FleetOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
+    deploy: Annotated[bool, typer.Option(
+        "--deploy", help="then deploy the document to the stage's target: its thing group (greengrassv2 "
+                         "CreateDeployment), the --fleet's group, or the --runtime (a local deployment)")] = False,
+    account: Annotated[str | None, typer.Option(
+        help="the AWS account the document's ${AWS_ACCOUNT_ID} is filled with (default: STS's for AWS, "
+             "123456789012 for a local runtime or fleet)")] = None,
 ) -> None:
     """Render the stage's deployment document from the site file and write each of its devices' cameras,
-    sensors, zones and rules as the desired state of their components' named shadows."""
+    sensors, zones and rules as the desired state of their components' named shadows; with --deploy, deploy
+    the document too."""
     site = _load(file)
     try:
         changes = stage_changes(site, deployments) if stage in site.stages else []
@@ -185,12 +193,42 @@ def apply(
         for component, ptr in resets:  # plain lines, whole: a table may cut a long pointer
             print(f"stage {stage}: {component}: reset {ptr} (no longer in the site file: back to its default)")
         if dry_run:
+            if deploy:
+                print(f"stage {stage}: dry run: nothing deployed")
             return
         path.write_text(json.dumps(doc, indent=2) + "\n")
         applied_path(path).write_text(json.dumps(applied_record(site, stage), indent=1, sort_keys=True) + "\n")
         write_shadows(shadow, plane)
-    console.print(f"wrote {path} and {len(shadow)} shadow update(s); deploy the document to the stage's thing "
-                  "group (the rollout CLI) for the fleet-wide part")
+    if not deploy:
+        console.print(f"wrote {path} and {len(shadow)} shadow update(s); `--deploy` sends the document to "
+                      "the stage's devices (the fleet-wide part, and the ShadowManager sync that brings the shadows)")
+        return
+    console.print(f"wrote {path} and {len(shadow)} shadow update(s)")
+    _deploy(site, stage, doc, runtime, fleet, region, account)
+
+
+def _deploy(site: SiteFile, stage: str, doc: dict[str, Any], runtime: Path | None, fleet: Path | None,
+            region: str | None, account: str | None) -> None:
+    from .deploy import LOCAL_ACCOUNT, LOCAL_REGION, fill
+
+    try:
+        group = thing_group(site, stage, doc)
+        if runtime is None and fleet is None:
+            dep_id = deploy_aws(doc, group, region, account)
+            where = f"thing group {group}"
+        else:
+            part = site_part(site, stage, fill(doc, region or LOCAL_REGION, account or LOCAL_ACCOUNT))
+            if fleet is not None:
+                dep_id = deploy_fleet(fleet, group, part, str(doc.get("deploymentName") or f"ggvision-{stage}"))
+                where = f"the fleet's thing group {group}"
+            else:
+                assert runtime is not None
+                dep_id = deploy_runtime(runtime, part)
+                where = f"the runtime at {runtime}"
+    except DeployError as e:
+        print(f"apply: deploy: {e}")
+        raise typer.Exit(1) from None
+    console.print(f"deployed stage {stage} to {where}: deployment {dep_id}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from capture_dev import NAME, capture_dev_recipe
 from harness import REPO, Runtime, wait_until
 from typer.testing import CliRunner
@@ -176,6 +177,11 @@ def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Pat
         first = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
                                     "--runtime", str(rt.root)])
         assert first.exit_code == 0, first.output
+        # --deploy to a runtime that does not run a component the stage configures: refused, the cause printed
+        refused = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                      "--runtime", str(rt.root), "--deploy"])
+        assert refused.exit_code == 1, refused.output
+        assert "FAILED" in refused.output and "com.ggvision.Uplink" in refused.output, refused.output
         wait_until(lambda: set(_reported(rt, thing).get("cameras", {})) == {"cam-a"}, 60, what="cam-a running")
         starts = rt.log(NAME).count("run: starting")
         # the new user's two steps: add the camera to the site file, apply
@@ -265,3 +271,136 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "example.yaml"
     path.write_text(text)
     return path
+
+
+SECRET_SITE = """\
+stages:
+  dev: {thingGroup: ggvision-dev, configuration: {com.ggvision.Uplink: {bandwidthKbps: 4000}}}
+sites:
+  lab:
+    stage: dev
+    devices:
+      lab-box:
+        cameras:
+          door: {capture: {source: {type: rtsp, url: "rtsp://10.0.0.5/stream1",
+                                    credentialsSecret: ggvision/lab-box/cameras/door}}}
+"""
+
+
+def test_apply_deploy_sends_the_filled_document_to_the_stage_thing_group(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`apply --deploy` against AWS: the document it wrote, placeholders filled, as one greengrassv2
+    CreateDeployment to the stage's thing group (rollout's AwsBackend). moto has no greengrassv2, so botocore's
+    Stubber stands for the service: the client still validates the request against the service model
+    (botocore/data/greengrassv2/2020-11-30/service-2.json, CreateDeploymentRequest) before the stub answers."""
+    import boto3
+    from botocore.stub import Stubber
+
+    import sites.deploy
+    from deploy.render import render_document
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    moto = MotoProcess(tmp_path / "moto.log")
+    try:
+        moto.client("iot").create_thing(thingName="lab-box")
+        site = tmp_path / "site.yaml"
+        site.write_text(SECRET_SITE)
+        deployments = _deployments(tmp_path)
+        args = ["apply", str(site), "--stage", "dev", "--deployments", str(deployments), "--endpoint-url", moto.url,
+                "--region", "us-east-1", "--account", "123456789012"]
+        gg = boto3.client("greengrassv2", region_name="us-east-1")
+        monkeypatch.setattr(sites.deploy, "greengrass_client", lambda session: gg)
+        runner = CliRunner()
+        with Stubber(gg) as stub:  # no --deploy, or a dry run: nothing reaches the service (the stub has no answer)
+            out = runner.invoke(app, args)
+            assert out.exit_code == 0, out.output
+            assert "--deploy" in out.output
+            dry = runner.invoke(app, [*args, "--deploy", "--dry-run"])
+            assert dry.exit_code == 0 and "dry run: nothing deployed" in dry.output, dry.output
+            stub.assert_no_pending_responses()
+        filled = render_document(json.loads((deployments / "dev.json").read_text()), "us-east-1", "123456789012")
+        request = {k: filled[k] for k in ("targetArn", "deploymentName", "components", "deploymentPolicies",
+                                          "iotJobConfiguration")}
+        assert request["targetArn"] == "arn:aws:iot:us-east-1:123456789012:thinggroup/ggvision-dev"
+        secret = json.loads(request["components"]["aws.greengrass.SecretManager"]["configurationUpdate"]["merge"])
+        assert secret["cloudSecrets"] == [
+            {"arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ggvision/lab-box/cameras/door"}]
+        with Stubber(gg) as stub:
+            stub.add_response("create_deployment", {"deploymentId": "d-1", "iotJobId": "j-1",
+                                                    "iotJobArn": "arn:aws:iot:us-east-1:123456789012:job/j-1"},
+                              request)
+            out = runner.invoke(app, [*args, "--deploy"])
+            assert out.exit_code == 0, out.output
+            stub.assert_no_pending_responses()
+        assert "deployed stage dev to thing group ggvision-dev: deployment d-1" in " ".join(out.output.split())
+        # a document aimed at another group is neither written nor deployed: the error says which two disagree
+        doc = json.loads((deployments / "dev.json").read_text())
+        doc["targetArn"] = doc["targetArn"].replace("ggvision-dev", "ggvision-other")
+        (deployments / "dev.json").write_text(json.dumps(doc))
+        with Stubber(gg):
+            out = runner.invoke(app, [*args, "--deploy"])
+        assert out.exit_code == 2 and "targets thing group 'ggvision-other'" in out.output, out.output
+    finally:
+        moto.stop()
+
+
+def test_apply_deploy_to_a_fleet_keeps_the_group_components_and_brings_the_shadows(tmp_path: Path) -> None:
+    """`apply --deploy --fleet`: the fleet's group gets a deployment (rollout's LocalBackend) that keeps the
+    components its last one had and adds what the site file drives — the stage configuration and ShadowManager's
+    sync — so the device takes its shadow (its camera runs) and the stage's key, the AWS account's parts of the
+    document staying out."""
+    if not _have_mosquitto():
+        pytest.skip("mosquitto is not installed (make test installs Debian's mosquitto)")
+    import os
+    import sys
+
+    from gglocal.fleet.runner import Fleet
+    from gglocal.fleet.shadows import fleet_shadow_client
+    from rollout.backends.local import LocalBackend
+
+    thing, product = "ggv-dev-1", "com.ggvision.Capture"
+    base = tmp_path / "base" / "recipes"
+    dev = capture_dev_recipe(base, cameras={}, sensors={}, metricsPeriodS=1)
+    doc = json.loads(dev.read_text())
+    doc["ComponentName"] = product  # the product's recipe under its own name (Run: this checkout's python)
+    dev.unlink()
+    (base / f"{product}-{doc['ComponentVersion']}.json").write_text(json.dumps(doc))
+    deployments = _deployments(tmp_path)
+    stage_doc = json.loads((deployments / "dev.json").read_text())
+    stage_doc["components"][product] = {"componentVersion": doc["ComponentVersion"]}
+    (deployments / "dev.json").write_text(json.dumps(stage_doc))
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "stages": {"dev": {"thingGroup": "ggvision-dev", "configuration": {product: {"metricsPeriodS": 2}}}},
+        "sites": {"lab": {"stage": "dev", "devices": {thing: {"cameras": {"cam-a": {"capture": {
+            "source": {"type": "synthetic", "width": 160, "height": 120, "fps": 5, "seed": 1}}}}}}}}}))
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # components' python3
+    fleet = Fleet(tmp_path / "fleet", {thing: ["ggvision-dev"]}, base=tmp_path / "base", settle_s=0.5)
+    backend = client = None
+    try:
+        backend = LocalBackend(fleet.start())
+        first = backend.deploy("ggvision-dev", {product: {"componentVersion": doc["ComponentVersion"]}}, name="suite")
+        backend.client.wait_for(lambda: backend.device_status(thing, first.deployment_id).status == "SUCCEEDED",
+                                60, "the suite on the device")
+        out = CliRunner().invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
+                                       "--fleet", str(fleet.dir), "--deploy"])
+        assert out.exit_code == 0, out.output
+        assert "deployed stage dev to the fleet's thing group ggvision-dev" in " ".join(out.output.split())
+        backend.client.wait_for(lambda: backend.current("ggvision-dev").deployment_id != first.deployment_id, 10,
+                                "the new group deployment")
+        current = backend.current("ggvision-dev")
+        assert set(current.components) == {product, shadows.SHADOW_MANAGER}  # kept + the site's; no Uplink, Suite
+        assert current.components[product]["configurationUpdate"] == {"merge": {"metricsPeriodS": 2}}
+        (tmp_path / "client").mkdir()
+        client = fleet_shadow_client(fleet.dir, tmp_path / "client")
+        wait_until(lambda: set(((client.get(thing, shadows.CAPTURE) or {}).get("state", {}).get("reported") or {})
+                               .get("cameras", {})) == {"cam-a"}, 60, interval=0.2, what="cam-a reported")
+        config = json.loads((fleet.dir / "devices" / thing / "root" / "config" / "config.json").read_text())
+        assert config[product]["metricsPeriodS"] == 2
+    finally:
+        if client is not None:
+            client.close()
+        if backend is not None:
+            backend.close()
+        fleet.stop()
