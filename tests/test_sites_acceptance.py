@@ -98,7 +98,7 @@ def test_a_new_user_adds_an_rtsp_camera_to_a_running_ggvision_run_with_two_comma
     site = tmp_path / "site.yaml"  # `ggvision run`'s default: beside --root
     log = open(tmp_path / "run.out", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "ggvision_cli", "run", "--no-cloud", "--root", str(rt.root),
-                             "--build", str(tmp_path), "--secrets-endpoint-url", moto.url],
+                             "--build", str(tmp_path), "--secrets-endpoint-url", moto.url, "--no-dashboard"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         cli = rt.root / "cli_ipc_info" / "cli.json"
