@@ -17,11 +17,13 @@ A track born inside the band has no side until it leaves the band: where it came
 first exit counts nothing.
 
 ID switches: a new track whose first anchor is within one box height of where a track of its label was last
-seen (or is predicted to be) continues that track's analytics state — its committed sides, zone entry times
-and fired rules — when the other track was lost less than `handoverS` ago (it ended, or it is alive but
-missed this frame; the nearest wins, each hands over once, and a lost track that hands over is retired).
-So a person the tracker loses at the line and picks up as a new track on the far side counts once, and one
-picked up on the near side after being counted does not count again.
+seen or is predicted to be (the object's own velocity, kept across switches) continues that track's
+analytics state — its committed sides, zone entry times and fired rules — when the other track was lost less
+than `handoverS` ago (it ended, or it is alive but missed this frame; the nearest wins, each hands over once;
+a lost track that handed over and is matched again later starts afresh, as if born). So a person the tracker
+loses at the line and picks up as a new track on the far side counts once, and one picked up on the near
+side after being counted does not count again. At 5 fps the tracker loses fast walkers often (a step of
+more than half a box with no velocity yet): bench/analytics.py measures what this rule wins back.
 
 Zones: a track is in a zone while its anchor is inside, with a 1 s grace for jitter at the edge (out for
 longer: it left at its last time inside). Occupancy counts the confirmed objects (`tracker.minHits`
@@ -69,6 +71,8 @@ class _State:
     last_t: float = 0.0
     height: float = 0.0  # last box height, pixels
     hits: int = 0  # observations, across ID switches
+    vx: float = 0.0  # anchor velocity, pixels per second (smoothed; across ID switches, unlike the tracker's)
+    vy: float = 0.0
     side: dict[str, int] = field(default_factory=dict)  # line -> committed side (+1 right, -1 left)
     cross: dict[str, float | None] = field(default_factory=dict)  # line -> where the path last crossed (0..1)
     zones: dict[str, list[float]] = field(default_factory=dict)  # zone -> [entered t, last t inside]
@@ -105,6 +109,7 @@ class Analytics:
         self._crowded: dict[str, float | None] = dict.fromkeys(self.zones)  # zone -> fired at (None: armed)
         self._calm_since: dict[str, float] = {}
         self._hit_n: Counter[str] = Counter()
+        self.log: list[tuple[Any, ...]] | None = None  # a list: each crossing and dwell appended (benches)
 
     @property
     def enabled(self) -> bool:
@@ -128,11 +133,14 @@ class Analytics:
                 self.lost.append(st)
         self._expire_lost(t)
         alive = list(alive)
+        born = list(started)
         for tr in updated:
             st = self.states.get(tr.track_id)
-            if st is not None and not st.retired:
+            if st is None or st.retired:  # a track that handed its object over now follows another: a birth
+                born.append(tr)
+            else:
                 self._move(st, tr, t, size)
-        for tr in started:
+        for tr in born:
             st = self._handover(tr, alive, t, size) or _State(tr)
             st.track = tr
             self.states[tr.track_id] = st
@@ -160,9 +168,8 @@ class Analytics:
             gone = st.lost_t if st.lost_t is not None else st.last_t
             if t - gone > self.cfg.handover_s:
                 continue
-            o = st.track
             dt = min(t - st.last_t, self.cfg.handover_s)
-            pred = (st.last[0] + o.vx * dt, st.last[1] + o.vy * dt)
+            pred = (st.last[0] + st.vx * dt, st.last[1] + st.vy * dt)
             d = min(math.dist(p, st.last), math.dist(p, pred))
             if d <= max(st.height, h_new) and (best is None or d < best[0]):
                 best = (d, st)
@@ -195,12 +202,17 @@ class Analytics:
                 continue
             a = (line.points[0][0] * w, line.points[0][1] * h)
             b = (line.points[1][0] * w, line.points[1][1] * h)
-            self._cross(st, name, a, b, p, line.band * h, line.in_side, tr.label)
+            self._cross(st, name, a, b, p, line.band * h, line.in_side, tr.label, t)
         self._zones(st, tr, p, t, size)
+        if st.last is not None and t > st.last_t:
+            a = 0.5 if st.hits > 1 else 1.0
+            st.vx = (1 - a) * st.vx + a * (p[0] - st.last[0]) / (t - st.last_t)
+            st.vy = (1 - a) * st.vy + a * (p[1] - st.last[1]) / (t - st.last_t)
         st.last, st.last_t, st.height = p, t, tr.box[3] - tr.box[1]
         st.hits += 1
 
-    def _cross(self, st: _State, name: str, a: Pt, b: Pt, p: Pt, band: float, in_side: str, label: str) -> None:
+    def _cross(self, st: _State, name: str, a: Pt, b: Pt, p: Pt, band: float, in_side: str, label: str,
+               t: float) -> None:
         ab = (b[0] - a[0], b[1] - a[1])
         length = math.hypot(*ab)
 
@@ -224,6 +236,8 @@ class Analytics:
                 direction = "in" if side == (1 if in_side == "right" else -1) else "out"
                 self._iv.crossings[name][direction][label] += 1
                 self.total[name][direction][label] += 1
+                if self.log is not None:
+                    self.log.append(("cross", name, direction, label, t, u))
         st.cross[name] = None
 
     def _zones(self, st: _State, tr: Track, p: Pt, t: float, size: tuple[int, int]) -> None:
@@ -244,6 +258,8 @@ class Analytics:
     def _leave(self, zone: str, t0: float, t1: float) -> None:
         if zone in self._iv.dwell:
             self._iv.dwell[zone].append(t1 - t0)
+            if self.log is not None:
+                self.log.append(("dwell", zone, t0, t1))
 
     def _zone_rules(self, alive: list[Track], t: float) -> list[Hit]:
         inside: dict[str, list[tuple[float, float, _State]]] = {z: [] for z in self.zones}
