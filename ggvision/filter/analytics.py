@@ -13,10 +13,12 @@ hysteresis band (`band` × frame height) on that side; a crossing counts when it
 and its path crossed the segment itself (not the line's extension) — the path between successive anchors, so
 a fast object that skips over the line between two 5 fps samples, or one that comes back from an occlusion
 past it, still counts. Jitter inside the band counts nothing; crossing back counts the other direction.
-A track born inside the band has no side until it leaves the band: where it came from is unknown, so its
-first exit counts nothing.
+A crossing is confirmed by the object's next sighting (or by its track ending for good): one that is back
+beyond the band on the side it came from at once was one glitched box (a one-frame false detection the track
+jumped to) and counts nothing. A track born inside the band has no side until it leaves the band: where it
+came from is unknown, so its first exit counts nothing.
 
-ID switches: a new track whose first anchor is within one box height of where a track of its label was last
+ID switches: a new track whose first anchor is within 1.5 box heights of where a track of its label was last
 seen or is predicted to be (the object's own velocity, kept across switches) continues that track's
 analytics state — its committed sides, zone entry times and fired rules — when the other track was lost less
 than `handoverS` ago (it ended, or it is alive but missed this frame; the nearest wins, each hands over once;
@@ -46,6 +48,7 @@ from .tracker import Track
 ZONE_GRACE_S = 1.0  # out of a zone for less than this (jitter at its edge) is still in it
 REARM_S = 10.0  # overcrowding fires again only after the zone stayed at or under its limit this long
 EDGE = 0.02  # a path through the line this close beyond an end (fraction of the segment) still crosses it
+HANDOVER_R = 1.5  # a new track this many box heights from a lost one's last or predicted anchor continues it
 Pt = tuple[float, float]
 
 
@@ -75,6 +78,8 @@ class _State:
     vy: float = 0.0
     side: dict[str, int] = field(default_factory=dict)  # line -> committed side (+1 right, -1 left)
     cross: dict[str, float | None] = field(default_factory=dict)  # line -> where the path last crossed (0..1)
+    pending: dict[str, tuple[str, str, float, float, int]] = field(default_factory=dict)  # line -> a crossing
+    # waiting for the next sighting: (direction, label, t, where, the side it came from)
     zones: dict[str, list[float]] = field(default_factory=dict)  # zone -> [entered t, last t inside]
     fired: set[str] = field(default_factory=set)  # zones whose loitering alert was raised
     lost_t: float | None = None  # when its track ended (waiting for a handover)
@@ -171,7 +176,7 @@ class Analytics:
             dt = min(t - st.last_t, self.cfg.handover_s)
             pred = (st.last[0] + st.vx * dt, st.last[1] + st.vy * dt)
             d = min(math.dist(p, st.last), math.dist(p, pred))
-            if d <= max(st.height, h_new) and (best is None or d < best[0]):
+            if d <= HANDOVER_R * max(st.height, h_new) and (best is None or d < best[0]):
                 best = (d, st)
         if best is None:
             return None
@@ -188,6 +193,8 @@ class Analytics:
         keep = []
         for st in self.lost:
             if t - (st.lost_t or 0.0) > self.cfg.handover_s:
+                for name, pending in st.pending.items():  # not seen again: it did cross
+                    self._count(name, *pending[:4])
                 for z, (t0, t1) in st.zones.items():
                     self._leave(z, t0, t1)
             else:
@@ -220,6 +227,14 @@ class Analytics:
             return (ab[0] * (q[1] - a[1]) - ab[1] * (q[0] - a[0])) / length
 
         d_p = dist(p)
+        pending = st.pending.pop(name, None)
+        if pending is not None:
+            if abs(d_p) > band and _side_of(d_p) == pending[4]:
+                # back beyond the band where it came from at once: one glitched box (a false detection the
+                # track jumped to, or was handed over to) is no crossing
+                st.side[name], st.cross[name] = pending[4], None
+                return
+            self._count(name, *pending[:4])
         if st.last is not None:
             d_q = dist(st.last)
             if (d_q > 0) != (d_p > 0) and d_q != d_p:  # the path from the last anchor went through the line
@@ -234,11 +249,14 @@ class Analytics:
             u = st.cross.get(name)
             if u is not None and -EDGE <= u <= 1 + EDGE:  # through the segment, not around its ends
                 direction = "in" if side == (1 if in_side == "right" else -1) else "out"
-                self._iv.crossings[name][direction][label] += 1
-                self.total[name][direction][label] += 1
-                if self.log is not None:
-                    self.log.append(("cross", name, direction, label, t, u))
+                st.pending[name] = (direction, label, t, u, was)  # counts with the next sighting (or the end)
         st.cross[name] = None
+
+    def _count(self, name: str, direction: str, label: str, t: float, u: float) -> None:
+        self._iv.crossings[name][direction][label] += 1
+        self.total[name][direction][label] += 1
+        if self.log is not None:
+            self.log.append(("cross", name, direction, label, t, u))
 
     def _zones(self, st: _State, tr: Track, p: Pt, t: float, size: tuple[int, int]) -> None:
         x, y = p[0] / size[0], p[1] / size[1]

@@ -87,8 +87,8 @@ def test_a_walk_down_through_the_line_counts_one_in_and_back_up_one_out() -> Non
 
 
 def test_jitter_on_the_line_counts_nothing_and_jitter_after_a_crossing_counts_it_once() -> None:
-    # standing on the line (y = 180) with ±8 px of jitter (the band is 0.03 × 360 = 10.8 px)
-    on_line = lambda i: (320.0, 180 + (8 if i % 2 else -8))  # noqa: E731
+    # standing on the line (y = 180) with ±8 px of jitter, two frames each way (the band is 0.03 × 360 = 10.8 px)
+    on_line = lambda i: (320.0, 180 + (8 if i // 2 % 2 else -8))  # noqa: E731
     assert Run(lines()).feed([on_line], 50).crossings() == {"in": 0, "out": 0}
     # comes from above, then jitters around the line for 10 s, then walks on below: one "in"
     path = lambda i: (320.0, 100 + 10 * i) if i < 8 else (320.0, 180 + (8 if i % 2 else -8)) if i < 58 \
@@ -96,6 +96,17 @@ def test_jitter_on_the_line_counts_nothing_and_jitter_after_a_crossing_counts_it
     assert Run(lines()).feed([path], 70).crossings() == {"in": 1, "out": 0}
     # without the band the same jitter counts many crossings: the band is what holds it
     assert sum(Run(lines(band=0)).feed([on_line], 50).crossings().values()) > 10
+
+
+def test_one_glitched_box_across_the_line_is_no_crossing() -> None:
+    # standing 20 px below the line; in one frame the detector puts the box 50 px higher (across the line,
+    # beyond the band), the next frame it is back: the tracker follows it (IoU 0.23), analytics counts nothing
+    glitch = lambda i: (320.0, 150.0) if i == 10 else (320.0, 200.0)  # noqa: E731
+    r = Run(lines()).feed([glitch], 20)
+    assert r.started == 1 and r.crossings() == {"in": 0, "out": 0}
+    # the same box held for two frames is a crossing (and back)
+    held = lambda i: (320.0, 150.0) if i in (10, 11) else (320.0, 200.0)  # noqa: E731
+    assert Run(lines()).feed([held], 20).crossings() == {"in": 1, "out": 1}
 
 
 def test_a_fast_object_that_skips_over_the_line_between_two_samples_counts() -> None:
