@@ -18,8 +18,9 @@ beyond the band on the side it came from at once was one glitched box (a one-fra
 jumped to) and counts nothing. A track born inside the band has no side until it leaves the band: where it
 came from is unknown, so its first exit counts nothing.
 
-ID switches: a new track whose first anchor is within 1.5 box heights of where a track of its label was last
-seen or is predicted to be (the object's own velocity, kept across switches) continues that track's
+ID switches: a new track whose first anchor is near where a track of its label was last seen or is predicted
+to be (the object's own velocity, kept across switches; near: 1.5 box heights at the next sample or the one
+after, 0.75 later) continues that track's
 analytics state — its committed sides, zone entry times and fired rules — when the other track was lost less
 than `handoverS` ago (it ended, or it is alive but missed this frame; the nearest wins, each hands over once;
 a lost track that handed over and is matched again later starts afresh, as if born). So a person the tracker
@@ -48,7 +49,11 @@ from .tracker import Track
 ZONE_GRACE_S = 1.0  # out of a zone for less than this (jitter at its edge) is still in it
 REARM_S = 10.0  # overcrowding fires again only after the zone stayed at or under its limit this long
 EDGE = 0.02  # a path through the line this close beyond an end (fraction of the segment) still crosses it
-HANDOVER_R = 1.5  # a new track this many box heights from a lost one's last or predicted anchor continues it
+# How near (in box heights) a new track must start to a lost one's last or predicted anchor to continue it: an
+# ID switch right after the last sighting is a fast object the tracker could not follow (a box height or more
+# per 5 fps sample, before it has a velocity); one lost for longer reappears near where it was predicted.
+HANDOVER_R_NEXT = 1.5
+HANDOVER_R_LATER = 0.75
 Pt = tuple[float, float]
 
 
@@ -176,7 +181,8 @@ class Analytics:
             dt = min(t - st.last_t, self.cfg.handover_s)
             pred = (st.last[0] + st.vx * dt, st.last[1] + st.vy * dt)
             d = min(math.dist(p, st.last), math.dist(p, pred))
-            if d <= HANDOVER_R * max(st.height, h_new) and (best is None or d < best[0]):
+            r = (HANDOVER_R_NEXT if dt <= 0.45 else HANDOVER_R_LATER) * max(st.height, h_new)
+            if d <= r and (best is None or d < best[0]):
                 best = (d, st)
         if best is None:
             return None

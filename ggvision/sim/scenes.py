@@ -231,15 +231,17 @@ class ScriptedScene:
 
 
 def counting_scene(width: int = 1280, height: int = 720, duration_s: float = 600.0, seed: int = 0,
-                   line_y: float = 0.55, zone: tuple[float, float, float, float] = (0.05, 0.65, 0.35, 0.95)
-                   ) -> ScriptedScene:
+                   line_y: float = 0.55, zone: tuple[float, float, float, float] = (0.05, 0.65, 0.35, 0.95),
+                   person_h: tuple[float, float] = (0.125, 0.195)) -> ScriptedScene:
     """A crowd scripted around a horizontal line at `line_y` (spanning x 0.1..0.9) and a zone (x1, y1, x2, y2),
     all normalised: a new arrival every 1-4 s, each one of: crossing (down or up, 45-250 px/s, a fifth of them
     running at 300-500 px/s), crossing and coming back, turning just before the line, loitering 5-40 s in the
-    zone, or a pair side by side crossing together."""
+    zone, or a pair side by side crossing together. Sizes are `person_h` of the frame height, speeds are for a
+    720-pixel-high frame and scale with it."""
     rng = np.random.default_rng(seed)
     W, H = float(width), float(height)
     ly = line_y * H
+    k = H / 720.0  # speeds and steps are for 720 p
     walkers: list[Walker] = []
     t = 0.0
 
@@ -253,8 +255,8 @@ def counting_scene(width: int = 1280, height: int = 720, duration_s: float = 600
 
     while t < duration_s - 30:
         t += float(rng.uniform(1.0, 4.0))
-        h = float(rng.uniform(90, 140))
-        v = float(rng.uniform(300, 500)) if rng.random() < 0.2 else float(rng.uniform(45, 250))
+        h = float(rng.uniform(*person_h)) * H
+        v = k * (float(rng.uniform(300, 500)) if rng.random() < 0.2 else float(rng.uniform(45, 250)))
         down = bool(rng.random() < 0.5)
         y_from, y_to = (0.3 * H, 0.97 * H) if down else (0.97 * H, 0.3 * H)
         x0 = float(rng.uniform(0.15, 0.85)) * W
@@ -283,13 +285,13 @@ def counting_scene(width: int = 1280, height: int = 720, duration_s: float = 600
         else:  # loiter: from the bottom edge into the zone, sway there, leave to the left edge
             zx1, zy1, zx2, zy2 = (zone[0] * W, zone[1] * H, zone[2] * W, zone[3] * H)
             path = [(t, float(rng.uniform(zx1, zx2)), 1.0 * H)]
-            cx, cy = float(rng.uniform(zx1 + 40, zx2 - 40)), float(rng.uniform(zy1 + 30, zy2 - 30))
-            leg(path, cx, cy, min(v, 150.0))
+            cx, cy = float(rng.uniform(zx1 + 40 * k, zx2 - 40 * k)), float(rng.uniform(zy1 + 30 * k, zy2 - 30 * k))
+            leg(path, cx, cy, min(v, 150.0 * k))
             stay_until = path[-1][0] + float(rng.uniform(5, 40))
             while path[-1][0] < stay_until:  # small steps in place
-                px, py = cx + float(rng.uniform(-25, 25)), cy + float(rng.uniform(-15, 15))
-                leg(path, px, py, 30.0)
+                px, py = cx + k * float(rng.uniform(-25, 25)), cy + k * float(rng.uniform(-15, 15))
+                leg(path, px, py, 30.0 * k)
                 path.append((path[-1][0] + float(rng.uniform(0.5, 3)), px, py))
-            leg(path, 0.0, cy, min(v, 150.0))
+            leg(path, 0.0, cy, min(v, 150.0 * k))
             person(kind, path, h)
     return ScriptedScene(width, height, walkers, seed)
