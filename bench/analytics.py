@@ -267,6 +267,44 @@ def run_video(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list
         return pipe.analytics.log, cpu / n, n
 
 
+VTEST_LINE = ((0.0, 0.6), (1.0, 0.6))  # across the plaza, 60 % down: "in" is walking down (towards the camera's bottom)
+
+
+def run_vtest(video: Path, model: Path, fps: float) -> dict[str, Any]:
+    """vtest.avi with YOLOX-Nano (as bench/bandwidth.py runs it) at `fps` into the Filter's CameraPipeline with
+    one line; no ground truth but what a person sees (docs/filter.md)."""
+    import av
+
+    from bench.bandwidth import Detector
+    from ggvision.filter.events import CameraPipeline
+    from ggvision.filter.messages import parse_detections
+
+    det = Detector(model)
+    cfg = parse_camera("vtest", {"policy": "metadata", "classes": {"person": {"minScore": 0.4}}, "analytics": {
+        "intervalS": 60, "lines": {"line": {"points": [list(p) for p in VTEST_LINE], "labels": ["person"]}}}})
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe = CameraPipeline(cfg, Path(tmp))
+        pipe.analytics.log = []
+        next_t, k = 0.0, 0
+        with av.open(str(video)) as c:
+            for frame in c.decode(video=0):
+                t = float(frame.pts * frame.time_base)
+                if t + 1e-6 < next_t:
+                    continue
+                next_t += 1 / fps
+                img = frame.to_ndarray(format="bgr24")
+                dets = [d for d in det.run(img) if d["label"] == "person"]
+                pipe.on_detections(parse_detections({
+                    "schema": "detections/1.0", "camera": "vtest", "sequence": k, "timestamp": t,
+                    "frame": {"ring": "bench", "slot": 0, "generation": k, "shape": list(img.shape)},
+                    "model": {"name": "yolox-nano", "version": "1"}, "detections": dets}))
+                k += 1
+        counts = [o.message["payload"] for o in pipe.flush()
+                  if o.message.get("payload", {}).get("schema") == "counts/1.0"]
+    crossings = [(round(e[4], 1), e[2], round(float(e[5]), 3)) for e in pipe.analytics.log if e[0] == "cross"]
+    return {"messages": k, "crossings": crossings, "counts": counts}
+
+
 # -- scoring --------------------------------------------------------------------------------------------
 
 def score(truth: list[tuple[float, str, float, bool]], log: list[tuple[Any, ...]], pillar: bool
@@ -322,9 +360,19 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--video", action="store_true",
                     help="rendered frames through the synthetic-detector model into the Filter's pipeline instead")
+    ap.add_argument("--vtest", nargs="?", const=REPO.parent / "shared" / "data" / "video" / "vtest.avi", type=Path,
+                    help="count on the real test video with YOLOX-Nano (../shared) instead")
     ap.add_argument("--supervision", action="store_true",
                     help="also supervision's LineZone/PolygonZone over ByteTrack (a venv that has them)")
     args = ap.parse_args()
+    if args.vtest is not None:
+        model = REPO.parent / "shared" / "models" / "yolox_nano.onnx"
+        if not args.vtest.exists() or not model.exists():
+            print(f"skipped: {args.vtest} or {model} is absent (the shared data)")
+            return 0
+        res = run_vtest(args.vtest, model, 5.0)
+        print(json.dumps(res, indent=1))
+        return 0
     seeds, duration = ((1,), 300.0) if args.quick else ((1, 2, 3), 600.0)
     variants = [  # (row name, noise, fps, band, handoverS)
         ("exact boxes, 5 fps", "clean", 5, 0.03, 2.0),

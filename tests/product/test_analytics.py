@@ -13,7 +13,7 @@ import pytest
 from ggvision.config.base import ConfigError
 from ggvision.config.filter import parse_camera
 from ggvision.filter.analytics import Analytics, Hit
-from ggvision.filter.events import CameraPipeline
+from ggvision.filter.events import CameraPipeline, json_size
 from ggvision.filter.messages import Detection, parse_detections
 from ggvision.filter.tracker import IouTracker
 
@@ -263,6 +263,7 @@ def test_the_pipeline_sends_counts_each_interval_and_rule_hits_as_alerts(tmp_pat
     assert [(c["start"], c["end"]) for c in counts] == [(T0 - 20, T0 + 10), (T0 + 10, T0 + 40 - 1 / FPS)]
     assert counts[0]["lines"] == {"door": {"in": {"person": 1}, "out": {}}} and counts[0]["camera"] == "cam"
     assert counts[0]["zones"]["left"]["dwell"]["count"] == 1 and counts[0]["hits"]["loitering"] == 0
+    assert json_size(counts[0]) < 400  # docs/filter.md: ~350 B a minute for a camera with a line and a zone
     assert all(m["destination"] == "iot" and m["topic"] == "ggvision/{thing}/results" for m in results)
     # standing still 4 s in the zone is loitering: an alert on the person's event, with its rule
     alerts = [o.message["payload"] for o in out if o.topic == "ggvision/v1/uplink/put"
