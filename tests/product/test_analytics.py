@@ -1,14 +1,20 @@
 """Line crossing, occupancy, dwell, loitering and overcrowding (ggvision/filter/analytics.py) on hand-made
 trajectories at 5 fps through the real tracker: jitter on the line, crossing back, an occlusion gap, an ID
 switch, two people side by side, a fast object skipping over the line; then the same through the camera
-pipeline: counts/1.0 items and rule hits as filter-alert/1.0."""
+pipeline: counts/1.0 items and rule hits as filter-alert/1.0; and the component under the local runtime
+(counts when the detections stop, totals in its metrics)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from filter_dev import NAME as FILTER
+from filter_dev import filter_dev_recipe
+from harness import Runtime, wait_until
 
 from ggvision.config.base import ConfigError
 from ggvision.config.filter import parse_camera
@@ -285,3 +291,57 @@ def test_a_loitering_hit_goes_out_as_a_filter_alert(tmp_path: Path) -> None:
     assert a["id"] == f"filter:cam:{a['payload']['event_id']}:alert-loitering-left"
     assert a["payload"]["rule"] == {"kind": "loitering", "zone": "left", "occupancy": 1, "loiter_s": 3.0}
     assert a["payload"]["schema"] == "filter-alert/1.0" and a["payload"]["dwell_s"] == pytest.approx(3.2)
+
+
+# -- under the local runtime: the real Filter component and IPC client ----------------------------------------
+
+COMP_CAM = "ana-e2e"
+
+
+@pytest.fixture(scope="module")
+def filt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    agent = "com.ggvision.test.Agent"
+    acl = {"aws.greengrass.ipc.pubsub": {
+        f"{agent}:pubsub:1": {"operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["ggvision/v1/*"]},
+        f"{agent}:pubsub:2": {"operations": ["aws.greengrass#PublishToTopic"],
+                              "resources": [f"ggvision/v1/detections/{COMP_CAM}"]}}}
+    tmp = tmp_path_factory.mktemp("analytics")
+    rt = Runtime(tmp, [agent], config={agent: {"accessControl": acl}})
+    cams = {COMP_CAM: {"policy": "metadata", "analytics": {"intervalS": 10, "lines": {"door": LINE}}}}
+    filter_dev_recipe(rt.recipes, cameras=cams, workDir=str(tmp / "work"), metricsPeriodS=1)
+    try:
+        rt.start(wait_for={agent: ("RUNNING",), FILTER: ("RUNNING",)})
+        yield rt
+    finally:
+        rt.cleanup()
+
+
+def test_the_component_sends_counts_when_detections_stop_and_exports_totals(filt: Runtime) -> None:
+    a = filt.agent()
+    for sub, topic in (("puts", "ggvision/v1/uplink/put"), ("metrics", "ggvision/v1/metrics/filter")):
+        a.call("subscribe", id=sub, topic=topic)
+    a.call("events", id="metrics", count=1, timeout=30)  # its subscriptions are in place
+    t0 = math.floor(time.time() / 10) * 10  # the start of an interval: all 4 s of messages fall in it
+    down = walk(100, 300, 0, 20)
+    for i in range(20):  # 4 s of a person walking down through the line, then nothing
+        a.call("publish_json", topic=f"ggvision/v1/detections/{COMP_CAM}", message={
+            **det_msg(i, [{"label": "person", "class_id": 0, "score": 0.9, "box": list(box_at(*down(i)))}]),
+            "camera": COMP_CAM, "timestamp": t0 + i / FPS})
+
+    def counts() -> list[dict]:  # no later message closes the interval: the Filter's idle tick does, ~6 s on
+        return [e["json"]["payload"] for e in a.call("events", id="puts", timeout=0.1)
+                if e["json"].get("payload", {}).get("schema") == "counts/1.0"]
+
+    (c,) = wait_until(counts, 30, what="the interval's counts/1.0 put")
+    assert (c["camera"], c["start"], c["end"]) == (COMP_CAM, t0, t0 + 10)
+    assert c["lines"]["door"] == {"in": {"person": 1}, "out": {}}
+
+    def totals() -> dict | None:
+        for e in reversed(a.call("events", id="metrics", timeout=0.1)):
+            an = e["json"]["cameras"][COMP_CAM].get("analytics")
+            if an and an["crossings"]["door"]["in"]:
+                return an
+        return None
+
+    an = wait_until(totals, 10, interval=0.3, what="metrics with the crossing")
+    assert an["crossings"]["door"] == {"in": {"person": 1}, "out": {}} and an["counts_sent"] >= 1
