@@ -82,7 +82,8 @@ class _State:
     vx: float = 0.0  # anchor velocity, pixels per second (smoothed; across ID switches, unlike the tracker's)
     vy: float = 0.0
     side: dict[str, int] = field(default_factory=dict)  # line -> committed side (+1 right, -1 left)
-    cross: dict[str, float | None] = field(default_factory=dict)  # line -> where the path last crossed (0..1)
+    cross: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # line -> where (0..1 along
+    # it) and when the path last went through it
     pending: dict[str, tuple[str, str, float, float, int]] = field(default_factory=dict)  # line -> a crossing
     # waiting for the next sighting: (direction, label, t, where, the side it came from)
     zones: dict[str, list[float]] = field(default_factory=dict)  # zone -> [entered t, last t inside]
@@ -246,16 +247,18 @@ class Analytics:
             if (d_q > 0) != (d_p > 0) and d_q != d_p:  # the path from the last anchor went through the line
                 f = d_q / (d_q - d_p)
                 c = (st.last[0] + f * (p[0] - st.last[0]), st.last[1] + f * (p[1] - st.last[1]))
-                st.cross[name] = ((c[0] - a[0]) * ab[0] + (c[1] - a[1]) * ab[1]) / length**2
+                st.cross[name] = (((c[0] - a[0]) * ab[0] + (c[1] - a[1]) * ab[1]) / length**2,
+                                  st.last_t + f * (t - st.last_t))
         if abs(d_p) <= band:
             return
         side, was = _side_of(d_p), st.side.get(name, 0)
         st.side[name] = side
         if was and side != was:
-            u = st.cross.get(name)
-            if u is not None and -EDGE <= u <= 1 + EDGE:  # through the segment, not around its ends
+            crossed = st.cross.get(name)
+            if crossed is not None and -EDGE <= crossed[0] <= 1 + EDGE:  # through the segment, not around its ends
                 direction = "in" if side == (1 if in_side == "right" else -1) else "out"
-                st.pending[name] = (direction, label, t, u, was)  # counts with the next sighting (or the end)
+                # counts with the next sighting (or the end); the log has when the path went through the line
+                st.pending[name] = (direction, label, crossed[1], crossed[0], was)
         st.cross[name] = None
 
     def _count(self, name: str, direction: str, label: str, t: float, u: float) -> None:
