@@ -108,7 +108,7 @@ def _side_of(d: float) -> int:
 class Analytics:
     def __init__(self, cfg: AnalyticsConfig, zones: dict[str, Polygon], zone_anchor: str = "bottom",
                  min_hits: int = 1) -> None:
-        self.cfg, self.polygons, self.where, self.min_hits = cfg, zones, zone_anchor, min_hits
+        self.cfg, self.where, self.min_hits = cfg, zone_anchor, min_hits
         self.zones = {z: zones[z] for z in cfg.zones if z in zones}  # the zones analytics names are counted
         self.states: dict[int, _State] = {}  # by track id
         self.lost: list[_State] = []

@@ -18,6 +18,7 @@ from harness import Runtime, wait_until
 
 from ggvision.config.base import ConfigError
 from ggvision.config.filter import parse_camera
+from ggvision.config.site import load_site
 from ggvision.filter.analytics import Analytics, Hit
 from ggvision.filter.events import CameraPipeline, json_size
 from ggvision.filter.messages import Detection, parse_detections
@@ -339,9 +340,36 @@ def test_the_component_sends_counts_when_detections_stop_and_exports_totals(filt
     def totals() -> dict | None:
         for e in reversed(a.call("events", id="metrics", timeout=0.1)):
             an = e["json"]["cameras"][COMP_CAM].get("analytics")
-            if an and an["crossings"]["door"]["in"]:
+            if an and an["counts_sent"]:  # the metrics after the counts went out
                 return an
         return None
 
     an = wait_until(totals, 10, interval=0.3, what="metrics with the crossing")
-    assert an["crossings"]["door"] == {"in": {"person": 1}, "out": {}} and an["counts_sent"] >= 1
+    assert an["crossings"]["door"] == {"in": {"person": 1}, "out": {}} and an["counts_sent"] == 1
+
+
+def test_a_site_file_carries_analytics_and_names_the_line_of_a_mistake(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    body = """\
+stages:
+  production: {thingGroup: ggvision-production}
+sites:
+  site-7:
+    stage: production
+    devices:
+      site-7-box:
+        cameras:
+          door:
+            capture: {source: {type: rtsp, url: rtsp://10.0.0.5/stream1}}
+            filter:
+              zones: {queue: [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]]}
+              analytics:
+                lines: {entrance: {points: [[0.1, 0.55], [0.9, 0.55]], inSide: %s}}
+                zones: {queue: {loiterS: 60, maxOccupancy: 5}}
+"""
+    site.write_text(body % "left")
+    cam = load_site(site).sites["site-7"].devices["site-7-box"].cameras["door"].filter
+    assert cam.analytics.lines["entrance"].in_side == "left" and cam.analytics.zones["queue"].max_occupancy == 5
+    site.write_text(body % "up")
+    with pytest.raises(ConfigError, match=r"site\.yaml:14: .*analytics\.lines\.entrance\.inSide: one of left, right"):
+        load_site(site)
