@@ -19,6 +19,10 @@ uploaded snapshot; snapshot-only updates stay local. The best snapshot goes up o
 only when an alert fires (the alert names it) or when the event is still open after events.snapshotAfterS —
 and again at the end only if a better one was taken since.
 
+Analytics (analytics.py, fed with the tracker's output): its zone rule hits (loitering, overcrowding) go out
+as filter-alert/1.0 on the event of the object concerned, through the same alert path; its counts/1.0 per
+interval go to the cloud as results items.
+
 Media that cannot be written (a full disk, a read-only or forbidden folder, or less free space than
 `minFreeBytes`, which is left to event records and alerts) never holds an event back: the event and its end
 go out all the same, with `media_missing` saying what is missing and why; the picture is kept in memory and
