@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -267,6 +268,84 @@ def run_video(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list
         return pipe.analytics.log, cpu / n, n
 
 
+def render_video(scene: ScriptedScene, duration_s: float, fps: int, out: Path) -> Path:
+    """The scene as an H.264 MPEG-TS file (a keyframe a second), as a camera would send it."""
+    import av
+
+    with av.open(str(out), "w") as box:
+        stream = box.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
+        stream.options = {"g": str(fps), "bf": "0", "preset": "veryfast"}
+        for k in range(int(duration_s * fps)):
+            img, _ = scene.render(k / fps)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                box.mux(packet)
+        for packet in stream.encode():
+            box.mux(packet)
+    return out
+
+
+def run_stack(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """The real Capture -> Inference -> Filter path: the rendered video played in real time by Capture's file
+    source (decoded at detectFps), the synthetic-detector model component in Inference, the Filter with the
+    bench's line and zone, under the local runtime (tests/suite_dev.py's recipes). Returns the crossings the
+    same tracker + analytics count on the detections/1.0 messages the Filter received (per-crossing timing
+    for scoring) and the Filter component's own totals from its last filter-metrics/1.0."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from capture_dev import NAME as CAPTURE
+    from capture_dev import capture_dev_recipe
+    from harness import Runtime
+    from suite_dev import AGENT, AGENT_ACL, CAMERA, received, start_suite, subscribe, write_suite
+
+    tmp = Path(tempfile.mkdtemp(prefix="ggv-bench-analytics-"))
+    dets: list[dict[str, Any]] = []
+    video = render_video(scene, duration_s, 10, tmp / "scene.ts")
+    cam = settings()
+    rt = Runtime(tmp, [AGENT], config={AGENT: {"accessControl": AGENT_ACL}})
+    try:
+        names = write_suite(rt, ("inference", "filter"), overrides={
+            "filter": {"cameras": {CAMERA: {"policy": "metadata", "zones": {"zone": ZONE}, "analytics": {
+                "intervalS": 60, "lines": {"line": cam.analytics.lines["line"].model_dump(by_alias=True)},
+                "zones": {"zone": {"labels": ["person"]}}}}}}})
+        capture_dev_recipe(rt.recipes, cameras={CAMERA: {
+            "source": {"type": "file", "path": str(video), "realtime": True}, "detectFps": fps,
+            "record": {"enabled": False}}}, metricsPeriodS=1)
+        agent = start_suite(rt, {**names, "capture": CAPTURE})
+        subscribe(agent, dets=f"ggvision/v1/detections/{CAMERA}", metrics="ggvision/v1/metrics/filter")
+        deadline = time.monotonic() + duration_s + 60
+        while time.monotonic() < deadline:  # until the file has played (no new detections for 5 s)
+            time.sleep(5)
+            seen = len(dets)
+            dets = received(agent, "dets")  # everything so far
+            if dets and len(dets) == seen:
+                break
+        time.sleep(3)  # the Filter's idle tick ends the last tracks; a metrics message follows
+        metrics = [m for m in received(agent, "metrics") if CAMERA in m.get("cameras", {})]
+        totals = metrics[-1]["cameras"][CAMERA].get("analytics", {}) if metrics else {}
+    finally:
+        rt.cleanup()
+        if dets:  # kept with its logs when nothing came through
+            shutil.rmtree(tmp, ignore_errors=True)
+    # the same tracker + analytics on the same messages, for the per-crossing log; scene time = media time
+    from ggvision.filter.messages import parse_detections
+
+    dets.sort(key=lambda m: m["timestamp"])
+    t0 = dets[0]["timestamp"] if dets else 0.0
+    tracker = IouTracker(cam.tracker, cam.stationary)
+    an = Analytics(cam.analytics, cam.zones, cam.zone_anchor, cam.tracker.min_hits)
+    an.log = []
+    for m in dets:
+        d = parse_detections(m)
+        t = d.timestamp - t0
+        upd = tracker.update([x for x in d.detections if x.label == "person" and x.score >= cam.min_score], t)
+        an.update(upd.started, upd.updated, upd.ended, tracker.tracks, t, (scene.width, scene.height))
+    upd = tracker.update([], duration_s + 10)
+    an.update(upd.started, upd.updated, upd.ended, tracker.tracks, duration_s + 10, (scene.width, scene.height))
+    an.due(duration_s + 20, final=True)
+    return an.log, {"messages": len(dets), "component_totals": totals.get("crossings", {}),
+                    "replayed_totals": an.totals()["crossings"]}
+
+
 VTEST_LINE = ((0.0, 0.6), (1.0, 0.6))  # across the plaza, 60 % down: "in" is walking down (towards the camera's bottom)
 
 
@@ -362,6 +441,8 @@ def main() -> int:
                     help="rendered frames through the synthetic-detector model into the Filter's pipeline instead")
     ap.add_argument("--vtest", nargs="?", const=REPO.parent / "shared" / "data" / "video" / "vtest.avi", type=Path,
                     help="count on the real test video with YOLOX-Nano (../shared) instead")
+    ap.add_argument("--stack", type=float, metavar="SECONDS",
+                    help="a rendered video of this length through Capture, Inference and the Filter instead")
     ap.add_argument("--supervision", action="store_true",
                     help="also supervision's LineZone/PolygonZone over ByteTrack (a venv that has them)")
     args = ap.parse_args()
@@ -372,6 +453,16 @@ def main() -> int:
             return 0
         res = run_vtest(args.vtest, model, 5.0)
         print(json.dumps(res, indent=1))
+        return 0
+    if args.stack:
+        sc = counting_scene(640, 360, args.stack, seed=11, person_h=(0.22, 0.3))
+        log, info = run_stack(sc, args.stack, 5.0)
+        truth = true_crossings(sc)
+        r = score(truth, log, False)
+        n_true = {d: sum(1 for x in truth if x[1] == d) for d in ("in", "out")}
+        print(json.dumps({**info, "true": n_true, "precision": r["matched"] / max(r["counted"], 1),
+                          "recall": r["matched"] / max(r["true"], 1), "count_error": r["count_error"],
+                          "machine": cpu_model()}, indent=1))
         return 0
     seeds, duration = ((1,), 300.0) if args.quick else ((1, 2, 3), 600.0)
     variants = [  # (row name, noise, fps, band, handoverS)
