@@ -1,5 +1,5 @@
-"""Live terminal view of a running runtime: components, cameras (fps, detections), models, uplink backlog,
-IPC traffic, IoT Core link, recent log lines.
+"""Live terminal view of a running runtime: components, cameras (fps, detections, analytics counts), models,
+uplink backlog, IPC traffic, IoT Core link, recent log lines.
 
 It reads the suite's own metric and detection topics through pubsub taps (no IPC connection of its own),
 so what it shows is what the components publish (docs/messages.md).
@@ -32,6 +32,17 @@ def _num(m: dict, key: str, fmt: str = "{:.1f}") -> str:
     return fmt.format(v) if isinstance(v, int | float) else "–"
 
 
+def _counts_line(a: dict) -> str:
+    """`gate ↓3 ↑1, queue 2`: crossings in/out per line (all labels) since the Filter started, occupancy now."""
+    def total(v: object) -> int:
+        return sum(n for n in v.values() if isinstance(n, int)) if isinstance(v, dict) else 0
+
+    parts = [f"{line} ↓{total(d.get('in'))} ↑{total(d.get('out'))}"
+             for line, d in (a.get("crossings") or {}).items() if isinstance(d, dict)]
+    parts += [f"{zone} {n}" for zone, n in (a.get("occupancy") or {}).items() if isinstance(n, int)]
+    return ", ".join(parts[:6]) or "–"
+
+
 class Dashboard:
     def __init__(self, kernel: Kernel, period_s: float = 0.5) -> None:
         self.kernel = kernel
@@ -43,10 +54,12 @@ class Dashboard:
         self.detections: dict[str, deque[float]] = {}  # camera -> arrival times of detection messages (fps)
         self.labels: dict[str, Counter[str]] = {}  # camera -> labels in its last detection message
         self.events: dict[str, int] = {}  # camera -> event messages seen
+        self.counts: dict[str, str] = {}  # camera -> its analytics counts, as a short line
         taps = kernel.pubsub.taps
         taps.append((topics.metrics("capture"), self._on_capture_metrics))
         taps.append((topics.metrics("inference"), self._on_inference_metrics))
         taps.append((topics.metrics("uplink"), self._on_uplink_metrics))
+        taps.append((topics.metrics("filter"), self._on_filter_metrics))
         taps.append((topics.every(topics.DETECTIONS), self._on_detections))
         taps.append((topics.every(topics.EVENTS), self._on_event))
 
@@ -61,6 +74,15 @@ class Dashboard:
     def _on_uplink_metrics(self, topic: str, message: object) -> None:
         if isinstance(message, dict):
             self.uplink = message
+
+    def _on_filter_metrics(self, topic: str, message: object) -> None:
+        cams = message.get("cameras") if isinstance(message, dict) else None
+        if not isinstance(cams, dict):
+            return
+        for cam, m in cams.items():
+            a = m.get("analytics") if isinstance(m, dict) else None
+            if isinstance(a, dict):
+                self.counts[str(cam)] = _counts_line(a)
 
     def _on_detections(self, topic: str, message: object) -> None:
         camera = topic.rsplit("/", 1)[-1]
@@ -91,7 +113,7 @@ class Dashboard:
             return None
         now = time.monotonic()
         t = Table("camera", "status", "input fps", "decoded fps", "detect fps", "last detections", "events",
-                  "reconnects", "dropped", "segments", expand=True, title="cameras and sensors")
+                  "counts", "reconnects", "dropped", "segments", expand=True, title="cameras and sensors")
         for cam in sorted(set(self.capture) | set(self.detections)):
             m = self.capture.get(cam, {})
             if not isinstance(m, dict):
@@ -105,7 +127,7 @@ class Dashboard:
             found = ", ".join(f"{n}×{label}" if n > 1 else label for label, n in labels.most_common(4)) or "–"
             t.add_row(cam, Text(status + reason, style=style), _num(m, "input_fps"), _num(m, "decoded_fps"),
                       f"{self._detection_fps(cam, now):.1f}", found, str(self.events.get(cam, 0)),
-                      _num(m, "reconnects", "{:.0f}"), _num(m, "dropped_frames", "{:.0f}"),
+                      self.counts.get(cam, "–"), _num(m, "reconnects", "{:.0f}"), _num(m, "dropped_frames", "{:.0f}"),
                       _num(m, "segment_bytes", "{:,.0f} B"))
         return t
 

@@ -48,6 +48,7 @@ ClipsFor = Literal["all", "alerts", "none"]
 RedactMethod = Literal["pixelate", "blur", "fill"]
 ImageFormat = Literal["jpeg", "webp"]
 ZoneAnchor = Literal["bottom", "center"]
+Side = Literal["left", "right"]
 
 
 # -- value types ------------------------------------------------------------------------------------------
@@ -229,6 +230,57 @@ class AlertRule(Section):
     min_dwell_s: number(0, 86400) = 0.0  # in the zone (or seen, without zones) at least this long
 
 
+def _segment(v: Any) -> Any:
+    if not isinstance(v, list | tuple) or len(v) != 2:
+        raise ValueError("expected a line of 2 [x, y] points (0..1)")
+    return v
+
+
+class LineConfig(Section):
+    """A counting line: crossings of a track's anchor (zoneAnchor) through the segment between two points."""
+
+    null_is_empty: ClassVar[bool] = False
+
+    points: Annotated[tuple[Annotated[Point, BeforeValidator(_point)], ...], BeforeValidator(_segment)]
+    # the side a crossing goes *into* to count as "in", seen on the image walking from the first point to the
+    # second (y down: for a line drawn left to right, "right" is below it)
+    in_side: _choice(Side) = "right"
+    labels: Labels = ()  # empty: every label the camera keeps
+    band: number(0, 0.5) = 0.03  # hysteresis: half-width of the band either side, as a fraction of the frame height
+
+    @model_validator(mode="after")
+    def _a_segment(self) -> LineConfig:
+        if self.points[0] == self.points[1]:
+            raise ValueError("points: the two points are the same")
+        return self
+
+
+class ZoneRule(Section):
+    """What is counted and watched in one of the camera's zones."""
+
+    labels: Labels = ()  # empty: every label the camera keeps
+    loiter_s: number(0, 86400) = 0.0  # a track in the zone longer than this raises a loitering alert (0: none)
+    max_occupancy: whole(0, 100_000) = 0  # more tracks in the zone at once raise an overcrowding alert (0: none)
+
+
+class AnalyticsConfig(Section):
+    """Line crossings, zone occupancy and dwell per camera (ggvision/filter/analytics.py; docs/filter.md)."""
+
+    interval_s: number(0, 86400) = 60.0  # one counts/1.0 message per camera this often (0: none)
+    handover_s: number(0, 60) = 2.0  # a track born where one of its label was lost this recently continues it
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+    zones: dict[str, ZoneRule] = Field(default_factory=dict)  # by zone name (the camera's `zones`)
+
+    @field_validator("lines", "zones", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, Mapping):
+            raise ValueError("expected an object of name -> settings")
+        return v
+
+
 def _alert_image(v: Any) -> Any:
     if v is False:  # no thumbnail in alerts
         return None
@@ -261,6 +313,7 @@ class CameraConfig(Section):
     redact: RedactConfig = RedactConfig()
     alerts: tuple[AlertRule, ...] = ()
     alerts_per_min: whole(1, 100_000) = 30  # per camera: a crowd must not turn into an alert storm (rest counted)
+    analytics: AnalyticsConfig = AnalyticsConfig()
 
     _camera: str = PrivateAttr("")
 
@@ -286,6 +339,18 @@ class CameraConfig(Section):
                 rule = {"minScore": min_score, **rule}
             out[label] = rule
         return out
+
+    @field_validator("analytics")
+    @classmethod
+    def _analytics_zones(cls, v: AnalyticsConfig, info: ValidationInfo) -> AnalyticsConfig:
+        zones = info.data.get("zones")
+        missing = [z for z in v.zones if zones is not None and z not in zones]
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
+                type=PydanticCustomError("value_error", "no such zone (the camera's zones: {known})",
+                                         {"known": ", ".join(sorted(zones)) or "none"}),
+                loc=("zones", z), input=z) for z in missing])
+        return v
 
     @field_validator("alerts", mode="before")
     @classmethod

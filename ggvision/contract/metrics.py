@@ -60,6 +60,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ggvision_uptime_seconds": ("gauge", "Seconds since com.ggvision.Health started", ()),
     "ggvision_health_alerts_active": ("gauge", "Active alerts of each kind", ("alert",)),
     "ggvision_health_malformed_messages": ("counter", "Messages dropped as malformed, per topic", ("topic",)),
+    "ggvision_line_crossings": ("counter", "Objects that crossed a counting line, by direction (in/out) and label "
+                                "(the Filter's analytics, since its camera pipeline started)",
+                                ("camera", "line", "direction", "label")),
+    "ggvision_zone_occupancy": ("gauge", "Objects in an analytics zone now", ("camera", "zone")),
+    "ggvision_zone_rule_hits": ("counter", "Zone rule alerts raised (loitering, overcrowding)", ("camera", "kind")),
     "ggvision_storage_errors": ("counter", "Writes that failed on a storage condition (disk-full, read-only, "
                                 "permission-denied, io-error), as the component reports them",
                                 ("component", "condition")),

@@ -15,6 +15,7 @@ DETECTIONS = "detections/1.0"
 EVENT = "event/1.0"
 ALERT = "alert/1.0"
 FILTER_ALERT = "filter-alert/1.0"
+COUNTS = "counts/1.0"
 CAPTURE_METRICS = "capture-metrics/1.0"
 INFERENCE_METRICS = "inference-metrics/1.0"
 FILTER_METRICS = "filter-metrics/1.0"
@@ -46,6 +47,7 @@ MESSAGES: tuple[Message, ...] = (
     Message(EVENT, "Filter", ("live view", "cloud"), (t.EVENTS, t.IOT_RESULTS)),
     Message(ALERT, "Health, Inference", ("operators", "cloud"), (t.ALERTS, t.IOT_EVENTS)),
     Message(FILTER_ALERT, "Filter", ("operators", "cloud"), (t.IOT_EVENTS,)),
+    Message(COUNTS, "Filter", ("cloud",), (t.IOT_RESULTS,)),  # per camera and interval, inside uplink-batch/1.0
     Message(CAPTURE_METRICS, "Capture", ("Health", "live view"), (t.METRICS,)),
     Message(INFERENCE_METRICS, "Inference", ("Health", "live view"), (t.METRICS,)),
     Message(FILTER_METRICS, "Filter", ("Health",), (t.METRICS,)),

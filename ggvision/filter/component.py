@@ -283,9 +283,10 @@ class FilterComponent:
     def _tick(self) -> None:
         now = time.monotonic()
         for cam, pipe in self.pipelines.items():
-            # No detections for a while (camera or inference down): let time pass for its tracks.
+            # No detections for a while (camera or inference down, or a still scene behind the motion gate):
+            # let time pass for its tracks and its analytics interval.
             idle = now - self._last_det.get(cam, now)
-            if idle > 1.0 and pipe.tracker.tracks:
+            if idle > 1.0 and (pipe.tracker.tracks or pipe.analytics.enabled):
                 self._publish(pipe.expire(pipe.clock + idle))
         if now - self._last_metrics >= self.cfg.metrics_period_s:
             self._last_metrics = now

@@ -19,6 +19,10 @@ uploaded snapshot; snapshot-only updates stay local. The best snapshot goes up o
 only when an alert fires (the alert names it) or when the event is still open after events.snapshotAfterS —
 and again at the end only if a better one was taken since.
 
+Analytics (analytics.py, fed with the tracker's output): its zone rule hits (loitering, overcrowding) go out
+as filter-alert/1.0 on the event of the object concerned, through the same alert path; its counts/1.0 per
+interval go to the cloud as results items.
+
 Media that cannot be written (a full disk, a read-only or forbidden folder, or less free space than
 `minFreeBytes`, which is left to event records and alerts) never holds an event back: the event and its end
 go out all the same, with `media_missing` saying what is missing and why; the picture is kept in memory and
@@ -45,6 +49,7 @@ from ..component.storage import StorageFaults, describe, short_of_space
 from ..config.filter import CameraConfig
 from ..contract import topics
 from ..contract.keys import CLIPS, IMAGES, SEGMENTS
+from .analytics import Analytics, Hit
 from .encode import CONTENT_TYPES, EXTENSIONS, encode
 from .messages import Detection, Detections, Segment
 from .motion import MotionGate
@@ -152,6 +157,8 @@ class Stats:
     suppressed_tracks: int = 0
     event_times: list[float] = field(default_factory=list)  # wall times of "new" in the last minute
     media_missing: Counter[str] = field(default_factory=Counter)  # ends published with media missing, by kind
+    hits_without_event: int = 0  # analytics hits whose track had no event to raise the alert on
+    counts_sent: int = 0
 
 
 class _FrameOnce:
@@ -197,6 +204,7 @@ class CameraPipeline:
         self.snap_dir = work_dir / "snapshots"
         self.motion = MotionGate(cfg.motion)
         self.tracker = IouTracker(cfg.tracker, cfg.stationary)
+        self.analytics = Analytics(cfg.analytics, cfg.zones, cfg.zone_anchor, cfg.tracker.min_hits)
         self.filter_stats = FilterStats()
         self.budget = Budget(cfg.budget_kbps, cfg.burst_s)
         self.segments = SegmentLog(keep_s=max(120.0, 4 * (cfg.events.pre_roll_s + cfg.events.post_roll_s)))
@@ -256,7 +264,10 @@ class CameraPipeline:
             out += self._end(tr)
         for tr in (*upd.started, *upd.updated):
             out += self._observe(tr, t, frame, msg, counts)
-        return out
+        if self.size:
+            hits = self.analytics.update(upd.started, upd.updated, upd.ended, self.tracker.tracks, t, self.size)
+            out += self._hits(hits, t, counts, msg, frame)
+        return out + self._counts(t)
 
     def _observe(self, tr: Track, t: float, frame: _FrameOnce, msg: Detections,
                  counts: Counter[str]) -> list[Out]:
@@ -430,44 +441,76 @@ class CameraPipeline:
         out: list[Out] = []
         for rule in fired(self.cfg.alerts, facts, st.fired):
             st.fired.add(rule.name)
-            now = time.monotonic()
-            self._alert_times = [x for x in self._alert_times if x > now - 60]
-            if len(self._alert_times) >= self.cfg.alerts_per_min:
-                self.stats.alerts_suppressed += 1
-                continue
-            self._alert_times.append(now)
-            self.stats.alerts += 1
-            out += self._snapshot(st, tr)  # an alert has its picture in S3 right away, not at the event's end
-            if not st.cloud_open:  # and the cloud has its event record
-                out += self._emit("new", tr, st, local=False)
-            d = tr.detection
-            assert d is not None
-            top = frame.top(ALERT_DETECTIONS)
-            alert: dict[str, Any] = {
-                "schema": "filter-alert/1.0", "alert": rule.name, "camera": self.camera, "event_id": st.event_id,
-                "label": tr.label, "score": round(d.score, 4), "zones": sorted(st.zones),
-                "dwell_s": round(t - min([st.zone_since[z] for z in rule.zones if z in st.zone_since]
-                                         or [tr.first_t]), 2),
-                "timestamp": round(t, 3), "box": [_r(v) for v in d.box], "frame_size": list(self.size or ()),
-                "objects": dict(counts), "detections_total": len(msg.detections),
-                "detections": [[x.label, round(x.score, 3), *(_r(v) for v in x.box)] for x in top],
-                "snapshot": st.snapshot_id, "model": self.model,
-            }
-            if self.cfg.alert_image and st.best_frame is not None and self.cfg.policy != "metadata":
-                import base64
+            dwell = t - min([st.zone_since[z] for z in rule.zones if z in st.zone_since] or [tr.first_t])
+            out += self._alert(rule.name, tr, st, t, counts, msg, frame, dwell, sorted(st.zones))
+        return out
 
-                thumb = encode(st.best_frame, self.cfg.alert_image, st.best_box)
-                alert["image_b64"] = base64.b64encode(thumb).decode()
-                alert["image_type"] = CONTENT_TYPES[self.cfg.alert_image.format]
-            alert = fit_alert(alert)
-            item = {"id": f"filter:{self.camera}:{st.event_id}:alert-{rule.name}", "priority": "alerts",
-                    "destination": "iot", "topic": IOT_EVENTS, "payload": alert}
-            put = self._put("alert", item, t, t, json_size(alert))
-            if put:
-                out.append(put)
-            if self.cfg.clips_for == "alerts" and self.cfg.policy == "events" and not st.clips:
-                st.clips = True
-                out += self._open_window(st, tr)
+    def _alert(self, name: str, tr: Track, st: EventState, t: float, counts: Counter[str], msg: Detections,
+               frame: _FrameOnce, dwell_s: float, zones: list[str], extra: dict[str, Any] | None = None) -> list[Out]:
+        """One filter-alert/1.0 on this track's event (its snapshot goes up at once), within alertsPerMin."""
+        now = time.monotonic()
+        self._alert_times = [x for x in self._alert_times if x > now - 60]
+        if len(self._alert_times) >= self.cfg.alerts_per_min:
+            self.stats.alerts_suppressed += 1
+            return []
+        self._alert_times.append(now)
+        self.stats.alerts += 1
+        out = self._snapshot(st, tr)  # an alert has its picture in S3 right away, not at the event's end
+        if not st.cloud_open:  # and the cloud has its event record
+            out += self._emit("new", tr, st, local=False)
+        d = tr.detection
+        box = d.box if d is not None else tr.box  # an analytics hit may name a track missed this frame
+        top = frame.top(ALERT_DETECTIONS)
+        alert: dict[str, Any] = {
+            "schema": "filter-alert/1.0", "alert": name, "camera": self.camera, "event_id": st.event_id,
+            "label": tr.label, "score": round(d.score if d is not None else tr.score, 4), "zones": zones,
+            "dwell_s": round(dwell_s, 2),
+            "timestamp": round(t, 3), "box": [_r(v) for v in box], "frame_size": list(self.size or ()),
+            "objects": dict(counts), "detections_total": len(msg.detections),
+            "detections": [[x.label, round(x.score, 3), *(_r(v) for v in x.box)] for x in top],
+            "snapshot": st.snapshot_id, "model": self.model, **(extra or {}),
+        }
+        if self.cfg.alert_image and st.best_frame is not None and self.cfg.policy != "metadata":
+            import base64
+
+            thumb = encode(st.best_frame, self.cfg.alert_image, st.best_box)
+            alert["image_b64"] = base64.b64encode(thumb).decode()
+            alert["image_type"] = CONTENT_TYPES[self.cfg.alert_image.format]
+        alert = fit_alert(alert)
+        item = {"id": f"filter:{self.camera}:{st.event_id}:alert-{name}", "priority": "alerts",
+                "destination": "iot", "topic": IOT_EVENTS, "payload": alert}
+        put = self._put("alert", item, t, t, json_size(alert))
+        if put:
+            out.append(put)
+        if self.cfg.clips_for == "alerts" and self.cfg.policy == "events" and not st.clips:
+            st.clips = True
+            out += self._open_window(st, tr)
+        return out
+
+    # -- analytics: zone rule hits as alerts, counts per interval ------------------------------------------
+    def _hits(self, hits: list[Hit], t: float, counts: Counter[str], msg: Detections,
+              frame: _FrameOnce) -> list[Out]:
+        out: list[Out] = []
+        for h in hits:
+            st: EventState | None = h.track.data.get("event")
+            if st is None or not st.emitted or h.track.suppressed:
+                self.stats.hits_without_event += 1  # no event to carry it (a parked object's spot, say)
+                continue
+            name = f"{h.kind}-{h.zone}" + (f"-{h.n}" if h.kind == "overcrowding" else "")
+            rule = {"kind": h.kind, "zone": h.zone, "occupancy": h.occupancy,
+                    ("loiter_s" if h.kind == "loitering" else "max_occupancy"): h.limit}
+            out += self._alert(name, h.track, st, t, counts, msg, frame, h.dwell_s, sorted(st.zones), {"rule": rule})
+        return out
+
+    def _counts(self, t: float, final: bool = False) -> list[Out]:
+        out: list[Out] = []
+        for body in self.analytics.due(t, final):
+            body = {**body, "camera": self.camera, "model": self.model}
+            item = {"id": f"filter:{self.camera}:counts:{body['start']}-{body['end']}", "priority": "results",
+                    "destination": "iot", "topic": IOT_RESULTS, "payload": body}
+            put = self._put("result", item, body["start"], body["end"], json_size(body))
+            self.stats.counts_sent += 1
+            out += [put] if put else []
         return out
 
     # -- segments ---------------------------------------------------------------------------------
@@ -537,15 +580,18 @@ class CameraPipeline:
     def expire(self, now: float) -> list[Out]:
         """End tracks not seen for their max age (called when no detections arrive, e.g. camera down)."""
         out: list[Out] = []
-        for tr in self.tracker.expire(now):
+        ended = self.tracker.expire(now)
+        for tr in ended:
             out += self._end(tr)
-        return out
+        if self.size and ended:
+            self.analytics.update((), (), ended, self.tracker.tracks, now, self.size)
+        return out + self._counts(now)
 
     def flush(self) -> list[Out]:
         out: list[Out] = []
         for tr in self.tracker.end_all():
             out += self._end(tr)
-        return out
+        return out + self._counts(self.clock, final=True)
 
     def metrics(self) -> dict[str, Any]:
         s, fs, b = self.stats, self.filter_stats, self.budget
@@ -566,6 +612,8 @@ class CameraPipeline:
             "bytes_selected": dict(b.selected), "items_selected": dict(b.selected_items),
             "bytes_dropped_budget": dict(b.dropped), "items_dropped_budget": dict(b.dropped_items),
             "budget_kbps": self.cfg.budget_kbps,
+            **({"analytics": {**self.analytics.totals(), "counts_sent": s.counts_sent,
+                              "hits_without_event": s.hits_without_event}} if self.analytics.enabled else {}),
         }
 
 

@@ -120,6 +120,13 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
             for cls in disk.CLASSES:
                 put("ggvision_disk_held_bytes", (comp, cls), d.held.get(cls, 0))
                 put("ggvision_disk_evicted_bytes", (comp, cls), d.evicted.get(cls, 0))
+        for cam, a in c.app.analytics.items():
+            for (line, direction, label), n in a.crossings.items():
+                put("ggvision_line_crossings", (cam, line, direction, label), n)
+            for zone, n in a.occupancy.items():
+                put("ggvision_zone_occupancy", (cam, zone), n)
+            for kind, n in a.hits.items():
+                put("ggvision_zone_rule_hits", (cam, kind), n)
         for comp, r in c.app.storage.items():
             for cond in STORAGE_CONDITIONS:
                 put("ggvision_storage_errors", (comp, cond), r.errors.get(cond, 0))

@@ -1,6 +1,7 @@
-"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections, and the
+"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections, the
 `storage` block any component's metrics carry (ggvision/component/storage.py: write failures per condition,
-the conditions still active).
+the conditions still active), and the Filter's per-camera `analytics` counts (line crossings, zone occupancy,
+rule hits; ggvision/filter/analytics.py).
 
 IPC callbacks (on the client's event thread) call `on_*`; each does a little validation and
 bookkeeping under a lock and returns. A malformed message is counted per topic and dropped.
@@ -26,6 +27,8 @@ METRICS = topics.METRICS.removesuffix("{component}")
 _CAPTURE = re.compile(r"^capture-metrics/1\.\d+$")
 _INFERENCE = re.compile(r"^inference-metrics/1\.\d+$")
 _UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")
+_FILTER = re.compile(r"^filter-metrics/1\.\d+$")
+MAX_ANALYTICS_NAMES = 32  # lines, zones, labels per camera kept for metrics (bounded label sets)
 MAX_TOPIC_LABELS = 256  # malformed-message counters beyond this many topics go under "other"
 MAX_CAMERAS = 1024  # cameras tracked from frames/detections (a runaway publisher cannot grow us without bound)
 MODEL_STALE_S = 600.0  # a model not reported for this long (swapped out) is forgotten
@@ -234,6 +237,53 @@ class AppView:
     any_detection: bool
     storage: dict[str, StorageReport] = field(default_factory=dict)  # by component name
     disk: dict[str, DiskReport] = field(default_factory=dict)  # by component name: what it holds, for the budget
+    analytics: dict[str, AnalyticsReport] = field(default_factory=dict)  # by camera
+
+
+@dataclass(frozen=True)
+class AnalyticsReport:
+    """A camera's counts as the Filter reports them (cumulative since its pipeline started)."""
+
+    crossings: dict[tuple[str, str, str], int]  # (line, in|out, label) -> n
+    occupancy: dict[str, int]  # zone -> objects in it now
+    hits: dict[str, int]  # loitering | overcrowding -> n
+
+
+def _count(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise Malformed(f"{where}: expected a count")
+    return v
+
+
+def _names(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise Malformed(f"{where}: expected an object")
+    return {str(k)[:64]: x for k, x in list(v.items())[:MAX_ANALYTICS_NAMES]}
+
+
+def parse_filter(msg: Any) -> dict[str, AnalyticsReport]:
+    """The `analytics` blocks of `filter-metrics/1.x`, by camera; Malformed names the field."""
+    schema = msg.get("schema") if isinstance(msg, dict) else None
+    if not isinstance(msg, dict) or not _FILTER.match(str(schema)):
+        raise Malformed(f"schema: expected filter-metrics/1.x, got {str(schema)[:40]!r}")
+    out = {}
+    for cam, m in _names(msg.get("cameras", {}), "cameras").items():
+        a = m.get("analytics") if isinstance(m, dict) else None
+        if a is None:
+            continue
+        where = f"cameras.{cam}.analytics"
+        a = _names(a, where)
+        crossings = {(line, d, lbl): _count(n, f"{where}.crossings.{line}.{d}.{lbl}")
+                     for line, dirs in _names(a.get("crossings", {}), f"{where}.crossings").items()
+                     for d in ("in", "out")
+                     for lbl, n in _names(_names(dirs, f"{where}.crossings.{line}").get(d, {}),
+                                          f"{where}.crossings.{line}.{d}").items()}
+        occupancy = {z: _count(n, f"{where}.occupancy.{z}")
+                     for z, n in _names(a.get("occupancy", {}), f"{where}.occupancy").items()}
+        hits = {k: _count(n, f"{where}.hits.{k}") for k, n in _names(a.get("hits", {}), f"{where}.hits").items()
+                if k in ("loitering", "overcrowding")}
+        out[cam] = AnalyticsReport(crossings, occupancy, hits)
+    return out
 
 
 @dataclass(frozen=True)
@@ -258,6 +308,8 @@ class AppState:
     any_detection: bool = False
     storage: dict[str, tuple[StorageReport, float]] = field(default_factory=dict)  # component -> (report, when)
     disk: dict[str, tuple[DiskReport, float]] = field(default_factory=dict)  # component -> (report, when)
+    analytics: dict[str, AnalyticsReport] = field(default_factory=dict)  # camera -> the Filter's latest
+    analytics_at: float | None = None
 
     def _bad(self, topic: str) -> None:
         key = topic if topic in self.malformed or len(self.malformed) < MAX_TOPIC_LABELS else "other"
@@ -295,6 +347,8 @@ class AppState:
                 # of other components' metrics Health reads only the storage block
                 if topic.startswith(METRICS):
                     self._on_storage(topic, msg, now)
+                if topic == METRICS + "filter":  # after its storage block: bad counts must not hide that
+                    self.analytics, self.analytics_at = parse_filter(msg), now
             except Exception:  # Malformed, FrameDescriptor's ValueError, or anything odd: count and drop
                 self._bad(topic)
 
@@ -375,5 +429,8 @@ class AppState:
                 del self.storage[comp]  # a component that stopped reporting
             for comp in [c for c, (_, at) in self.disk.items() if now - at > MODEL_STALE_S]:
                 del self.disk[comp]
+            if self.analytics_at is not None and now - self.analytics_at > MODEL_STALE_S:
+                self.analytics = {}  # the Filter stopped reporting: no stale occupancy
             return AppView(cams, dict(self.models), dict(self.backlog), dict(self.malformed), self.any_detection,
-                           {c: r for c, (r, _) in self.storage.items()}, {c: r for c, (r, _) in self.disk.items()})
+                           {c: r for c, (r, _) in self.storage.items()}, {c: r for c, (r, _) in self.disk.items()},
+                           dict(self.analytics))

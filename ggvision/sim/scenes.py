@@ -4,6 +4,11 @@ Every frame is a pure function of (seed, frame index): objects move on bouncing 
 lighting follows a slow sine, and per-frame sensor noise comes from a generator seeded with
 (seed, index). So any frame can be rendered on its own (the worker renders only the frames it
 delivers unless it records) and the ground-truth boxes of each frame are exact.
+
+`ScriptedScene` is the other kind: objects on scripted paths (piecewise straight, in time), for counting
+analytics with known answers; `counting_scene` scripts a mixed crowd around a line and a zone — people
+crossing at walking to running speeds, crossing and coming back, turning just before the line, loitering in
+the zone, walking in pairs — and `Walker.at` gives each one's exact anchor at any time (bench/analytics.py).
 """
 
 from __future__ import annotations
@@ -159,3 +164,134 @@ class SyntheticScene:
         noise = np.random.default_rng((self.seed, index)).standard_normal((self.height, self.width, 1), np.float32)
         out = img.astype(np.float32) * gain + noise * NOISE_SIGMA
         return np.clip(out, 0, 255).astype(np.uint8), boxes
+
+
+# -- scripted paths (counting analytics) ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Walker:
+    """An object on a scripted path: its anchor (bottom centre of the box, pixels) at the given times, straight
+    in between; absent before the first and after the last."""
+
+    track_id: int
+    label: str
+    class_id: int
+    w: float
+    h: float
+    path: tuple[tuple[float, float, float], ...]  # (t, x, y)
+    color: tuple[int, int, int] = (40, 40, 200)
+    kind: str = ""  # what the script made it do (crossing, back, turn, loiter, pair)
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        p = self.path
+        if not p[0][0] <= t <= p[-1][0]:
+            return None
+        for (t0, x0, y0), (t1, x1, y1) in zip(p, p[1:], strict=False):
+            if t <= t1:
+                f = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+                return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
+        return p[-1][1], p[-1][2]
+
+    def box(self, t: float) -> tuple[float, float, float, float] | None:
+        a = self.at(t)
+        if a is None:
+            return None
+        return (a[0] - self.w / 2, a[1] - self.h, a[0] + self.w / 2, a[1])
+
+
+class ScriptedScene:
+    """Walkers over a still background; `truth(t)` and `render(t)` like SyntheticScene's, by time."""
+
+    def __init__(self, width: int, height: int, walkers: list[Walker], seed: int = 0) -> None:
+        self.width, self.height, self.walkers, self.seed = width, height, walkers, seed
+        self.background = SyntheticScene(width, height, seed=seed, objects=0).background
+
+    def truth(self, t: float) -> list[ObjectBox]:
+        out = []
+        for w in self.walkers:
+            b = w.box(t)
+            if b is not None:
+                x1, y1, x2, y2 = b
+                out.append(ObjectBox(w.class_id, w.label, w.track_id, (max(x1, 0.0), max(y1, 0.0),
+                                                                       min(x2, self.width), min(y2, self.height))))
+        return out
+
+    def render(self, t: float) -> tuple[np.ndarray, list[ObjectBox]]:
+        boxes = self.truth(t)
+        img = self.background.copy()
+        by_id = {w.track_id: w for w in self.walkers}
+        for ob in sorted(boxes, key=lambda b: b.box[3]):  # nearer (lower) objects occlude farther ones
+            b = by_id[ob.track_id].box(t)
+            assert b is not None
+            x1, y1, x2, y2 = (int(round(v)) for v in b)
+            _draw_person(img, x1, y1, x2 - x1, y2 - y1, by_id[ob.track_id].color)
+        noise = np.random.default_rng((self.seed, round(t * 1000))).standard_normal(
+            (self.height, self.width, 1), np.float32)
+        return np.clip(img.astype(np.float32) + noise * NOISE_SIGMA, 0, 255).astype(np.uint8), boxes
+
+
+def counting_scene(width: int = 1280, height: int = 720, duration_s: float = 600.0, seed: int = 0,
+                   line_y: float = 0.55, zone: tuple[float, float, float, float] = (0.05, 0.65, 0.35, 0.95),
+                   person_h: tuple[float, float] = (0.125, 0.195)) -> ScriptedScene:
+    """A crowd scripted around a horizontal line at `line_y` (spanning x 0.1..0.9) and a zone (x1, y1, x2, y2),
+    all normalised: a new arrival every 1-4 s, each one of: crossing (down or up, 45-250 px/s, a fifth of them
+    running at 300-500 px/s), crossing and coming back, turning just before the line, loitering 5-40 s in the
+    zone, or a pair side by side crossing together. Sizes are `person_h` of the frame height, speeds are for a
+    720-pixel-high frame and scale with it."""
+    rng = np.random.default_rng(seed)
+    W, H = float(width), float(height)
+    ly = line_y * H
+    k = H / 720.0  # speeds and steps are for 720 p
+    walkers: list[Walker] = []
+    t = 0.0
+
+    def person(kind: str, path: list[tuple[float, float, float]], h: float) -> None:
+        color = tuple(int(v) for v in rng.integers(20, 230, 3))
+        walkers.append(Walker(len(walkers) + 1, "person", 0, 0.4 * h, h, tuple(path), color, kind))  # type: ignore[arg-type]
+
+    def leg(path: list[tuple[float, float, float]], x: float, y: float, v: float) -> None:
+        t0, x0, y0 = path[-1]
+        path.append((t0 + math.hypot(x - x0, y - y0) / v, x, y))
+
+    while t < duration_s - 30:
+        t += float(rng.uniform(1.0, 4.0))
+        h = float(rng.uniform(*person_h)) * H
+        v = k * (float(rng.uniform(300, 500)) if rng.random() < 0.2 else float(rng.uniform(45, 250)))
+        down = bool(rng.random() < 0.5)
+        y_from, y_to = (0.3 * H, 0.97 * H) if down else (0.97 * H, 0.3 * H)
+        x0 = float(rng.uniform(0.15, 0.85)) * W
+        x1 = float(np.clip(x0 + rng.uniform(-0.2, 0.2) * W, 0.12 * W, 0.88 * W))
+        kind = str(rng.choice(["crossing", "crossing", "back", "turn", "loiter", "pair"]))
+        path = [(t, x0, y_from)]
+        if kind in ("crossing", "pair"):
+            leg(path, x1, y_to, v)
+            person(kind, path, h)
+            if kind == "pair":
+                dx = float(rng.uniform(0.6, 1.2)) * 0.4 * h
+                person(kind, [(pt, px + dx, py) for pt, px, py in path], h * float(rng.uniform(0.95, 1.05)))
+        elif kind == "back":  # over the line by 0.05-0.2 H, a pause, back where it came from
+            beyond = ly + (1 if down else -1) * float(rng.uniform(0.05, 0.2)) * H
+            leg(path, x1, beyond, v)
+            t_end = path[-1][0] + float(rng.uniform(0, 2))
+            path.append((t_end, x1, beyond))
+            leg(path, x0, y_from, v)
+            person(kind, path, h)
+        elif kind == "turn":  # up to 0.04 H short of the line (inside the default band or just outside), back
+            short = ly - (1 if down else -1) * float(rng.uniform(0.005, 0.04)) * H
+            leg(path, x1, short, v)
+            path.append((path[-1][0] + float(rng.uniform(0.5, 3)), x1, short))
+            leg(path, x0, y_from, v)
+            person(kind, path, h)
+        else:  # loiter: from the bottom edge into the zone, sway there, leave to the left edge
+            zx1, zy1, zx2, zy2 = (zone[0] * W, zone[1] * H, zone[2] * W, zone[3] * H)
+            path = [(t, float(rng.uniform(zx1, zx2)), 1.0 * H)]
+            cx, cy = float(rng.uniform(zx1 + 40 * k, zx2 - 40 * k)), float(rng.uniform(zy1 + 30 * k, zy2 - 30 * k))
+            leg(path, cx, cy, min(v, 150.0 * k))
+            stay_until = path[-1][0] + float(rng.uniform(5, 40))
+            while path[-1][0] < stay_until:  # small steps in place
+                px, py = cx + k * float(rng.uniform(-25, 25)), cy + k * float(rng.uniform(-15, 15))
+                leg(path, px, py, 30.0 * k)
+                path.append((path[-1][0] + float(rng.uniform(0.5, 3)), px, py))
+            leg(path, 0.0, cy, min(v, 150.0 * k))
+            person(kind, path, h)
+    return ScriptedScene(width, height, walkers, seed)

@@ -303,6 +303,9 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
             "held": {"video": 100, "records": 5}, "evicted": {"video": 7}}, "storage": {
             "errors": {"disk-full": 2}, "active": {"disk-full": {"since": 1.0, "error": "queue: ENOSPC"}}}})
         st.on_message("ggvision/v1/metrics/inference", {"schema": "inference-metrics/1.0", "model": 7})
+        st.on_message("ggvision/v1/metrics/filter", {"schema": "filter-metrics/1.0", "cameras": {"door": {
+            "analytics": {"crossings": {"gate": {"in": {"person": 3}, "out": {}}}, "occupancy": {"queue": 2},
+                          "hits": {"loitering": 1}}}}})
         st.on_message("ggvision/v1/frames/door", None)  # binary: malformed
         for _ in range(3):  # the leak slope needs three samples
             c, _, _ = comp.collect()
@@ -319,6 +322,9 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
     assert rows[("ggvision_storage_degraded", (("component", "uplink"), ("condition", "disk-full")))] == 1
     assert rows[("ggvision_storage_errors_total", (("component", "uplink"), ("condition", "disk-full")))] == 2
     assert rows[("ggvision_inference_errors_total", (("model", "yolox"),))] == 3
+    assert rows[("ggvision_line_crossings_total", (("camera", "door"), ("direction", "in"), ("label", "person"),
+                                                   ("line", "gate")))] == 3
+    assert rows[("ggvision_zone_occupancy", (("camera", "door"), ("zone", "queue")))] == 2
     assert rows[("ggvision_inference_error_ratio", (("model", "yolox"),))] == pytest.approx(0.02)  # 2 of 100
     assert rows[("ggvision_inference_latency_seconds", (("model", "yolox"), ("quantile", "0.95")))] == 0.02
     assert rows[("ggvision_inference_provider_info", (("model", "yolox"), ("provider", "CPUExecutionProvider"),
