@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml .deb-stamp
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "ggvision needs Python >= 3.10"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cpu,dashboard]'
+	$(BIN)/python -m pip install -q -e '.[dev,cpu,dashboard,tools]'
 	@touch $@
 
 ## run: build the suite, then run it under the local Greengrass runtime with the IoT Core stand-in and a live view (Ctrl-C stops)

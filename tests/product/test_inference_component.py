@@ -217,7 +217,10 @@ def test_fire_risk_from_thermal_frames_and_gas_readings(env: dict[str, Any]) -> 
     assert m["model"]["name"] == "tiny-fire-risk" and m["frame"]["shape"] == [120, 160, 1]
     assert m["outputs"]["label"] == "fire" and m["outputs"]["fire_probability"] > 0.5  # "fire": t_max > 60 °C
     ts = [x["timestamp"] for x in got]
-    assert all(b - a_ >= 0.45 for a_, b in zip(ts, ts[1:], strict=False)), ts  # one per periodS, thermal at 4 fps
+    # Runs are at most one per periodS (0.5 s) on the runtime's clock, each on the newest unused thermal frame (4 fps);
+    # a run's frame may have arrived late under load, so its timestamp can sit one frame interval off the grid.
+    assert all(b > a_ for a_, b in zip(ts, ts[1:], strict=False)), ts  # never the same frame twice
+    assert ts[-1] - ts[0] >= (len(ts) - 1) * 0.5 - 0.25 - 0.01, ts
     assert "detections" not in m
 
 
