@@ -3,9 +3,10 @@
 Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
 Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
 (ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
-(ggvision/v1/metrics/filter). Configuration: ggvision/config/filter.py; per device, the `desired` cameras of the
-named shadow `ggvision-filter` (zones, rules; written by `ggvision site apply`) are laid over it and followed
-live (ggvision/component/shadow.py, docs/sites.md).
+(ggvision/v1/metrics/filter); keeps the box's local log of event ends, snapshots and fire-risk results
+(locallog.py; it follows disk-budget/1.0 for the log's pictures). Configuration: ggvision/config/filter.py; per
+device, the `desired` cameras of the named shadow `ggvision-filter` (zones, rules; written by `ggvision site
+apply`) are laid over it and followed live (ggvision/component/shadow.py, docs/sites.md).
 
 Threads: IPC handlers only parse and enqueue (they run on the connection's event thread and must not
 block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the

@@ -36,7 +36,7 @@ from ggvision.component.storage import StorageFaults
 from ggvision.config.base import ConfigError, parse
 from ggvision.config.filter import FilterConfig, LocalLogConfig
 from ggvision.config.health import DiskBudgetConfig
-from ggvision.filter.locallog import EVENTS, SNAPSHOTS, LocalLog, hour_of
+from ggvision.filter.locallog import EVENTS, SNAPSHOTS, LocalLog, hour_of, parse_fire
 from ggvision.framebus import FrameRing
 from ggvision.health.budget import plan
 from ggvision.sim.scenes import SyntheticScene
@@ -146,6 +146,8 @@ def test_sent_events_stay_on_the_box_and_the_edge_lists_them_while_s3_is_down(tm
             ms = [e["json"] for e in a.call("events", id="fm", timeout=0.1)]
             return next((m for m in reversed(ms) if m["disk"]["held"].get("snapshots")), None)
 
+        lines = [ln for f in (work / "local").glob(f"*/{EVENTS}") for ln in f.read_bytes().splitlines()]
+        assert len(lines) == len(ends) and all(len(ln) < 3000 for ln in lines)  # docs/filter.md's figure
         m = wait_until(filter_metrics, 10, what="the log's bytes in the Filter's metrics")
         assert m["disk"]["held"]["records"] > 0 and m["malformed"].get("detections", 0) >= 1
         # the disk budget asks for snapshots: the log's pictures go, its records stay
@@ -253,3 +255,19 @@ def test_the_fire_page_plots_the_probability_from_the_log(monkeypatch: pytest.Mo
                for s in specs), specs
     assert any("local log" in c.value for c in at.caption)
     shutil.rmtree(root)
+
+
+def test_the_docs_figures_are_the_codes() -> None:
+    from dashboard.data import edge as edge_mod
+
+    repo = Path(__file__).resolve().parents[2]
+    dash, filt = ((repo / "docs" / f).read_text() for f in ("dashboard.md", "filter.md"))
+    assert (edge_mod.FIRE_WINDOW_S, edge_mod.FIRE_POINTS) == (86400, 720)
+    assert "last\n  24 h" in dash and "at most 720 points" in dash
+    assert "| `localLog.retentionDays` | 7 | 1/24 to 7 days |" in filt and "| `localLog.fireEveryS` | 10 |" in filt
+    # a week of one sensor's fire results at the default 10 s stays under the 10 MB the doc says
+    now = [1795000000.0]
+    with_model = {"camera": "thermal-1", "timestamp": now[0], "task": "tabular", "outputs": {
+        "fire_probability": 0.123456, "label": "no-fire"}, "model": {"name": "fire-risk", "version": "1.1.0"}}
+    line = len(json.dumps(parse_fire(with_model), separators=(",", ":"))) + 1
+    assert line * 7 * 86400 / 10 < 10e6
