@@ -122,8 +122,12 @@ class FilterComponent:
     def _configure(self, cfg: FilterConfig) -> None:
         self.cfg = cfg
         self.work_dir = Path(cfg.work_dir or Path.cwd() / "filter")
-        self.local = LocalLog(self.work_dir / "local", cfg.local_log, os.environ.get("AWS_IOT_THING_NAME",
-                              "ggvision-local"), self.faults) if cfg.local_log.enabled else None
+        root = self.work_dir / "local"
+        if not cfg.local_log.enabled:
+            self.local = None
+        elif self.local is None or (self.local.root, self.local.cfg) != (root, cfg.local_log):
+            self.local = LocalLog(root, cfg.local_log, os.environ.get("AWS_IOT_THING_NAME", "ggvision-local"),
+                                  self.faults)  # kept across other changes: its fire-risk pacing and byte counts
         out: list[Out] = []
         for cam in list(self.pipelines):
             if cam not in cfg.cameras or cfg.cameras[cam] != self.pipelines[cam].cfg:
