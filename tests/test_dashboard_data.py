@@ -199,3 +199,40 @@ def test_edge_live_view_reads_the_frame_ring(edge: EdgeSource) -> None:
     assert view.sensor == "thermal-1" and view.frame is not None and view.frame.shape == (120, 160, 1)
     assert view.features["t_max"] == pytest.approx(180.0) and view.features["frac_above_150"] > 0
     assert "not recorded" in view.note
+
+
+def test_edge_unions_the_local_log_with_the_bucket_each_event_once(edge: EdgeSource) -> None:
+    """An event in both the Filter's local log and the directory bucket's archive is listed once, from the log (its
+    whole box history); one only in the log (not sent yet, or sent to S3) is listed with the log's snapshot; a torn
+    last line (a crash mid-write) is skipped."""
+    import json
+    import logging
+    from urllib.parse import quote
+
+    from ggvision.component.storage import StorageFaults
+    from ggvision.config.filter import LocalLogConfig
+    from ggvision.filter.locallog import EVENTS, LocalLog
+
+    before = edge.events(EventQuery()).events
+    sent = next(e for e in before if e.snapshot)
+    thing = before[0].thing
+    log = LocalLog(edge.log_dir(), LocalLogConfig(), thing, StorageFaults("test", logging.getLogger("test")))
+    boxes = [[sent.start + i / 10, 1, 2, 30, 40] for i in range(20)]
+    log.event({"schema": "event/1.0", "event_id": sent.event_id, "camera": sent.camera, "kind": "end",
+               "label": sent.label, "start": sent.start, "end": sent.end, "boxes": boxes, "zones": list(sent.zones),
+               "best": {"score": sent.edge_score, "snapshot": None}})
+    snap = edge.log_dir() / "pic.jpg"
+    snap.write_bytes(edge.snapshot(sent) or b"")
+    log.snapshot("filter:synthetic-1:new-1:snapshot-1", str(snap))
+    log.event({"schema": "event/1.0", "event_id": "new-1", "camera": "synthetic-1", "kind": "end", "label": "person",
+               "start": time.time(), "end": time.time() + 2, "boxes": [],
+               "best": {"score": 0.7, "snapshot": "filter:synthetic-1:new-1:snapshot-1"}})
+    with open(next(edge.log_dir().glob(f"*/{EVENTS}")), "a") as f:
+        f.write(json.dumps({"t": 1, "thing": thing, "event": {"kind": "end"}})[:20])  # torn
+    after = edge.events(EventQuery()).events
+    assert sorted(e.key for e in after) == sorted([e.key for e in before] + [f"{thing}#new-1"])
+    dup = next(e for e in after if e.key == sent.key)
+    assert len(dup.boxes) == 20 and dup.label == sent.label  # the log's copy (the archive keeps 8)
+    new = after[0]
+    assert new.event_id == "new-1" and new.snapshot and quote("filter:synthetic-1:new-1", safe="") in new.snapshot
+    assert decode(edge.snapshot(new) or b"") is not None

@@ -2,6 +2,9 @@
 read without any AWS call, so a technician can use the dashboard on site while the VPN is down.
 
     R/config/config.json                          the components' configuration (cameras, zones, site, promPort)
+    R/work/com.ggvision.Filter/filter/local/      the Filter's local log (its workDir's local/; ggvision/filter/
+        {YYYYMMDDTHH}/events.jsonl, fire.jsonl        locallog.py): every event's end record, sent or not, and the
+        {YYYYMMDDTHH}/snapshots/                      fire-risk results; the snapshots hard-linked, named by item id
     R/work/com.ggvision.Uplink/bucket/            the directory bucket, laid out as the cloud's data bucket:
         results/iot-rules/results/{thing}/...         the archive lane's uplink-batch/1.0 files: event/1.0 records
         images/{site}/{thing}/{camera}/...            snapshots (+ .metadata.json naming the Uplink item id)
@@ -12,8 +15,10 @@ read without any AWS call, so a technician can use the dashboard on site while t
                                                   blocks the writer; a lapped read is skipped)
     Health's Prometheus endpoint (127.0.0.1:promPort)  camera fps and status, when Health runs
 
-Events are the archive's `end` records (so the box's own archive lane must be on: the Uplink's `archive.enabled`,
-the default); the edge has no cloud verdicts.
+Events are the local log's `end` records and, where the Uplink writes a directory bucket, its archive lane's (the
+same event in both is shown once, from the log: it keeps the whole box history); the edge has no cloud verdicts.
+A snapshot is read from the log, else the bucket, else the Uplink's queue (not sent yet). Fire risk over time is
+the log's fire-risk results.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from calendar import timegm
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -51,8 +57,11 @@ from .base import (
 
 CAPTURE, FILTER, UPLINK, HEALTH, SUITE = (f"com.ggvision.{c}" for c in ("Capture", "Filter", "Uplink", "Health",
                                                                         "Suite"))
+LOG_EVENTS, LOG_FIRE = "events.jsonl", "fire.jsonl"  # the Filter's local log (ggvision/filter/locallog.py)
 SEGMENT_NAME = re.compile(r"^(?P<camera>.+)-(?P<t>\d{8}T\d{6}\.\d{3})Z\.ts$")
 ONLINE_WITHIN_S = 60.0  # the Uplink records its state every few seconds while it runs
+FIRE_WINDOW_S = 24 * 3600.0  # the Fire risk page plots the last day ...
+FIRE_POINTS = 720  # ... thinned to this many points, each its interval's highest probability (no spike hidden)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class EdgeSource:
         self.bucket = self.work / UPLINK / "bucket"
         self.queue_dir = self.work / UPLINK / "queue"
         self._parsed: dict[str, tuple[float, list[Event]]] = {}  # archive file -> (mtime, its events)
+        self._lines: dict[str, tuple[tuple[float, int], list[dict[str, Any]]]] = {}  # log file -> (stat, lines)
         self._rings: dict[str, FrameRing] = {}
 
     # ------------------------------------------------------------------ configuration
@@ -105,13 +115,73 @@ class EdgeSource:
 
     def thing(self) -> str:
         things = sorted(p.name for p in (self.bucket / RULE_ARCHIVE_PREFIX / "results").glob("*") if p.is_dir())
-        return things[0] if things else "ggvision-local"
+        if things:
+            return things[0]
+        for path in reversed(self._log_files(LOG_EVENTS)):
+            for line in self._read_lines(path):
+                if isinstance(line.get("thing"), str):
+                    return str(line["thing"])
+        return "ggvision-local"
 
-    # ------------------------------------------------------------------ events: the archive lane's records
+    # ------------------------------------------------------------------ the Filter's local log
+    def log_dir(self) -> Path:
+        """The Filter's workDir (its configuration, else ./filter in its work folder) + local/."""
+        work_dir = (self.config().get(FILTER) or {}).get("workDir")
+        return (Path(work_dir) if work_dir else self.work / FILTER / "filter") / "local"
+
+    def _log_files(self, name: str) -> list[str]:
+        """The log's files of one kind, oldest hour first."""
+        return sorted(glob.glob(str(self.log_dir() / "*" / name)))
+
+    def _read_lines(self, path: str) -> list[dict[str, Any]]:
+        """A log file's JSON lines (cached until it grows); a torn or foreign line is skipped."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return []
+        cached = self._lines.get(path)
+        if cached is None or cached[0] != (st.st_mtime, st.st_size):
+            out = []
+            try:
+                with open(path, "rb") as f:
+                    for raw in f:
+                        try:
+                            doc = json.loads(raw)
+                        except ValueError:
+                            continue
+                        if isinstance(doc, dict):
+                            out.append(doc)
+            except OSError:
+                return []
+            cached = self._lines[path] = ((st.st_mtime, st.st_size), out)
+        return cached[1]
+
+    def _log_events(self) -> list[Event]:
+        out = []
+        for path in self._log_files(LOG_EVENTS):
+            for line in self._read_lines(path):
+                ev = _event(str(line.get("thing") or "ggvision-local"), line.get("event"))
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+    def _log_snapshots(self) -> dict[str, str]:
+        """Uplink item id -> the log's hard link of that snapshot."""
+        out = {}
+        for path in glob.glob(str(self.log_dir() / "*" / "snapshots" / "*")):
+            name = os.path.basename(path)
+            out[unquote(name.rsplit(".", 1)[0] if "." in name else name)] = path
+        return out
+
+    # ------------------------------------------------------------------ events: the log's and the archive lane's
     def _all_events(self) -> list[Event]:
         snaps = self._snapshot_files()
         out: list[Event] = []
         seen: set[str] = set()
+        for ev in self._log_events():  # first: the log keeps the whole box history (the archive has 8 boxes)
+            if ev.key not in seen:
+                seen.add(ev.key)
+                out.append(ev)
         for path in glob.glob(str(self.bucket / RULE_ARCHIVE_PREFIX / "results" / "*" / "**" / "*.json"),
                               recursive=True):
             try:
@@ -137,33 +207,16 @@ class EdgeSource:
         except (OSError, ValueError):
             return []
         thing = str(doc.get("thing") or path.relative_to(self.bucket / RULE_ARCHIVE_PREFIX / "results").parts[0])
-        out = []
-        for item in doc.get("items") or []:
-            p = item.get("payload") if isinstance(item, dict) else None
-            if not isinstance(p, dict) or not str(p.get("schema", "")).startswith("event/1.") or p.get("kind") != "end":
-                continue
-            try:
-                best = p.get("best") or {}
-                fs = p.get("frame_size")
-                out.append(Event(
-                    thing=thing, event_id=str(p["event_id"]), site="", camera=str(p["camera"]), label=str(p["label"]),
-                    start=float(p["start"]), end=float(p.get("end") or p["start"]),
-                    edge_score=float(best.get("score", 0)),
-                    boxes=tuple(Box(*map(float, b[:5])) for b in p.get("boxes") or [] if len(b) >= 5),
-                    zones=tuple(map(str, p.get("zones") or [])),
-                    frame_size=(int(fs[0]), int(fs[1])) if isinstance(fs, list) and len(fs) == 2 else None,
-                    snapshot=best.get("snapshot")))
-            except (KeyError, TypeError, ValueError):
-                continue  # another writer's malformed record: not ours to show
-        return out
+        items = [item for item in doc.get("items") or [] if isinstance(item, dict)]
+        return [ev for ev in (_event(thing, item.get("payload")) for item in items) if ev is not None]
 
     def _snapshot_files(self) -> dict[str, str]:
         """Uplink item id -> the snapshot file: delivered ones in the bucket, pending ones in the queue."""
-        out: dict[str, str] = {}
+        out: dict[str, str] = self._log_snapshots()
         for meta in glob.glob(str(self.bucket / IMAGES / "**" / "*.metadata.json"), recursive=True):
             try:
                 doc = json.loads(Path(meta).read_text())
-                out[str(doc["metadata"]["id"])] = meta[: -len(".metadata.json")]
+                out.setdefault(str(doc["metadata"]["id"]), meta[: -len(".metadata.json")])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         for item_id, file in self._queue_rows("SELECT id, file FROM items WHERE kind = 'object' AND target LIKE ?",
@@ -326,8 +379,9 @@ class EdgeSource:
     def fire(self) -> list[FireView]:
         from ggvision.model.fire_features import FEATURE_NAMES, GAS_KEYS, feature_vector
 
+        history = self.fire_history()
         out = []
-        for sensor in sorted((self.config().get(CAPTURE) or {}).get("sensors") or {}):
+        for sensor in sorted(set((self.config().get(CAPTURE) or {}).get("sensors") or {}) | set(history)):
             frame = self.live_frame(sensor)
             feats: dict[str, float] = {}
             if frame is not None:
@@ -337,10 +391,58 @@ class EdgeSource:
                     feats = {n: float(v) for n, v in zip(FEATURE_NAMES, vec, strict=True) if n not in GAS_KEYS}
                 except (ValueError, TypeError):
                     feats = {}
-            out.append(FireView(sensor, frame, feats, [], note=(
-                "the risk probability over time is not recorded on the box yet (Inference publishes it on the "
-                "local detections topic only); gas features are not shown (SCD41 readings travel on IPC only)")))
+            points = history.get(sensor, [])
+            out.append(FireView(sensor, frame, feats, points, note=(
+                f"fire probability: the box's local log, the last {FIRE_WINDOW_S / 3600:g} h (each point the "
+                "highest of its interval); " if points else
+                "fire probability over time: not recorded in the box's local log (the Filter's localLog keeps "
+                "Inference's results; off, or no result yet); ") + "gas features are not shown (SCD41 readings "
+                "travel on IPC only)"))
         return out
+
+    def fire_history(self, now: float | None = None) -> dict[str, list[tuple[float, float]]]:
+        """sensor -> [(t, probability)] of the last FIRE_WINDOW_S from the local log, oldest first, at most
+        FIRE_POINTS each (the highest probability of each interval, at its time)."""
+        since = (time.time() if now is None else now) - FIRE_WINDOW_S
+        raw: dict[str, list[tuple[float, float]]] = {}
+        for path in self._log_files(LOG_FIRE)[-int(FIRE_WINDOW_S // 3600) - 2:]:  # the hours that can hold them
+            for line in self._read_lines(path):
+                try:
+                    t, p, sensor = float(line["t"]), float(line["probability"]), str(line["sensor"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if t >= since:
+                    raw.setdefault(sensor, []).append((t, p))
+        out = {}
+        for sensor, pts in raw.items():
+            pts.sort()
+            step = FIRE_WINDOW_S / FIRE_POINTS
+            thinned: dict[int, tuple[float, float]] = {}
+            for t, p in pts:
+                k = int(t // step)  # intervals on the clock's grid: the same points on every reload
+                if k not in thinned or p > thinned[k][1]:
+                    thinned[k] = (t, p)
+            out[sensor] = [thinned[k] for k in sorted(thinned)]
+        return out
+
+
+def _event(thing: str, p: Any) -> Event | None:
+    """An event/1.x `end` record as the page's Event; None for anything else (another writer's malformed record
+    is not ours to show)."""
+    if not isinstance(p, dict) or not str(p.get("schema", "")).startswith("event/1.") or p.get("kind") != "end":
+        return None
+    try:
+        best = p.get("best") or {}
+        fs = p.get("frame_size")
+        return Event(
+            thing=thing, event_id=str(p["event_id"]), site="", camera=str(p["camera"]), label=str(p["label"]),
+            start=float(p["start"]), end=float(p.get("end") or p["start"]), edge_score=float(best.get("score", 0)),
+            boxes=tuple(Box(*map(float, b[:5])) for b in p.get("boxes") or [] if len(b) >= 5),
+            zones=tuple(map(str, p.get("zones") or [])),
+            frame_size=(int(fs[0]), int(fs[1])) if isinstance(fs, list) and len(fs) == 2 else None,
+            snapshot=best.get("snapshot"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _matches(e: Event, q: EventQuery) -> bool:

@@ -6,6 +6,7 @@ validated, so an error in a default is reported under each camera that inherits 
 
     workDir: ""                 # "": ./filter in the component's work folder (snapshots wait here for the Uplink)
     metricsPeriodS: 5
+    localLog: {enabled: true, retentionDays: 7, fireEveryS: 10}   # the box's own event + fire-risk log
     defaults: {<camera settings>}
     cameras: {<camera id>: {<camera settings>} | null}      # null removes a camera
 
@@ -394,6 +395,15 @@ def _schema(schema: dict[str, Any]) -> None:
             props["defaults"] = {**cam, "description": "camera settings merged under every camera"}
 
 
+class LocalLogConfig(ConfigModel):
+    """The box's own log of events and fire-risk results under workDir/local (ggvision/filter/locallog.py): what a
+    technician reviews on the edge dashboard during a VPN outage. The privacy rule caps it at 7 days."""
+
+    enabled: Flag = True
+    retention_days: number(1 / 24, 7) = 7.0  # at most 7 days (the privacy rule); at least an hour (its unit)
+    fire_every_s: number(0, 3600) = 10.0  # at most one fire-risk result per sensor this often (0: every one)
+
+
 class FilterConfig(ComponentConfig):
     """com.ggvision.Filter's whole configuration."""
 
@@ -404,6 +414,7 @@ class FilterConfig(ComponentConfig):
     # snapshots are not written when fewer bytes would stay free on workDir's filesystem: the last space is
     # left to event records and alerts (the event says its snapshot is missing, and why)
     min_free_bytes: whole(0, 1 << 50) = 64 << 20
+    local_log: LocalLogConfig = LocalLogConfig()
     defaults: Annotated[dict[str, Any], BeforeValidator(_defaults)] = Field(default_factory=dict)
     cameras: entries(CameraConfig, "camera") = Field(default_factory=dict)
 

@@ -3,9 +3,10 @@
 Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
 Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
 (ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
-(ggvision/v1/metrics/filter). Configuration: ggvision/config/filter.py; per device, the `desired` cameras of the
-named shadow `ggvision-filter` (zones, rules; written by `ggvision site apply`) are laid over it and followed
-live (ggvision/component/shadow.py, docs/sites.md).
+(ggvision/v1/metrics/filter); keeps the box's local log of event ends, snapshots and fire-risk results
+(locallog.py; it follows disk-budget/1.0 for the log's pictures). Configuration: ggvision/config/filter.py; per
+device, the `desired` cameras of the named shadow `ggvision-filter` (zones, rules; written by `ggvision site
+apply`) are laid over it and followed live (ggvision/component/shadow.py, docs/sites.md).
 
 Threads: IPC handlers only parse and enqueue (they run on the connection's event thread and must not
 block). A motion thread keeps the latest descriptor per camera (a slow gate skips frames, counted); the
@@ -36,9 +37,11 @@ from ..component.shadow import ShadowFollower
 from ..component.storage import StorageFaults, condition_of
 from ..config.base import parse, validator
 from ..config.filter import FilterConfig
-from ..contract import shadows, topics
+from ..contract import disk, shadows, topics
+from ..contract.keys import IMAGES
 from ..framebus import FrameDescriptor, FrameRing
-from .events import PUT_TOPIC, CameraPipeline, Out
+from .events import EVENTS_TOPIC, PUT_TOPIC, CameraPipeline, Out
+from .locallog import EXPIRE_PERIOD_S, LocalLog
 from .messages import Detections, parse_ack, parse_detections, parse_segment
 from .policy import Ledger
 
@@ -106,6 +109,8 @@ class FilterComponent:
         self._last_det: dict[str, float] = {}  # wall time of the last detections per camera
         self._last_metrics = 0.0
         self._last_prune = 0.0
+        self._last_expire = 0.0
+        self.local: LocalLog | None = None  # the box's own event and fire-risk log (locallog.py)
         self._stop = threading.Event()
         self._configure(cfg)
         self._worker = threading.Thread(target=self._run_pipeline, name="filter-pipeline", daemon=True)
@@ -117,6 +122,12 @@ class FilterComponent:
     def _configure(self, cfg: FilterConfig) -> None:
         self.cfg = cfg
         self.work_dir = Path(cfg.work_dir or Path.cwd() / "filter")
+        root = self.work_dir / "local"
+        if not cfg.local_log.enabled:
+            self.local = None
+        elif self.local is None or (self.local.root, self.local.cfg) != (root, cfg.local_log):
+            self.local = LocalLog(root, cfg.local_log, os.environ.get("AWS_IOT_THING_NAME", "ggvision-local"),
+                                  self.faults)  # kept across other changes: its fire-risk pacing and byte counts
         out: list[Out] = []
         for cam in list(self.pipelines):
             if cam not in cfg.cameras or cfg.cameras[cam] != self.pipelines[cam].cfg:
@@ -151,6 +162,9 @@ class FilterComponent:
             self._frames_cv.notify()
 
     def on_detections(self, topic: str, msg: Any) -> None:
+        if isinstance(msg, dict) and msg.get("task") == "tabular":  # a fire-risk result: for the local log only
+            self._enqueue("fire", msg)
+            return
         try:
             det = parse_detections(msg)
         except ValueError as e:
@@ -173,6 +187,14 @@ class FilterComponent:
             self._bad("uplink-ack", e)
             return
         self._enqueue("ack", ack)
+
+    def on_budget(self, topic: str, msg: Any) -> None:
+        try:
+            disk.parse_evict(msg)
+        except ValueError as e:
+            self._bad("disk-budget", e)
+            return
+        self._enqueue("budget", msg)
 
     def _bad(self, what: str, e: Exception) -> None:
         self.malformed[what] += 1
@@ -251,6 +273,8 @@ class FilterComponent:
                 pipe = self.pipelines.get(p.camera)
                 if pipe is not None:
                     pipe.media_refused(p.kind, p.events, item.reason)
+                if self.local is not None and p.kind == "snapshot":
+                    self.local.forget(item.id)
                 if p.own_file:  # ours and nobody will take it now
                     try:
                         Path(p.own_file).unlink(missing_ok=True)
@@ -258,6 +282,16 @@ class FilterComponent:
                         self.faults.failed("snapshot cleanup", e)
         elif kind == "tick":
             self._tick()
+        elif kind == "fire":
+            if self.local is not None:
+                try:
+                    self.local.fire(item)
+                except ValueError as e:
+                    self._bad("detections", e)
+        elif kind == "budget":
+            asked = disk.parse_evict(item).get("snapshots", 0)
+            if self.local is not None and asked:
+                self.local.evict_snapshots(asked)
 
     @staticmethod
     def _read(rings: Rings, det: Detections) -> np.ndarray | None:
@@ -274,6 +308,11 @@ class FilterComponent:
         for o in outs:
             if o.topic == PUT_TOPIC and o.pending is not None:
                 self.ledger.add(o.message["id"], o.pending)
+            if self.local is not None:  # before publishing: the Uplink may take (move) the snapshot's file
+                if o.topic == PUT_TOPIC and o.message.get("kind") == IMAGES and o.message.get("file"):
+                    self.local.snapshot(o.message["id"], o.message["file"])
+                elif o.topic == EVENTS_TOPIC.format(camera=o.message.get("camera")):
+                    self.local.event(o.message)
             self.app.publish(o.topic, o.message)
 
     # -- periodic work (on the pipeline thread, through the queue) -----------------------------------
@@ -294,6 +333,9 @@ class FilterComponent:
         if now - self._last_prune >= 60:
             self._last_prune = now
             self._prune()
+        if self.local is not None and now - self._last_expire >= EXPIRE_PERIOD_S:
+            self._last_expire = now
+            self.local.expire()
 
     def _prune(self) -> None:
         snaps = self.work_dir / "snapshots"
@@ -321,7 +363,9 @@ class FilterComponent:
                 "malformed": dict(self.malformed), "unconfigured": sum(self.unconfigured.values()),
                 "queue_depth": self.queue.qsize(), "queue_full": self.queue_full,
                 "motion_skipped": self.motion_skipped, "publish_errors": self.app.publish_errors,
-                "last_refusals": list(self.ledger.refusals), "storage": self.faults.metrics()}
+                "last_refusals": list(self.ledger.refusals), "storage": self.faults.metrics(),
+                "disk": {"held": self.local.held() if self.local else {},
+                         "evicted": {"snapshots": self.local.evicted} if self.local else {}}}
 
     def close(self) -> None:
         self._stop.set()
@@ -353,6 +397,10 @@ def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
     app.subscribe(SEGMENTS, comp.on_segment)
     app.subscribe(DETECTIONS, comp.on_detections)
     app.subscribe(FRAMES, comp.on_frame)
+    try:
+        app.subscribe(topics.DISK_BUDGET, comp.on_budget)
+    except Exception as e:  # a recipe whose accessControl predates it: retention still bounds the local log
+        log.warning("no disk budget for the local log (subscribing to %s failed: %s)", topics.DISK_BUDGET, e)
     log.info("filter running for %s in %s (pid %d)", ", ".join(comp.pipelines) or "no cameras", comp.work_dir,
              os.getpid())
     return comp
