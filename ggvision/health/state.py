@@ -103,8 +103,8 @@ def parse_inference(msg: Any) -> InferenceMetrics:
 
 def _role(msg: dict[str, Any]) -> str:
     role = msg.get("role", "primary")
-    if role not in ("primary", "shadow"):
-        raise Malformed(f"role: expected 'primary' or 'shadow', got {str(role)[:40]!r}")
+    if role not in ("primary", "shadow", "split"):  # shadow/split: an A/B candidate (B arm), kept apart from A
+        raise Malformed(f"role: expected 'primary', 'shadow' or 'split', got {str(role)[:40]!r}")
     return str(role)
 
 
