@@ -185,9 +185,8 @@ class ShadowRunner:
             self._cond.notify()
 
     def reset(self) -> None:
-        """A new shadow model: agreement starts over."""
+        """A new shadow model: agreement starts over (waiting jobs stay: the new model runs them)."""
         with self._cond:
-            self._jobs.clear()
             self.agreement = Agreement()
             self.stats.new_model()
 
@@ -198,10 +197,11 @@ class ShadowRunner:
                 if self._stop:
                     return
                 job = self._jobs.popleft()
-                agreement = self.agreement
-            model = self._current()
+            model = self._current()  # may take a staged model, which resets the agreement: read it after
             if model is None:
                 continue
+            with self._cond:
+                agreement = self.agreement
             try:
                 results, timings = model.infer(job.frames)
             except Exception as e:
