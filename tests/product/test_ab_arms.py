@@ -5,6 +5,7 @@ a B that raises or goes NaN leaves A's output whole, and B skipped while A has w
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,9 @@ from harness import Agent, Runtime, wait_until
 from inference_dev import FEEDER_ACL, NAME, inference_dev_recipe, tiny_detector
 
 from ggvision.config.inference import split_point
-from ggvision.health.state import parse_inference
+from ggvision.contract.metrics import METRICS
+from ggvision.health.exporter import Collected, encode_summary, samples, summary
+from ggvision.health.state import AppState, parse_inference
 
 AGENT = "com.ggvision.test.Agent"
 A_VERSION = "1.0.0"
@@ -115,7 +118,33 @@ def test_shadow_compares_b_on_the_same_frames_and_publishes_only_a(env: dict[str
     assert b["detections_per_frame"] == {"car": 1.0} and b["score_hist"][6] == b["frames"]  # all ~0.6
     assert b["latency_ms"]["p95"] >= b["latency_ms"]["p50"] > 0 and m["score_hist"][9] >= 20
     assert parse_inference(b).key == "tiny-detector#shadow"  # Health keeps B apart from A
+    _health_exports_the_arms(m, b)
     _arm(rt, None)
+
+
+def _health_exports_the_arms(a_msg: dict[str, Any], b_msg: dict[str, Any]) -> None:
+    """What com.ggvision.Health makes of the two arms' real messages: Prometheus families and the IoT summary."""
+    state = AppState()
+    for msg in (a_msg, b_msg):
+        state.on_message("ggvision/v1/metrics/inference", msg)
+    assert not state.malformed
+    c = Collected(timestamp=0.0, uptime_s=1.0, app=state.view(60))
+    got = {name: dict(rows) for name, rows in samples(c).items() if name.startswith("ggvision_ab_")}
+    assert set(got) <= set(METRICS) and len(got) == 6
+    assert got["ggvision_ab_detections_per_frame"] == {("detector", "a", "person"): 1.0,
+                                                       ("detector", "b", "car"): 1.0}
+    flips = a_msg["ab"]["agreement"]["label_flips"]
+    assert got["ggvision_ab_agreement"] == {("detector", "label_flips", "person"): flips}
+    assert got["ggvision_ab_confidence_ratio"][("detector", "b", "0.7")] == 1.0  # B's scores are all 0.6x
+    assert got["ggvision_ab_confidence_ratio"][("detector", "a", "1.0")] == 1.0
+    assert got["ggvision_ab_b_skipped_frames"] == {("detector",): 0} and got["ggvision_ab_b_failures"] == {
+        ("detector",): 0}
+    assert got["ggvision_ab_latency_seconds"][("detector", "b", "0.95")] > 0
+    doc = json.loads(encode_summary(summary(c, "thing-1", 60)))  # what reaches IoT Core
+    ab = {k: v["ab"] for k, v in doc["inference"].items()}
+    assert ab["tiny-detector"]["agreement"] == {"matched": {}, "label_flips": {"person": flips}, "a_only": {},
+                                                "b_only": {}}
+    assert ab["tiny-detector#shadow"]["detections_per_frame"] == {"car": 1.0}
 
 
 def test_split_serves_the_hashed_share_of_cameras_with_b_across_a_restart(env: dict[str, Any]) -> None:
