@@ -129,7 +129,9 @@ class ArmSpec(ModelSource):
     """The candidate (B) version of a vision model: its source and how it meets traffic (docs/inference.md)."""
 
     mode: Annotated[Mode, BeforeValidator(_mode)] = "shadow"
-    share: Annotated[float, BeforeValidator(_share), AfterValidator(lambda v: _in_unit(v, "share"))] = 0.0
+    share: Annotated[float, BeforeValidator(_share), AfterValidator(_in_unit),  # split: cameras B serves
+                     WithJsonSchema({"type": ["number", "string"], "minimum": 0, "maximum": 1,
+                                     "description": "0..1, or a percentage like \"20%\""})] = 0.0
     sample_rate: number(0.0, 1.0) = 0.1  # shadow: share of A's frames B also sees
     skip_when_queued: whole(1, 1024) = 1  # shadow: B skips A's batch while A has this many cameras waiting
 
@@ -145,7 +147,7 @@ class ArmSpec(ModelSource):
         return self
 
 
-def _in_unit(v: float, key: str) -> float:
+def _in_unit(v: float) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"expected a share from 0 to 1 (or 0% to 100%), got {v!r}")
     return v
@@ -292,7 +294,10 @@ class InferenceConfig(ComponentConfig):
     """The whole configuration of com.ggvision.Inference."""
 
     models: Annotated[entries(ModelSpec, "model", key=ModelId), AfterValidator(_named)] = {}
-    shadow: None = None  # the old spelling of models.<id>.b (mode shadow): moved there before validation
+    # the old spelling of models.<id>.b (mode shadow): moved there before validation
+    shadow: Annotated[None, WithJsonSchema({"type": ["object", "null"], "deprecated": True,
+                                            "description": "{model, component|path, version, sampleRate}: "
+                                                           "the same as models.<model>.b with mode shadow"})] = None
 
     _legacy = model_validator(mode="before")(_legacy_shadow)
     batch: BatchConfig = BatchConfig()
