@@ -82,9 +82,9 @@ def _metrics(a: Agent, sub: str, pred: Any, timeout: float = 20) -> dict[str, An
 
     try:
         return wait_until(find, timeout, interval=0.2, what="a matching inference-metrics message")
-    except AssertionError:
-        print([e["json"] for e in a.call("events", id=sub, count=0, timeout=0)][-3:])
-        raise
+    except AssertionError as e:  # say what did arrive
+        latest = [x["json"] for x in a.call("events", id=sub, count=0, timeout=0)][-2:]
+        raise AssertionError(f"{e}; latest: {latest}") from None
 
 
 def _loaded(rt: Runtime, version: str, before: int) -> None:
