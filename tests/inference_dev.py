@@ -43,13 +43,17 @@ def model_component(recipes: Path, artifacts: Path, name: str, version: str, mod
     return path
 
 
+SLOW_TRIPS = 1_000_000  # Loop iterations of the "slow" trap (about 0.5 s on one core)
+
+
 def tiny_detector_onnx(score: float, box: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75),
                        size: int = 32, class_id: int = 0, trap: str | None = None) -> Any:
     """An SSD-family detector with one box of class `class_id` whose score is `score` (so versions tell apart)
     for any frame, plus the frame's mean brightness / 255 * 0.001 (so outputs depend on the pixels). Dynamic batch.
 
     trap: a model that passes its warm-up (a frame of pad value 114) and goes wrong on a bright batch (mean
-    >= 200): "raise" (ONNX Runtime fails: a Gather index out of range) or "nan" (NaN boxes)."""
+    >= 200): "raise" (ONNX Runtime fails: a Gather index out of range), "nan" (NaN boxes) or "slow" (a Loop of
+    SLOW_TRIPS empty iterations first)."""
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])
@@ -74,14 +78,28 @@ def tiny_detector_onnx(score: float, box: tuple[float, float, float, float] = (0
             nodes += [helper.make_node("Cast", ["bright"], ["idx"], to=TensorProto.INT64),
                       helper.make_node("Gather", ["one1", "idx"], ["g"]),
                       helper.make_node("Mul", ["boxes0", "g"], ["boxes"])]
-        else:  # sqrt(-bright): -0 -> 0, -1 -> NaN
+        elif trap == "nan":  # sqrt(-bright): -0 -> 0, -1 -> NaN
             nodes += [helper.make_node("Neg", ["bright"], ["nb"]), helper.make_node("Sqrt", ["nb"], ["nan"]),
                       helper.make_node("Add", ["boxes0", "nan"], ["boxes"])]
+        else:  # slow: bright * SLOW_TRIPS empty Loop iterations, added (as 0) to the boxes
+            body = helper.make_graph(
+                [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                 helper.make_node("Identity", ["acc_in"], ["acc_out"])],
+                "spin", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [])],
+                [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [])])
+            nodes += [helper.make_node("Cast", ["bright"], ["bi"], to=TensorProto.INT64),
+                      helper.make_node("Mul", ["bi", "trips"], ["n"]),
+                      helper.make_node("Loop", ["n", "true", "zero"], ["spun"], body=body),
+                      helper.make_node("Add", ["boxes0", "spun"], ["boxes"])]
     inits = [c("k", TensorProto.FLOAT, [], [0.001 / 255]), c("s", TensorProto.FLOAT, [], [score]),
              c("zero", TensorProto.FLOAT, [], [0.0]), c("ax1", TensorProto.INT64, [1], [1]),
              c("ax2", TensorProto.INT64, [1], [2]), c("b", TensorProto.FLOAT, [1, 1, 4], list(box)),
              c("cls", TensorProto.FLOAT, [], [float(class_id)]), c("c200", TensorProto.FLOAT, [], [200.0]),
-             c("one1", TensorProto.FLOAT, [1], [1.0])]
+             c("one1", TensorProto.FLOAT, [1], [1.0]), c("trips", TensorProto.INT64, [], [SLOW_TRIPS]),
+             c("true", TensorProto.BOOL, [], [True])]
     graph = helper.make_graph(nodes, "tiny", [x], outs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="ggvision-tests")
     model.ir_version = 8

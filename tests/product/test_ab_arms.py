@@ -31,7 +31,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
               "car": tiny_detector(tmp / "models" / "car", "5.0.0", score=0.6, class_id=1),  # same box, car
               "b2": tiny_detector(tmp / "models" / "b2", "2.0.0", score=0.8),  # same box, person
               "raise": tiny_detector(tmp / "models" / "raise", "6.0.0", trap="raise"),
-              "nan": tiny_detector(tmp / "models" / "nan", "7.0.0", trap="nan")}
+              "nan": tiny_detector(tmp / "models" / "nan", "7.0.0", trap="nan"),
+              "slow": tiny_detector(tmp / "models" / "slow", "8.0.0", trap="slow")}
     bright = tmp / "bright.npy"  # frames the trap models fail on (their warm-up frame is not bright)
     np.save(bright, np.full((4, 48, 64, 3), 250, np.uint8))
     rt = Runtime(tmp, [])
@@ -207,6 +208,25 @@ def test_a_failing_b_leaves_a_output_whole(env: dict[str, Any], mode: str, trap:
     assert {x["version"] for x in st["answers"]} == {A_VERSION} and all(x["n"] == 1 for x in st["answers"])
     m = _metrics(a, sub, lambda m: m.get("arm") == "a" and m["ab"]["b_version"] == version and m["ab"]["b_failed"] > 0)
     assert m["errors"] == 0  # A never failed
+    _arm(rt, None)
+
+
+def test_a_slow_b_in_shadow_neither_delays_a_nor_queues(env: dict[str, Any]) -> None:
+    rt, models = env["rt"], env["models"]
+    a = rt.agent()
+    a.call("subscribe", id="m-slow", topic="ggvision/v1/metrics/inference")
+    before = rt.log(NAME).count("loaded tiny-detector 8.0.0")
+    _arm(rt, {"mode": "shadow", "path": str(models["slow"]), "sampleRate": 1.0, "skipWhenQueued": 64})
+    _loaded(rt, "8.0.0", before)
+    # B needs about half a second per bright batch; A answers every frame as they come (window 1)
+    st = _feed(a, "slow", ["slow-a", "slow-b"], count=10, window=1, npy=env["bright"])
+    assert {x["version"] for x in st["answers"]} == {A_VERSION}
+    m = _metrics(a, "m-slow", lambda m: m.get("arm") == "a" and m["ab"]["b_version"] == "8.0.0"
+                 and m["ab"]["b_skipped"] > 0)
+    ab = m["ab"]
+    # B saw what it had time for; the rest was skipped instead of queued (at most two batches wait for B)
+    assert ab["agreement"]["frames"] + ab["b_skipped"] <= 20 and ab["agreement"]["frames"] < 20
+    assert ab["b_failed"] == 0 and m["errors"] == 0
     _arm(rt, None)
 
 
