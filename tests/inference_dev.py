@@ -43,10 +43,17 @@ def model_component(recipes: Path, artifacts: Path, name: str, version: str, mod
     return path
 
 
+SLOW_TRIPS = 1_000_000  # Loop iterations of the "slow" trap (about 0.5 s on one core)
+
+
 def tiny_detector_onnx(score: float, box: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75),
-                       size: int = 32) -> Any:
-    """An SSD-family detector with one box whose score is `score` (so versions tell apart) for any frame, plus
-    the frame's mean brightness / 255 * 0.001 (so outputs depend on the pixels). Dynamic batch."""
+                       size: int = 32, class_id: int = 0, trap: str | None = None) -> Any:
+    """An SSD-family detector with one box of class `class_id` whose score is `score` (so versions tell apart)
+    for any frame, plus the frame's mean brightness / 255 * 0.001 (so outputs depend on the pixels). Dynamic batch.
+
+    trap: a model that passes its warm-up (a frame of pad value 114) and goes wrong on a bright batch (mean
+    >= 200): "raise" (ONNX Runtime fails: a Gather index out of range), "nan" (NaN boxes) or "slow" (a Loop of
+    SLOW_TRIPS empty iterations first)."""
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])
@@ -60,13 +67,39 @@ def tiny_detector_onnx(score: float, box: tuple[float, float, float, float] = (0
         helper.make_node("Add", ["mk", "s"], ["s1"]),
         helper.make_node("Unsqueeze", ["s1", "ax1"], ["scores"]),  # [N,1]
         helper.make_node("Mul", ["scores", "zero"], ["z"]),
-        helper.make_node("Identity", ["z"], ["classes"]),
+        helper.make_node("Add", ["z", "cls"], ["classes"]),
         helper.make_node("Unsqueeze", ["z", "ax2"], ["z3"]),  # [N,1,1]
-        helper.make_node("Add", ["z3", "b"], ["boxes"]),  # [N,1,4]
+        helper.make_node("Add", ["z3", "b"], ["boxes" if trap is None else "boxes0"]),  # [N,1,4]
     ]
+    if trap is not None:  # bright = floor(max over the batch of the mean / 200): 0 at warm-up, 1 on bright frames
+        nodes += [helper.make_node("ReduceMax", ["m"], ["mx"], keepdims=0),
+                  helper.make_node("Div", ["mx", "c200"], ["q"]), helper.make_node("Floor", ["q"], ["bright"])]
+        if trap == "raise":  # Gather from a one-element tensor at index `bright`
+            nodes += [helper.make_node("Cast", ["bright"], ["idx"], to=TensorProto.INT64),
+                      helper.make_node("Gather", ["one1", "idx"], ["g"]),
+                      helper.make_node("Mul", ["boxes0", "g"], ["boxes"])]
+        elif trap == "nan":  # sqrt(-bright): -0 -> 0, -1 -> NaN
+            nodes += [helper.make_node("Neg", ["bright"], ["nb"]), helper.make_node("Sqrt", ["nb"], ["nan"]),
+                      helper.make_node("Add", ["boxes0", "nan"], ["boxes"])]
+        else:  # slow: bright * SLOW_TRIPS empty Loop iterations, added (as 0) to the boxes
+            body = helper.make_graph(
+                [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                 helper.make_node("Identity", ["acc_in"], ["acc_out"])],
+                "spin", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [])],
+                [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [])])
+            nodes += [helper.make_node("Cast", ["bright"], ["bi"], to=TensorProto.INT64),
+                      helper.make_node("Mul", ["bi", "trips"], ["n"]),
+                      helper.make_node("Loop", ["n", "true", "zero"], ["spun"], body=body),
+                      helper.make_node("Add", ["boxes0", "spun"], ["boxes"])]
     inits = [c("k", TensorProto.FLOAT, [], [0.001 / 255]), c("s", TensorProto.FLOAT, [], [score]),
              c("zero", TensorProto.FLOAT, [], [0.0]), c("ax1", TensorProto.INT64, [1], [1]),
-             c("ax2", TensorProto.INT64, [1], [2]), c("b", TensorProto.FLOAT, [1, 1, 4], list(box))]
+             c("ax2", TensorProto.INT64, [1], [2]), c("b", TensorProto.FLOAT, [1, 1, 4], list(box)),
+             c("cls", TensorProto.FLOAT, [], [float(class_id)]), c("c200", TensorProto.FLOAT, [], [200.0]),
+             c("one1", TensorProto.FLOAT, [1], [1.0]), c("trips", TensorProto.INT64, [], [SLOW_TRIPS]),
+             c("true", TensorProto.BOOL, [], [True])]
     graph = helper.make_graph(nodes, "tiny", [x], outs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="ggvision-tests")
     model.ir_version = 8
@@ -83,6 +116,7 @@ def tiny_detector_manifest(name: str = "tiny-detector", version: str = "1.0.0", 
 
 
 def tiny_detector(out_dir: Path, version: str = "1.0.0", score: float = 0.9, **kw: Any) -> Path:
+    """tiny_detector_onnx (its keywords: box, size, class_id, trap) as a model folder, labels person and car."""
     return write_model_dir(out_dir, tiny_detector_onnx(score, **kw), tiny_detector_manifest(version=version))
 
 

@@ -1,17 +1,22 @@
-"""com.ggvision.Inference's configuration as a model: which models serve which cameras and sensors, the
-optional shadow model, batching and the ONNX Runtime options (docs/inference.md describes the keys).
+"""com.ggvision.Inference's configuration as a model: which models serve which cameras and sensors, a vision
+model's optional candidate (B) version beside its serving (A) one, batching and the ONNX Runtime options
+(docs/inference.md describes the keys).
 
 `parse(InferenceConfig, cfg)` gives the whole configuration or a ConfigError naming the key path
 (`models.detector.cameras: ...`); the component passes `validator(InferenceConfig)` to ComponentApp, so a
 deployment with a bad value is refused with that text:
 - each model comes from exactly one of a model component (its installed version unless `version` pins one)
   or a folder, and serves either cameras (a vision model) or sensors (a tabular model);
-- each camera and sensor is served by one model, and the shadow compares against a configured vision model;
+- each camera and sensor is served by one model; `models.<id>.b` (vision models only) is the candidate version,
+  `mode: shadow` (on a sample of A's frames, compared, never published) or `split` (the cameras whose stable hash
+  `split_point(camera)` is below `share` are served by B); the legacy top-level `shadow` key becomes the model's
+  `b` with mode shadow (giving both is refused);
 - `models.<id>: null` removes a model, unknown keys are refused (`accessControl` travels along, ignored).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -20,6 +25,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -29,7 +35,7 @@ from pydantic import (
 from topicmatch import valid_topic_filter
 
 from ..contract import topics
-from .base import ComponentConfig, ConfigModel, entries, number, whole
+from .base import ComponentConfig, ConfigModel, entries, explain, number, whole
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
@@ -100,6 +106,87 @@ class ModelSource(ConfigModel):
         return f"{self.component}" + (f"@{self.version}" if self.version else "")
 
 
+def _share(v: Any) -> Any:
+    """A share as 0..1 or a percentage string ("20%")."""
+    if isinstance(v, str) and v.strip().endswith("%"):
+        try:
+            return float(v.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected a share like 0.2 or \"20%\", got {v!r}") from None
+    return v
+
+
+Mode = Literal["shadow", "split"]
+
+
+def _mode(v: Any) -> Any:
+    if v not in get_args(Mode):
+        raise ValueError(f"one of shadow, split, got {v!r}")
+    return v
+
+
+class ArmSpec(ModelSource):
+    """The candidate (B) version of a vision model: its source and how it meets traffic (docs/inference.md)."""
+
+    mode: Annotated[Mode, BeforeValidator(_mode)] = "shadow"
+    share: Annotated[float, BeforeValidator(_share), AfterValidator(_in_unit),  # split: cameras B serves
+                     WithJsonSchema({"type": ["number", "string"], "minimum": 0, "maximum": 1,
+                                     "description": "0..1, or a percentage like \"20%\""})] = 0.0
+    sample_rate: number(0.0, 1.0) = 0.1  # shadow: share of A's frames B also sees
+    skip_when_queued: whole(1, 1024) = 1  # shadow: B skips A's batch while A has this many cameras waiting
+
+    _an_object = model_validator(mode="before")(_object("an object {mode, component|path, share|sampleRate} or null"))
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> ArmSpec:
+        given = self.model_fields_set
+        if self.mode == "shadow" and "share" in given:
+            raise ValueError("share: only with mode split (a shadow sees a sample of A's frames: sampleRate)")
+        if self.mode == "split" and "sample_rate" in given:
+            raise ValueError("sampleRate: only with mode shadow (split serves whole cameras: share)")
+        return self
+
+
+def _in_unit(v: float) -> float:
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"expected a share from 0 to 1 (or 0% to 100%), got {v!r}")
+    return v
+
+
+def split_point(camera: str) -> float:
+    """A camera's fixed place in [0, 1): with mode split it is served by B when this is below `share`. It depends
+    only on the camera id (sha256), so a camera keeps its arm across restarts, and changing the share moves only the
+    cameras between the old and new share. The rollout computes the same to say which cameras an experiment uses."""
+    return int.from_bytes(hashlib.sha256(b"ggvision-ab:" + camera.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _legacy_shadow(raw: Any) -> Any:
+    """The pre-arms `shadow: {model, component|path, version, sampleRate}` -> `models.<model>.b` (mode shadow)."""
+    if not isinstance(raw, dict) or raw.get("shadow") is None:
+        return raw
+    sh = raw["shadow"]
+    if not isinstance(sh, dict):
+        raise ValueError("shadow: expected an object {model, component|path, sampleRate} or null "
+                         "(or use models.<id>.b with mode shadow)")
+    target = sh.get("model")
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    if not isinstance(target, str) or not isinstance(models.get(target), dict):
+        known = ", ".join(sorted(k for k, v in models.items() if v is not None)) or "none"
+        raise ValueError(f"shadow.model: must name a configured model id ({known}), got {target!r}")
+    if models[target].get("sensors") is not None:
+        raise ValueError(f"shadow.model: {target!r} is a tabular model; shadows compare vision models")
+    if models[target].get("b") is not None:
+        raise ValueError(f"shadow: models.{target}.b is given too; the top-level shadow is its old spelling, "
+                         "keep one")
+    b = {"mode": "shadow", **{k: v for k, v in sh.items() if k != "model"}}
+    try:  # errors named where the user wrote them (shadow.sampleRate), not where the key moves to
+        ArmSpec.model_validate(b)
+    except ValidationError as e:
+        raise ValueError("; ".join(f"shadow.{part}" if re.match(r"^[A-Za-z]+(\.\S+)?: ", part) else f"shadow: {part}"
+                                   for part in explain(e).split("; "))) from None
+    return {**raw, "shadow": None, "models": {**models, target: {**models[target], "b": b}}}
+
+
 # -- models ------------------------------------------------------------------------------------------------
 
 def _ids(v: Any) -> tuple[str, ...]:
@@ -131,6 +218,7 @@ class ModelSpec(ModelSource):
     cameras: Ids | None = None  # vision model: camera ids, or ("*",)
     sensors: Ids | None = None  # tabular model: sensor ids, or ("*",)
     period_s: number(0.05, 3600) = 1.0  # tabular: at most one run per sensor per period
+    b: ArmSpec | None = None  # vision: the candidate version beside this (A) one
     _id: str = PrivateAttr("")  # the key under `models`
 
     _an_object = model_validator(mode="before")(_object("an object"))
@@ -146,6 +234,8 @@ class ModelSpec(ModelSource):
     def _one_kind(self) -> ModelSpec:
         if (self.cameras is None) == (self.sensors is None):
             raise ValueError("give exactly one of 'cameras' (a vision model) or 'sensors' (a tabular model)")
+        if self.b is not None and self.sensors is not None:
+            raise ValueError("b: only for vision models (with 'cameras'); arms compare detections")
         return self
 
     @property
@@ -161,22 +251,6 @@ def _named(models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
     for model_id, spec in models.items():
         spec._id = model_id
     return models
-
-
-class ShadowSpec(ModelSource):
-    """A second model that sees a sample of one vision model's frames; its detections are only compared."""
-
-    model: str | None = None  # the id of the vision model it shadows
-    sample_rate: number(0.0, 1.0) = 0.1
-
-    _an_object = model_validator(mode="before")(_object("an object {model, component|path, sampleRate} or null"))
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model_id(cls, v: Any) -> Any:
-        if v is not None and not isinstance(v, str):
-            raise ValueError(f"must name a configured model id, got {v!r}")
-        return v
 
 
 # -- the whole configuration -------------------------------------------------------------------------------
@@ -220,7 +294,12 @@ class InferenceConfig(ComponentConfig):
     """The whole configuration of com.ggvision.Inference."""
 
     models: Annotated[entries(ModelSpec, "model", key=ModelId), AfterValidator(_named)] = {}
-    shadow: ShadowSpec | None = None
+    # the old spelling of models.<id>.b (mode shadow): moved there before validation
+    shadow: Annotated[None, WithJsonSchema({"type": ["object", "null"], "deprecated": True,
+                                            "description": "{model, component|path, version, sampleRate}: "
+                                                           "the same as models.<model>.b with mode shadow"})] = None
+
+    _legacy = model_validator(mode="before")(_legacy_shadow)
     batch: BatchConfig = BatchConfig()
     provider: Annotated[Provider, BeforeValidator(_provider)] = "auto"
     threads: Annotated[whole(1, 256) | None, BeforeValidator(_zero_is_none),  # 0 or null: ONNX Runtime's choice
@@ -244,17 +323,10 @@ class InferenceConfig(ComponentConfig):
                     seen[cam] = spec.id
         return self
 
-    @model_validator(mode="after")
-    def _shadowed_model(self) -> InferenceConfig:
-        if self.shadow is None:
-            return self
-        target = self.shadow.model
-        if target not in self.models:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise ValueError(f"shadow.model: must name a configured model id ({known}), got {target!r}")
-        if self.models[target].kind != "vision":
-            raise ValueError(f"shadow.model: {target!r} is a tabular model; shadows compare vision models")
-        return self
+    @property
+    def arms(self) -> dict[str, ArmSpec]:
+        """Model id -> its candidate (B) version, for the models that have one."""
+        return {mid: spec.b for mid, spec in self.models.items() if spec.b is not None}
 
     @property
     def max_batch(self) -> int:

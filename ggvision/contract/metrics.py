@@ -42,6 +42,19 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ggvision_inference_score_mean": ("gauge", "Mean detection score (confidence drift)", ("model",)),
     "ggvision_inference_provider_info": ("gauge", "Model version and ONNX Runtime provider (value 1)",
                                          ("model", "version", "provider")),
+    # A/B arms (models.<id>.b): `model` is the configured model id, `arm` a (serving) or b (candidate)
+    "ggvision_ab_latency_seconds": ("gauge", "Inference latency quantiles of an arm", ("model", "arm", "quantile")),
+    "ggvision_ab_detections_per_frame": ("gauge", "Detections per frame of a label since the arm's model loaded",
+                                         ("model", "arm", "label")),
+    "ggvision_ab_confidence_ratio": ("gauge", "Share of an arm's recent scores in the 0.1-wide bucket ending at "
+                                     "`bucket`", ("model", "arm", "bucket")),
+    "ggvision_ab_agreement": ("gauge", "Shadow mode, since B loaded: A's and B's boxes by outcome (matched at "
+                              "IoU >= 0.5, label_flips, a_only, b_only) and label (A's for a flip)",
+                              ("model", "outcome", "label")),
+    "ggvision_ab_b_skipped_frames": ("gauge", "Shadow mode: A's frames not offered to B because A had frames "
+                                     "waiting, since B loaded", ("model",)),
+    "ggvision_ab_b_failures": ("gauge", "Inference runs of B that raised or gave non-finite output (B's errors)",
+                               ("model",)),
     "ggvision_endpoint_up": ("gauge", "1 when the last TCP connect to the endpoint succeeded", ("endpoint",)),
     "ggvision_endpoint_latency_seconds": ("gauge", "TCP connect time of the last successful probe", ("endpoint",)),
     "ggvision_endpoint_loss_ratio": ("gauge", "Failed probes among the last N", ("endpoint",)),

@@ -21,7 +21,7 @@ from ..contract.schemas import HEALTH_SUMMARY
 from .budget import Budget
 from .collectors import ComponentProcs, DiskSample, HostSample, ProbeResult
 from .gpu import GpuSample
-from .state import STORAGE_CONDITIONS, AppView
+from .state import STORAGE_CONDITIONS, AppView, ArmFigures, InferenceMetrics
 
 SUMMARY_SCHEMA = HEALTH_SUMMARY
 IOT_MAX_BYTES = 128 * 1024  # IoT Core's message limit (the local bridge enforces it too)
@@ -106,6 +106,8 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
             put("ggvision_inference_error_ratio", (model,), st.error_ratio)
             put("ggvision_inference_score_mean", (model,), m.score_mean)
             put("ggvision_inference_provider_info", (model, m.version or "", m.provider or ""), 1)
+            if m.arms is not None:
+                _put_arm(put, m)
         for prio, v in c.app.backlog.items():
             put("ggvision_uplink_backlog_bytes", (prio,), v)
         for cam, v in c.app.cameras.items():
@@ -177,6 +179,36 @@ class HealthCollector(Collector):
 
 
 # -- IoT Core summary ----------------------------------------------------------------------------
+def _put_arm(put: Any, m: InferenceMetrics) -> None:
+    """The ggvision_ab_* families of one arm (labels: the configured model id and the arm)."""
+    f = m.arms
+    assert f is not None
+    mid, arm = f.model_id, f.arm
+    for q, v in (("0.5", m.p50_ms), ("0.95", m.p95_ms)):
+        put("ggvision_ab_latency_seconds", (mid, arm, q), v / 1000.0 if v is not None else None)
+    for label, v in f.detections_per_frame.items():
+        put("ggvision_ab_detections_per_frame", (mid, arm, label), v)
+    total = sum(f.score_hist)
+    for i, n in enumerate(f.score_hist):  # bucket i holds scores in [i/10, (i+1)/10)
+        put("ggvision_ab_confidence_ratio", (mid, arm, f"{(i + 1) / len(f.score_hist):.1f}"),
+            n / total if total else None)
+    if arm == "a":  # the experiment's figures travel once, with A
+        for outcome, labels in f.agreement.items():
+            for label, v in labels.items():
+                put("ggvision_ab_agreement", (mid, outcome, label), v)
+        put("ggvision_ab_b_skipped_frames", (mid,), f.b_skipped)
+        put("ggvision_ab_b_failures", (mid,), f.b_failed)
+
+
+def _arm_summary(f: ArmFigures) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": f.model_id, "arm": f.arm, "mode": f.mode,
+                           "detections_per_frame": {k: _r(v, 4) for k, v in f.detections_per_frame.items()},
+                           "score_hist": [int(h) for h in f.score_hist]}
+    if f.arm == "a":
+        out.update(b_skipped=f.b_skipped, b_failed=f.b_failed, agreement=f.agreement)
+    return out
+
+
 def _r(v: float | None, nd: int = 3) -> float | None:
     return None if v is None else round(v, nd)
 
@@ -219,6 +251,8 @@ def summary(c: Collected, thing: str, period_s: float) -> dict[str, Any]:
                              "score_mean": _r(m.score_mean, 4), "role": m.role}
             if m.shadow:
                 models[model]["shadow"] = {k: _r(v, 4) for k, v in m.shadow.items()}
+            if m.arms is not None:
+                models[model]["ab"] = _arm_summary(m.arms)
         doc["inference"] = models
         primaries = [st for st in app.models.values() if st.metrics.role == "primary"]  # shadows never serve
         ratios = [st.error_ratio for st in primaries]

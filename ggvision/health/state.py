@@ -72,13 +72,61 @@ class InferenceMetrics:
     errors: float | None  # cumulative since the inference process started
     runs: float | None
     score_mean: float | None
-    role: str = "primary"  # "shadow": an A/B candidate run on sampled frames, kept apart from the primary
+    role: str = "primary"  # "shadow"/"split": an A/B candidate (arm B), kept apart from the primary
     shadow: dict[str, float] | None = None  # the primary's agreement with its shadow (IoU-matched detections)
+    arms: ArmFigures | None = None  # the A/B figures while the model has a candidate (docs/inference.md)
 
     @property
     def key(self) -> str:
         """Where Health keeps this model: a shadow of the same model must not look like its restart."""
         return self.model if self.role == "primary" else f"{self.model}#{self.role}"
+
+
+OUTCOMES = ("matched", "label_flips", "a_only", "b_only")
+
+
+@dataclass(frozen=True)
+class ArmFigures:
+    """One arm's side of an A/B experiment, from the `arm`/`ab` fields of inference-metrics/1.x."""
+
+    model_id: str  # the configured model id both arms belong to
+    arm: str  # "a" | "b"
+    mode: str  # "shadow" | "split"
+    detections_per_frame: dict[str, float]  # label -> detections per frame since the arm's model loaded
+    score_hist: tuple[float, ...]  # confidence counts in 10 buckets of 0.1
+    b_skipped: float | None
+    b_failed: float | None
+    agreement: dict[str, dict[str, float]]  # outcome (OUTCOMES) -> label -> count, shadow mode
+
+
+def _labels(block: Any, key: str) -> dict[str, float]:
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise Malformed(f"{key}: expected an object label -> number")
+    return {str(k)[:64]: float(v) for k, v in list(block.items())[:64]
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _arm_figures(msg: dict[str, Any]) -> ArmFigures | None:
+    arm, ab = msg.get("arm"), msg.get("ab")
+    if arm is None:
+        return None
+    if arm not in ("a", "b"):
+        raise Malformed(f"arm: expected 'a' or 'b', got {str(arm)[:40]!r}")
+    if not isinstance(ab, dict):
+        raise Malformed("ab: expected an object with the arm's experiment")
+    hist = msg.get("score_hist") or []
+    if not isinstance(hist, list) or not all(isinstance(h, int | float) and not isinstance(h, bool) for h in hist):
+        raise Malformed("score_hist: expected a list of counts")
+    by_label = (ab.get("agreement") or {}).get("by_label") or {}
+    if not isinstance(by_label, dict):
+        raise Malformed("ab.agreement.by_label: expected an object")
+    return ArmFigures(
+        model_id=_text(msg, "id", required=True) or "", arm=str(arm), mode=str(ab.get("mode", ""))[:16],
+        detections_per_frame=_labels(msg.get("detections_per_frame"), "detections_per_frame"),
+        score_hist=tuple(float(h) for h in hist[:32]), b_skipped=_num(ab, "b_skipped"), b_failed=_num(ab, "b_failed"),
+        agreement={k: _labels(by_label.get(k), f"ab.agreement.by_label.{k}") for k in OUTCOMES if k in by_label})
 
 
 def parse_inference(msg: Any) -> InferenceMetrics:
@@ -97,14 +145,14 @@ def parse_inference(msg: Any) -> InferenceMetrics:
         p50_ms=_num(lat, "p50"), p95_ms=_num(lat, "p95"), p99_ms=_num(lat, "p99"),
         batches_per_s=_num(msg, "batches_per_s"), load_ms=_num(msg, "load_ms"),
         errors=_num(msg, "errors"), runs=_num(msg, "runs"), score_mean=_num(msg, "score_mean", lo=-math.inf),
-        role=_role(msg), shadow=_agreement(msg.get("shadow")),
+        role=_role(msg), shadow=_agreement(msg.get("shadow")), arms=_arm_figures(msg),
     )
 
 
 def _role(msg: dict[str, Any]) -> str:
     role = msg.get("role", "primary")
-    if role not in ("primary", "shadow"):
-        raise Malformed(f"role: expected 'primary' or 'shadow', got {str(role)[:40]!r}")
+    if role not in ("primary", "shadow", "split"):  # shadow/split: an A/B candidate (B arm), kept apart from A
+        raise Malformed(f"role: expected 'primary', 'shadow' or 'split', got {str(role)[:40]!r}")
     return str(role)
 
 

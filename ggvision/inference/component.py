@@ -1,11 +1,12 @@
-"""com.ggvision.Inference: batched ONNX Runtime across cameras, model hot swap, shadow (A/B) model, fire risk.
+"""com.ggvision.Inference: batched ONNX Runtime across cameras, model hot swap, A/B arms, fire risk.
 
 Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to the vision model that serves it
 (radiometric float32 frames to the tabular model of their sensor, with gas/1.0 readings). Every processed frame
 gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.0
 message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
 version via GetComponentDetails, re-checked on every postUpdateEvent) or folders, and are swapped without
-stopping: see swap.py. Configuration keys: docs/inference.md and ggvision/config/inference.py.
+stopping: see swap.py. A vision model may have a candidate B beside it, in shadow or split mode: see arms.py.
+Configuration keys: docs/inference.md and ggvision/config/inference.py.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from topicmatch import mqtt_match
 
 from ..component import ComponentApp, run_component
 from ..config.base import parse, validator
-from ..config.inference import InferenceConfig, ModelSource, ModelSpec, ShadowSpec
+from ..config.inference import ArmSpec, InferenceConfig, ModelSource, ModelSpec
 from ..contract import topics
 from ..framebus import FrameDescriptor
+from .arms import Arm
 from .publisher import AsyncPublisher
 from .resolve import resolve
-from .shadow import ShadowRunner
 from .swap import ModelLoader, ModelSlot
 from .tabular import TabularWorker, is_thermal, parse_gas
 from .worker import BatchSettings, VisionWorker
@@ -67,9 +68,7 @@ class InferenceComponent:
         self.specs: dict[str, ModelSpec] = {}
         self.slots: dict[str, ModelSlot] = {}
         self.workers: dict[str, Worker] = {}
-        self.shadow_spec: ShadowSpec | None = None
-        self.shadow_slot: ModelSlot | None = None
-        self.shadow_runner: ShadowRunner | None = None
+        self.arms: dict[str, Arm] = {}  # model id -> its A/B arm (B's slot, runner or worker)
         self._video = Routes()
         self._thermal = Routes()
         self._frame_topics: tuple[str, ...] = ()
@@ -106,6 +105,9 @@ class InferenceComponent:
 
     def _on_staged(self, slot: ModelSlot) -> None:
         worker = self.workers.get(slot.name)
+        arm = self.arms.get(slot.name.removesuffix(":b"))
+        if worker is None and arm is not None and arm.worker is not None and arm.slot is slot:
+            worker = arm.worker
         if worker is not None:
             worker.wake()
 
@@ -142,7 +144,7 @@ class InferenceComponent:
                         worker.period_s = spec.period_s
                 self.specs[mid] = spec
             self._set_routes()
-            self._apply_shadow(cfg.shadow, reload_all)
+            self._apply_arms(cfg.arms, reload_all)
             self._frame_topics = cfg.frame_topics
             for topic in cfg.frame_topics:
                 self._subscribe(topic, self._on_frame)
@@ -156,7 +158,7 @@ class InferenceComponent:
             worker = TabularWorker(slot, spec.period_s, self.detections.publish)
         else:
             worker = VisionWorker(slot, self.settings, self.detections.publish,
-                                  shadow=lambda mid=spec.id: self._shadow_for(mid))
+                                  arm=lambda mid=spec.id: self._arm_of(mid))
         self.slots[spec.id], self.workers[spec.id] = slot, worker
         worker.start()
         self.loader.request(slot)
@@ -179,38 +181,27 @@ class InferenceComponent:
                     r.explicit[cam] = self.workers[mid]
         self._video, self._thermal = routes["vision"], routes["tabular"]
 
-    def _apply_shadow(self, spec: ShadowSpec | None, reload_all: bool) -> None:
-        if spec is None:
-            if self.shadow_slot is not None:
-                self._close_shadow()
-            return
-        if self.shadow_slot is None:
-            slot = ModelSlot(f"{spec.model}:shadow", "vision", spec.source)
-            runner = ShadowRunner(slot.serving)
-            slot.on_swap.append(lambda _s: runner.reset())
-            self.shadow_slot, self.shadow_runner = slot, runner
-            self.loader.request(slot)
-        elif spec.source != self.shadow_slot.source or reload_all:
-            self.shadow_slot.source = spec.source
-            self.loader.request(self.shadow_slot)
-        if self.shadow_spec is not None and self.shadow_spec.model != spec.model and self.shadow_runner is not None:
-            self.shadow_runner.reset()  # now compared with another model
-        self.shadow_spec = spec
+    def _apply_arms(self, specs: dict[str, ArmSpec], reload_all: bool) -> None:
+        for mid in [m for m in self.arms if m not in specs]:
+            self.arms.pop(mid).close()
+            log.info("model %s: arm B removed", mid)
+        for mid, spec in specs.items():
+            arm = self.arms.get(mid)
+            if arm is None:
+                arm = self.arms[mid] = Arm(mid, spec, self.settings, self.detections.publish,
+                                           fallback=lambda desc, mid=mid: self._to_a(mid, desc))
+                self.loader.request(arm.slot)
+            elif arm.update(spec) or reload_all:
+                self.loader.request(arm.slot)
 
-    def _close_shadow(self) -> None:
-        runner, slot = self.shadow_runner, self.shadow_slot
-        self.shadow_spec = self.shadow_slot = self.shadow_runner = None
-        if runner is not None:
-            runner.close()
-        if slot is not None:
-            slot.close()
-        log.info("shadow model removed")
+    def _to_a(self, mid: str, desc: FrameDescriptor) -> None:
+        """A frame B failed on (split mode): A answers it."""
+        worker = self.workers.get(mid)
+        if isinstance(worker, VisionWorker):
+            worker.offer(desc)
 
-    def _shadow_for(self, mid: str) -> tuple[ShadowRunner, float] | None:
-        spec, slot, runner = self.shadow_spec, self.shadow_slot, self.shadow_runner
-        if spec is None or spec.model != mid or slot is None or runner is None or not slot.ready:
-            return None
-        return runner, spec.sample_rate
+    def _arm_of(self, mid: str) -> Arm | None:
+        return self.arms.get(mid)
 
     def _subscribe(self, topic: str, handler: Callable[[str, Any], None]) -> None:
         if topic in self._subscribed:
@@ -244,7 +235,9 @@ class InferenceComponent:
         if worker is None:
             self.unrouted += 1
             return
-        worker.offer(desc)
+        arm = self.arms.get(worker.slot.name) if isinstance(worker, VisionWorker) else None
+        b = arm.serves(desc.camera) if arm is not None else None
+        (b or worker).offer(desc)
 
     def _on_gas(self, topic: str, msg: Any) -> None:
         try:
@@ -276,7 +269,7 @@ class InferenceComponent:
     def rescan(self) -> None:
         """Look again at the installed version of every model component not pinned to a version."""
         with self._lock:
-            slots = list(self.slots.values()) + ([self.shadow_slot] if self.shadow_slot else [])
+            slots = list(self.slots.values()) + [arm.slot for arm in self.arms.values()]
         for slot in slots:
             if slot.source.component is not None and slot.source.version is None:
                 self.loader.request(slot)
@@ -286,16 +279,20 @@ class InferenceComponent:
         out = []
         with self._lock:
             items = [(mid, self.slots[mid], self.workers[mid]) for mid in self.slots]
-            shadow = (self.shadow_spec, self.shadow_slot, self.shadow_runner)
+            arms = dict(self.arms)
         now = time.time()
-        spec, sslot, runner = shadow
-        shadow_block = None
-        if spec is not None and sslot is not None and runner is not None and sslot.current is not None:
-            sm = sslot.current
-            shadow_block = {"model": sm.manifest.name, "version": sm.manifest.version, **runner.agreement.summary()}
-            msg = _model_metrics(sslot, sm, runner.stats.snapshot(), "shadow", spec.model, now)
-            msg["shadow"] = shadow_block
-            msg["skipped_frames"] = runner.skipped
+        blocks = {mid: arm.block() for mid, arm in arms.items()}
+        for mid, arm in arms.items():
+            b = arm.slot.current
+            if b is None:
+                continue
+            msg = _model_metrics(arm.slot, b, arm.slot.stats.snapshot(), arm.mode, mid, now)
+            msg.update(arm="b", ab=blocks[mid])
+            if arm.runner is not None:  # the pre-arms shadow fields, still read by Health and the rollout gates
+                msg["shadow"] = _shadow_block(blocks[mid])
+                msg["skipped_frames"] = arm.runner.skipped
+            else:
+                msg["queue_depth"] = arm.worker.batcher.depth if arm.worker is not None else 0
             out.append(msg)
         for mid, slot, worker in items:
             model = slot.current
@@ -303,8 +300,10 @@ class InferenceComponent:
                 continue
             msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
             msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
-            if shadow_block is not None and spec is not None and spec.model == mid:
-                msg["shadow"] = shadow_block
+            if mid in blocks:
+                msg.update(arm="a", ab=blocks[mid])
+                if "agreement" in blocks[mid] and blocks[mid]["b_model"] is not None:
+                    msg["shadow"] = _shadow_block(blocks[mid])
             out.append(msg)
         return out
 
@@ -321,7 +320,7 @@ class InferenceComponent:
         if now - self._last_retry >= RETRY_MISSING_S:
             self._last_retry = now
             with self._lock:
-                slots = list(self.slots.values()) + ([self.shadow_slot] if self.shadow_slot else [])
+                slots = list(self.slots.values()) + [arm.slot for arm in self.arms.values()]
             for slot in slots:
                 if slot.current is None and slot.missing:
                     self.loader.request(slot)
@@ -335,8 +334,8 @@ class InferenceComponent:
         with self._lock:
             for mid in list(self.slots):
                 self._remove(mid)
-            if self.shadow_slot is not None:
-                self._close_shadow()
+            for mid in list(self.arms):
+                self.arms.pop(mid).close()
         self.loader.close()
         self.detections.drain()
 
@@ -349,6 +348,11 @@ def _model_metrics(slot: ModelSlot, model: Any, stats: dict[str, Any], role: str
             "source": slot.source.describe() + (f" {slot.version_label}" if slot.version_label
                                                 and slot.source.version is None else ""),
             "timestamp": now, **stats}
+
+
+def _shadow_block(ab: dict[str, Any]) -> dict[str, Any]:
+    figures = {k: v for k, v in ab.get("agreement", {}).items() if k != "by_label"}
+    return {"model": ab["b_model"], "version": ab["b_version"], **figures}
 
 
 def build(app: ComponentApp, cfg: dict[str, Any], packages: Path | None) -> InferenceComponent:

@@ -3,6 +3,7 @@
 Counters (runs, errors, frames, dropped_frames, load_errors) are cumulative for the process. Latency and batch
 size are over the last WINDOW batches and scores over the last SCORE_WINDOW scores, so a metrics message shows
 the model as it behaves now (Health's gates compare p95 latency and confidence drift across periods).
+`detections_per_frame` (per label, since the model was loaded) describes what an arm finds (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 WINDOW = 1024
 SCORE_WINDOW = 4096
 HIST_BINS = 10
+MAX_LABELS = 32  # labels counted per model (a bounded metric label set)
 
 
 class ModelStats:
@@ -32,14 +34,24 @@ class ModelStats:
         self._batch: deque[int] = deque(maxlen=WINDOW)
         self._scores: deque[float] = deque(maxlen=SCORE_WINDOW)
         self._rate_mark = (time.monotonic(), 0)
+        self._label_frames = 0  # frames since the model was loaded (detections_per_frame's denominator)
+        self._labels: dict[str, int] = {}
 
-    def record_batch(self, size: int, inference_ms: float, scores: list[float]) -> None:
+    def record_batch(self, size: int, inference_ms: float, scores: list[float],
+                     results: list[dict[str, Any]] | None = None) -> None:
         with self._lock:
             self.runs += 1
             self.frames += size
             self._infer_ms.append(inference_ms)
             self._batch.append(size)
             self._scores.extend(scores)
+            if results is not None:
+                self._label_frames += size
+                for r in results:
+                    for d in r.get("detections") or (r.get("classes") or [])[:1]:
+                        label = str(d["label"])
+                        if label in self._labels or len(self._labels) < MAX_LABELS:
+                            self._labels[label] = self._labels.get(label, 0) + 1
 
     def record_error(self, message: str) -> None:
         with self._lock:
@@ -62,6 +74,8 @@ class ModelStats:
             self._infer_ms.clear()
             self._batch.clear()
             self._scores.clear()
+            self._label_frames = 0
+            self._labels.clear()
 
     def mean_infer_ms_per_frame(self) -> float | None:
         with self._lock:
@@ -84,6 +98,9 @@ class ModelStats:
             }
             if self.last_error:
                 out["last_error"] = self.last_error
+            if self._label_frames:
+                out["detections_per_frame"] = {k: round(v / self._label_frames, 4)
+                                               for k, v in sorted(self._labels.items())}
         if lat.size:
             p50, p95, p99 = np.percentile(lat, [50, 95, 99])
             out["latency_ms"] = {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}

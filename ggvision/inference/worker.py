@@ -1,5 +1,6 @@
 """The vision pipeline of one model: batch → read frames from the rings → infer → one detections/1.0 message per
-frame; a sampled share of the frames also goes to the shadow model.
+frame; with an A/B arm (arms.py) a sampled share of A's frames also goes to B in shadow mode, and B's own worker
+serves its cameras in split mode (messages tagged `"arm"`).
 
 Each VisionWorker owns one thread. The model it runs is looked up once per batch (`slot.serving()`), which is
 where a hot swap takes effect: between two batches, never inside one.
@@ -8,7 +9,6 @@ where a hot swap takes effect: between two batches, never inside one.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +20,7 @@ from ..contract.topics import DETECTIONS
 from ..framebus import FrameDescriptor
 from .batcher import Batcher, Pending
 from .frames import RingReader
-from .shadow import ShadowRunner, scores_of
+from .shadow import all_finite, scores_of
 from .swap import ModelSlot
 
 log = logging.getLogger("ggvision.inference")
@@ -38,7 +38,7 @@ class BatchSettings:
 
 
 def detections_message(desc: FrameDescriptor, manifest: Any, result: dict[str, Any], timings: dict[str, float],
-                       batch_size: int) -> dict[str, Any]:
+                       batch_size: int, arm: str | None = None) -> dict[str, Any]:
     """detections/1.0 for one frame; `result` is the model's per-frame part (detections | classes | outputs)."""
     msg: dict[str, Any] = {
         "schema": SCHEMA, "camera": desc.camera, "sequence": desc.sequence, "timestamp": desc.timestamp,
@@ -58,18 +58,22 @@ def detections_message(desc: FrameDescriptor, manifest: Any, result: dict[str, A
                           for k, v in result["outputs"].items()}
     msg["timings_ms"] = {k: round(float(v), 3) for k, v in timings.items()}
     msg["batch_size"] = batch_size
+    if arm is not None:
+        msg["arm"] = arm  # "a" or "b" while the model has a candidate (docs/inference.md, A/B arms)
     return msg
 
 
 class VisionWorker:
     def __init__(self, slot: ModelSlot, settings: BatchSettings, publish: Callable[[str, dict[str, Any]], Any],
-                 shadow: Callable[[], tuple[ShadowRunner, float] | None] = lambda: None) -> None:
+                 arm: Callable[[], Any] = lambda: None, tag: str | None = None,
+                 fallback: Callable[[FrameDescriptor], None] | None = None) -> None:
         self.slot = slot
         self.settings = settings
         self.batcher = Batcher()
         self._publish = publish
-        self._shadow = shadow  # -> (runner, sample rate) when a shadow follows this model
-        self._rng = random.Random()
+        self._arm = arm  # -> the model's Arm (arms.py) while it has a candidate, else None
+        self.tag = tag  # "b" for a split arm's worker; A's follows whether an arm exists
+        self._fallback = fallback  # B in split mode: a failed batch's frames go to A
         self._reader = RingReader(reuse=True)
         self._stop = threading.Event()
         self._last_error_log = 0.0
@@ -124,8 +128,13 @@ class VisionWorker:
             return
         try:
             results, timings = model.infer(frames)
+            if self._fallback is not None and not all_finite(results):
+                raise ValueError("non-finite scores in the output")
         except Exception as e:
             self.slot.stats.record_error(f"{type(e).__name__}: {e}")
+            if self._fallback is not None:
+                for desc in descs:
+                    self._fallback(desc)
             now = time.monotonic()
             if now - self._last_error_log > 10:  # an error per batch would flood the log
                 self._last_error_log = now
@@ -134,18 +143,14 @@ class VisionWorker:
             return
         n = len(frames)
         manifest = model.manifest
+        arm = self._arm()
+        tag = self.tag or ("a" if arm is not None else None)
         for desc, result, q in zip(descs, results, queue_ms, strict=True):
             self._publish(DETECTIONS.format(camera=desc.camera), detections_message(
-                desc, manifest, result, {"queue": q, **timings}, n))
-        self.slot.stats.record_batch(n, float(timings.get("inference", 0.0)), scores_of(results))
-        shadow = self._shadow()
-        if shadow is not None:
-            runner, rate = shadow
-            picked = [i for i in range(n) if self._rng.random() < rate]
-            if picked:
-                # copies: the frame buffers are reused by the next batch
-                runner.submit([frames[i].copy() for i in picked], [results[i] for i in picked],
-                              float(timings.get("inference", 0.0)) / n)
+                desc, manifest, result, {"queue": q, **timings}, n, tag))
+        self.slot.stats.record_batch(n, float(timings.get("inference", 0.0)), scores_of(results), results)
+        if arm is not None:
+            arm.after_a_batch(self, frames, results, float(timings.get("inference", 0.0)) / n)
 
     def stop(self) -> None:
         self._stop.set()

@@ -299,6 +299,10 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
         st.on_message("ggvision/v1/detections/door", {"schema": "detections/1.0", "camera": "door"})
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=1, runs=100))
         st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=3, runs=200))
+        st.on_message("ggvision/v1/metrics/inference", {  # a model with an A/B candidate: the ggvision_ab_* families
+            **inference_msg(errors=0, runs=10, model="det"), "id": "det", "arm": "a", "score_hist": [0] * 9 + [4],
+            "detections_per_frame": {"person": 1.0}, "ab": {"mode": "shadow", "b_skipped": 2, "b_failed": 1,
+                                                           "agreement": {"by_label": {"matched": {"person": 3}}}}})
         st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}, "disk": {
             "held": {"video": 100, "records": 5}, "evicted": {"video": 7}}, "storage": {
             "errors": {"disk-full": 2}, "active": {"disk-full": {"since": 1.0, "error": "queue: ENOSPC"}}}})

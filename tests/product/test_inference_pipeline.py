@@ -15,7 +15,7 @@ from harness import wait_until
 from inference_dev import tiny_detector
 
 from ggvision.config.base import parse, validator
-from ggvision.config.inference import InferenceConfig, ModelSource
+from ggvision.config.inference import InferenceConfig, ModelSource, split_point
 from ggvision.framebus import FrameRing
 from ggvision.inference.resolve import ModelNotFound, component_model_dir, resolve
 from ggvision.inference.shadow import Agreement, ShadowRunner, match
@@ -75,6 +75,26 @@ def test_configuration_accepts_strings_nulls_and_explicit_ids() -> None:
                                              "gone": None},
                                   "batch": {"maxSize": "4", "deadlineMs": "5"}, "threads": "2", "shadow": None})
     assert set(cfg.models) == {"a", "b"} and cfg.max_batch == 4 and cfg.deadline_ms == 5 and cfg.threads == 2
+
+
+def test_arms_configuration_and_the_legacy_shadow_key() -> None:
+    cfg = parse(InferenceConfig, {"models": {
+        "d": {"path": "/m", "cameras": ["*"], "b": {"mode": "split", "component": "X", "share": "20%"}}}})
+    (arm,) = cfg.arms.values()
+    assert (arm.mode, arm.share, arm.component) == ("split", 0.2, "X")
+    legacy = parse(InferenceConfig, {**DEFAULT, "shadow": {"model": "detector", "path": "/s", "sampleRate": 0.5}})
+    assert legacy.shadow is None and list(legacy.arms) == ["detector"]
+    b = legacy.arms["detector"]
+    assert (b.mode, b.path, b.sample_rate, b.skip_when_queued) == ("shadow", "/s", 0.5, 1)
+
+
+def test_split_point_is_stable_and_a_share_change_moves_only_the_boundary() -> None:
+    # pinned: a changed hash would silently move every site's cameras to the other arm
+    assert round(split_point("cam-0"), 6) == 0.514546 and round(split_point("cam-1"), 6) == 0.08996
+    cams = [f"cam-{i}" for i in range(200)]
+    at = {s: {c for c in cams if split_point(c) < s} for s in (0.1, 0.2, 0.3)}
+    assert at[0.1] < at[0.2] < at[0.3]  # growing the share only adds cameras to B
+    assert 20 <= len(at[0.2]) <= 60  # about a fifth
 
 
 def test_component_model_dir_plain_or_unarchived(tmp_path: Path) -> None:
@@ -242,6 +262,10 @@ def test_shadow_matching_and_agreement() -> None:
     assert out["frames"] == 2 and out["matched_ratio"] == pytest.approx(1 / 3, abs=1e-4)
     assert out["iou_mean"] == pytest.approx(400 / 440, abs=1e-3) and out["score_delta_mean"] == pytest.approx(-0.2)
     assert out["latency_ratio"] == 0.5
+    # the car matched; the dog sits where A saw a person (a flip); the other person only B saw
+    assert out["by_label"] == {"matched": {"car": 1}, "label_flips": {"person": 1}, "a_only": {},
+                               "b_only": {"person": 1}}
+    assert (out["matched"], out["label_flips"], out["a_only"], out["b_only"]) == (1, 1, 0, 1)
     cls = Agreement()
     cls.add({"classes": [{"label": "cat", "score": 0.8}]}, {"classes": [{"label": "cat", "score": 0.9}]}, 1, 1)
     cls.add({"classes": [{"label": "cat", "score": 0.8}]}, {"classes": [{"label": "dog", "score": 0.9}]}, 1, 1)
@@ -279,5 +303,10 @@ def test_stats_snapshot() -> None:
     assert snap["latency_ms"]["p50"] == pytest.approx(50.5) and snap["latency_ms"]["p99"] == pytest.approx(99.01)
     assert snap["batch_size_mean"] == 2 and snap["score_mean"] == pytest.approx(0.5)
     assert snap["score_hist"] == [100, 0, 0, 0, 0, 0, 0, 0, 0, 100] and snap["last_error"] == "boom"
+    assert "detections_per_frame" not in snap  # no results given: nothing to count per label
+    st.record_batch(2, 1.0, [0.5], [{"detections": [{"label": "car"}, {"label": "car"}]}, {"detections": []}])
+    st.record_batch(1, 1.0, [0.5], [{"detections": [{"label": "person"}]}])
+    assert st.snapshot()["detections_per_frame"] == {"car": round(2 / 3, 4), "person": round(1 / 3, 4)}
     st.new_model()
-    assert st.snapshot()["score_mean"] is None and st.snapshot()["runs"] == 101
+    assert "detections_per_frame" not in st.snapshot()
+    assert st.snapshot()["score_mean"] is None and st.snapshot()["runs"] == 103
