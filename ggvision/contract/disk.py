@@ -9,7 +9,7 @@ Classes, least valuable first (docs/reliability.md, "The disk budget"):
     results     result objects waiting in the Uplink's queue
     records     event records, alerts and every other message: never given up for space
 
-`disk-budget/1.0` (Health -> Capture, Uplink, on topics.DISK_BUDGET, every `diskBudget.periodS`):
+`disk-budget/1.0` (Health -> Capture, Filter, Uplink, on topics.DISK_BUDGET, every `diskBudget.periodS`):
 
     {"schema": "disk-budget/1.0", "timestamp": epoch s, "root": the folder counted,
      "used_bytes", "budget_bytes" (0: no cap of its own), "free_bytes", "reserve_bytes", "low_bytes",

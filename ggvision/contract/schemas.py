@@ -59,7 +59,7 @@ MESSAGES: tuple[Message, ...] = (
     Message(UPLINK_STATUS, "Uplink", ("cloud",), (t.IOT_STATUS,)),
     Message(UPLINK_RECORD, "Uplink", ("cloud",), ()),  # one item per SQS message / Kinesis record
     Message(MODEL_MANIFEST, "model registry", ("Inference",), ()),
-    Message(DISK_BUDGET, "Health", ("Capture", "Uplink"), (t.DISK_BUDGET,)),
+    Message(DISK_BUDGET, "Health", ("Capture", "Filter", "Uplink"), (t.DISK_BUDGET,)),
 )
 
 BY_SCHEMA = {m.schema: m for m in MESSAGES}

@@ -17,7 +17,7 @@ ALERTS = "ggvision/v1/alerts/{component}"  # alert/1.0 (Inference, Health), filt
 METRICS = "ggvision/v1/metrics/{component}"  # <component>-metrics/1.0 -> Health, live view
 UPLINK_PUT = "ggvision/v1/uplink/put"  # uplink-put/1.0: Filter (any producer) -> Uplink
 UPLINK_ACKS = "ggvision/v1/uplink/acks"  # uplink-ack/1.0: Uplink -> producers
-DISK_BUDGET = "ggvision/v1/disk/budget"  # disk-budget/1.0: Health -> Capture, Uplink (contract/disk.py)
+DISK_BUDGET = "ggvision/v1/disk/budget"  # disk-budget/1.0: Health -> Capture, Filter, Uplink (contract/disk.py)
 # AWS-defined (the aws.greengrass.Cloudwatch component's documented defaults, developer guide page "CloudWatch
 # metrics", Input data / Output data): Health -> CloudWatch metric requests; the component's status answers.
 CLOUDWATCH_PUT = "cloudwatch/metric/put"
