@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Runtime
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Streamlit's AppTest runs a page as ``sys.modules["__main__"]`` and leaves it
+    there; a later ``multiprocessing`` spawn would then re-run that page in the child
+    instead of the test module (it hung the frame-ring tests in CI). Put it back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 def _needs_mosquitto() -> None:

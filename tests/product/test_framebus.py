@@ -363,6 +363,9 @@ def _race(conn: Connection, slots: int, shape: tuple[int, int, int], want_good: 
           max_tries: int) -> tuple[list[dict[str, Any]], int]:
     camera = _cam("race")
     conn.send((camera, slots, shape))
+    # Bounded waits: under hypothesis a pytest-timeout alarm is caught as a failing example and
+    # the example is replayed with no second alarm, so a dead writer must fail here, not hang.
+    assert conn.poll(60), "the pattern writer process did not answer (did it start?)"
     name = conn.recv()
     results: list[dict[str, Any]] = []
     readers = [threading.Thread(target=_read_latest_loop, args=(name, shape, want_good, max_tries, results))
@@ -372,6 +375,7 @@ def _race(conn: Connection, slots: int, shape: tuple[int, int, int], want_good: 
     for t in readers:
         t.join(60)
     conn.send("stop")
+    assert conn.poll(60), "the pattern writer process did not answer 'stop'"
     written = conn.recv()
     assert _leftovers(camera) == []
     return results, written
