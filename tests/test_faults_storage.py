@@ -160,6 +160,14 @@ def test_a_folder_its_component_may_not_write_degrades_it_and_recovers(tmp_path:
         news = _kinds(a, "new")
         ends = wait_until(lambda: (lambda got: got if set(news) <= set(got) else None)(_kinds(a, "end")), 30,
                           interval=0.5, what="an end for every event")
+        # The ends' records reach the Uplink over IPC after the ends themselves: wait for their acks (under
+        # load the queue can look drained before the last puts arrive), then for the queue.
+        def end_puts_acked() -> bool:
+            want = {p["id"] for p in received(a, "puts") if p.get("payload", {}).get("kind") == "end"
+                    and p["payload"].get("event_id") in news}
+            return len({p["payload"]["event_id"] for p in received(a, "puts") if p["id"] in want}) >= len(news) \
+                and want <= {x["id"] for x in received(a, "acks")}
+        wait_until(end_puts_acked, 60, interval=0.5, what="an acknowledged end record for every event")
         queue = rt.root / "work" / names["uplink"] / "queue"
         wait_until(lambda: drained(queue), 60, interval=0.5, what="the Uplink's queue drained")
         t_drained = time.monotonic() - t_back
