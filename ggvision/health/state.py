@@ -93,6 +93,7 @@ class ArmFigures:
     arm: str  # "a" | "b"
     mode: str  # "shadow" | "split"
     detections_per_frame: dict[str, float]  # label -> detections per frame since the arm's model loaded
+    frames: float | None  # the frames detections_per_frame is over (inference-metrics `label_frames`)
     score_hist: tuple[float, ...]  # confidence counts in 10 buckets of 0.1
     b_skipped: float | None
     b_failed: float | None
@@ -125,6 +126,7 @@ def _arm_figures(msg: dict[str, Any]) -> ArmFigures | None:
     return ArmFigures(
         model_id=_text(msg, "id", required=True) or "", arm=str(arm), mode=str(ab.get("mode", ""))[:16],
         detections_per_frame=_labels(msg.get("detections_per_frame"), "detections_per_frame"),
+        frames=_num(msg, "label_frames"),
         score_hist=tuple(float(h) for h in hist[:32]), b_skipped=_num(ab, "b_skipped"), b_failed=_num(ab, "b_failed"),
         agreement={k: _labels(by_label.get(k), f"ab.agreement.by_label.{k}") for k in OUTCOMES if k in by_label})
 
