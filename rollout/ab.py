@@ -198,8 +198,9 @@ class Experiments:
         the backend has now (after waiting `wait_s` for more)."""
         devices = self.backend.devices(exp.group)
         wait = getattr(self.backend, "wait", None)
-        if wait_s > 0 and wait is not None:
-            wait(wait_s)
+        deadline = time.monotonic() + wait_s
+        while wait is not None and (left := deadline - time.monotonic()) > 0:
+            wait(left)  # returns at each message: keep collecting until the time is up
         cache = self._cache(exp)
         seen: dict[tuple[str, float], dict[str, Any]] = {}
         if cache.exists():

@@ -13,9 +13,10 @@ the experiment's version count.
   of each device's latest summary, summed over devices.
 - **latency / errors**: medians of each arm's p95 latency and means of each arm's error ratio over the summaries.
 
-Verdict: FAIL when a gate is confidently broken (the whole CI beyond the limit, agreement below its minimum, p95
-or errors beyond theirs); INCONCLUSIVE when a label's CI straddles a limit or there are too few intervals; else
-PASS. Gates and their defaults: rollout/abconfig.py (docs/rollout.md, "A/B experiments").
+Verdict: INCONCLUSIVE while there are fewer than ``min_intervals`` paired intervals; then FAIL when a gate is
+confidently broken (the whole CI beyond the limit, agreement below its minimum, p95 or errors beyond theirs),
+INCONCLUSIVE when a label's CI straddles a limit, else PASS. Gates and their defaults: rollout/abconfig.py
+(docs/rollout.md, "A/B experiments").
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Report:
 
     @property
     def verdict(self) -> str:
+        if any(c.gate == "intervals" for c in self.checks):
+            return INCONCLUSIVE  # too few samples to judge anything yet, however the gates look so far
         statuses = {c.status for c in self.checks}
         return FAIL if FAIL in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses else PASS
 

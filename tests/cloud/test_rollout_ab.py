@@ -92,6 +92,8 @@ def test_an_equal_b_passes_a_clearly_worse_b_fails() -> None:
 def test_too_little_data_or_a_borderline_b_is_inconclusive() -> None:
     few = report(summaries({"person": 1.0}, {"person": 1.0}, n=3), MODEL, "2.0.0", "split", AbGates(), BOOT)
     assert few.verdict == INCONCLUSIVE and few.intervals == 2
+    early = report(summaries({"person": 1.0}, {}, n=3), MODEL, "2.0.0", "split", AbGates(), BOOT)
+    assert early.verdict == INCONCLUSIVE and early.labels[0].status == FAIL  # looks bad, but too soon to say
     edge = report(summaries({"person": 1.0}, {"person": 0.8}, n=8, frames=5), MODEL, "2.0.0", "split",
                   AbGates(dpf_max_drop=0.2), BOOT)
     assert edge.verdict == INCONCLUSIVE and edge.labels[0].ci[0] < -0.2 < edge.labels[0].ci[1]
