@@ -161,3 +161,20 @@ def test_duration_and_share() -> None:
             parse_share(bad)
     with pytest.raises(AbError, match="--for"):
         parse_duration("soon")
+
+
+def test_b_is_merged_into_inference_configuration_and_removed_with_null() -> None:
+    from rollout.ab import _merge_b, b_component
+
+    comps: dict[str, Any] = {"com.ggvision.Inference": {"componentVersion": "0.1.0", "configurationUpdate": {
+        "merge": '{"models": {"detector": {"component": "com.ggvision.Model.Detector"}}, "threads": 1}'}}}
+    spec = {"mode": "split", "component": b_component(MODEL), "version": "2.0.0", "share": 0.2}
+    _merge_b(comps, "com.ggvision.Inference", {}, MODEL, spec)
+    merge = comps["com.ggvision.Inference"]["configurationUpdate"]["merge"]
+    assert merge == {"models": {"detector": {"component": "com.ggvision.Model.Detector", "b": spec}}, "threads": 1}
+    _merge_b(comps, "com.ggvision.Inference", {}, MODEL, None)  # stop: the key stays, null removes B
+    assert comps["com.ggvision.Inference"]["configurationUpdate"]["merge"]["models"]["detector"]["b"] is None
+    fresh: dict[str, Any] = {}
+    _merge_b(fresh, "com.ggvision.Inference", {"com.ggvision.Inference": "0.2.0"}, "det", spec)
+    assert fresh["com.ggvision.Inference"]["componentVersion"] == "0.2.0"
+    assert b_component(MODEL) == "com.ggvision.Model.Detector.B"
