@@ -33,12 +33,13 @@ class PublishedModel:
     recipe: str  # the inline recipe sent
 
 
-def build(registry: Registry, name: str, version: str, out_dir: Path) -> dict[str, Any]:
-    """out_dir/recipes/<Component>-<version>.yaml + out_dir/artifacts/<Component>/<version>/…; the recipe."""
+def build(registry: Registry, name: str, version: str, out_dir: Path, component: str | None = None) -> dict[str, Any]:
+    """out_dir/recipes/<Component>-<version>.yaml + out_dir/artifacts/<Component>/<version>/…; the recipe.
+    `component` names the component instead of the manifest's name (an A/B candidate: rollout/ab.py)."""
     with tempfile.TemporaryDirectory(prefix="ggv-model-") as tmp:
         model_dir = registry.fetch(name, version, Path(tmp) / "model")
         try:
-            return build_model_component(model_dir, Path(out_dir))
+            return build_model_component(model_dir, Path(out_dir), component)
         except ComponentBuildError as e:
             raise RegistryError(str(e)) from None
 

@@ -1,4 +1,5 @@
-"""``python -m rollout`` (console script ``rollout``): plan, promote, rollback, pause, resume, status, history."""
+"""``python -m rollout`` (console script ``rollout``): plan, promote, rollback, pause, resume, status, history, and
+``ab`` (A/B experiments: rollout/abcli.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .backends import make_backend
 from .backends.base import Backend, BackendError
 from .config import ConfigError, RolloutConfig, load_config
 from .engine import Engine, RolloutError, model_component
@@ -28,16 +30,6 @@ DEFAULT_CONFIG = Path(os.environ.get("ROLLOUT_CONFIG", "rollout.yaml"))
 def _fail(e: Exception) -> None:
     err.print(f"[red]error:[/red] {e}", highlight=False)
     raise typer.Exit(1)
-
-
-def make_backend(cfg: RolloutConfig) -> Backend:
-    if cfg.backend == "local":
-        from .backends.local import LocalBackend
-
-        return LocalBackend.from_config(cfg)
-    from .backends.aws import AwsBackend
-
-    return AwsBackend.from_config(cfg)
 
 
 def _setup(config: Path) -> tuple[RolloutConfig, Backend, Engine]:
@@ -214,6 +206,11 @@ def history(model: Annotated[str | None, typer.Argument()] = None, config: Confi
             console.print(f"[bold]{r['id']}[/bold] {r['kind']} {r['model']} {r['version']} -> {r['stage']}")
             for e in r["events"]:
                 console.print(f"  {_when(e['t'])} {e['event']:>18} {e['detail']}", highlight=False)
+
+
+from .abcli import app as ab_app  # noqa: E402  (it reads _setup and DEFAULT_CONFIG from here when called)
+
+app.add_typer(ab_app, name="ab")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import yaml
 GROUP_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # IoT thing group names
 STAGE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 BACKENDS = ("local", "aws")
+AB_KEYS = {"inference_component", "model_id", "sample_rate", "skip_when_queued", "bootstrap", "gates"}
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,7 @@ class RolloutConfig:
     configuration: dict[str, Any]  # configurationUpdate per component, with {model}/{version}/{component}
     local: dict[str, Any] = field(default_factory=dict)
     aws: dict[str, Any] = field(default_factory=dict)
+    ab: dict[str, Any] = field(default_factory=dict)  # `rollout ab`: checked by rollout/abconfig.parse_ab
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -135,7 +137,7 @@ def parse_gates(raw: Any, where: str) -> Gates:
 def parse_config(doc: Any, path: Path) -> RolloutConfig:
     where = str(path)
     top = _obj(doc, where, {"backend", "stages", "gates", "registry", "state", "soak_s", "baseline_s", "poll_s",
-                            "deployment_timeout_s", "components", "configuration", "local", "aws"})
+                            "deployment_timeout_s", "components", "configuration", "local", "aws", "ab"})
     backend = top.get("backend", "local")
     if backend not in BACKENDS:
         raise ConfigError(f"{where}: backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -184,6 +186,7 @@ def parse_config(doc: Any, path: Path) -> RolloutConfig:
         components=dict(components), configuration=dict(configuration),
         local=_obj(top.get("local"), f"{where}: local", {"fleet"}),
         aws=_obj(top.get("aws"), f"{where}: aws", {"region", "account", "iot_job", "policies", "metrics"}),
+        ab=_obj(top.get("ab"), f"{where}: ab", AB_KEYS),
     )
 
 

@@ -203,6 +203,7 @@ def _put_arm(put: Any, m: InferenceMetrics) -> None:
 def _arm_summary(f: ArmFigures) -> dict[str, Any]:
     out: dict[str, Any] = {"id": f.model_id, "arm": f.arm, "mode": f.mode,
                            "detections_per_frame": {k: _r(v, 4) for k, v in f.detections_per_frame.items()},
+                           "frames": None if f.frames is None else int(f.frames),
                            "score_hist": [int(h) for h in f.score_hist]}
     if f.arm == "a":
         out.update(b_skipped=f.b_skipped, b_failed=f.b_failed, agreement=f.agreement)

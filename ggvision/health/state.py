@@ -75,6 +75,7 @@ class InferenceMetrics:
     role: str = "primary"  # "shadow"/"split": an A/B candidate (arm B), kept apart from the primary
     shadow: dict[str, float] | None = None  # the primary's agreement with its shadow (IoU-matched detections)
     arms: ArmFigures | None = None  # the A/B figures while the model has a candidate (docs/inference.md)
+    model_id: str | None = None  # the configured model id (`id`)
 
     @property
     def key(self) -> str:
@@ -93,6 +94,7 @@ class ArmFigures:
     arm: str  # "a" | "b"
     mode: str  # "shadow" | "split"
     detections_per_frame: dict[str, float]  # label -> detections per frame since the arm's model loaded
+    frames: float | None  # the frames detections_per_frame is over (inference-metrics `label_frames`)
     score_hist: tuple[float, ...]  # confidence counts in 10 buckets of 0.1
     b_skipped: float | None
     b_failed: float | None
@@ -125,6 +127,7 @@ def _arm_figures(msg: dict[str, Any]) -> ArmFigures | None:
     return ArmFigures(
         model_id=_text(msg, "id", required=True) or "", arm=str(arm), mode=str(ab.get("mode", ""))[:16],
         detections_per_frame=_labels(msg.get("detections_per_frame"), "detections_per_frame"),
+        frames=_num(msg, "label_frames"),
         score_hist=tuple(float(h) for h in hist[:32]), b_skipped=_num(ab, "b_skipped"), b_failed=_num(ab, "b_failed"),
         agreement={k: _labels(by_label.get(k), f"ab.agreement.by_label.{k}") for k in OUTCOMES if k in by_label})
 
@@ -146,6 +149,7 @@ def parse_inference(msg: Any) -> InferenceMetrics:
         batches_per_s=_num(msg, "batches_per_s"), load_ms=_num(msg, "load_ms"),
         errors=_num(msg, "errors"), runs=_num(msg, "runs"), score_mean=_num(msg, "score_mean", lo=-math.inf),
         role=_role(msg), shadow=_agreement(msg.get("shadow")), arms=_arm_figures(msg),
+        model_id=str(msg["id"])[:128] if isinstance(msg.get("id"), str) else None,
     )
 
 
@@ -452,6 +456,10 @@ class AppState:
             st.errors_total = prev.errors_total + de
             st.error_ratio = min(1.0, de / dr) if dr > 0 else (1.0 if de > 0 else 0.0)
         self.models[m.key] = st
+        if m.role == "primary" and m.arms is None and m.model_id:  # A without a candidate: its B was removed
+            for key in [k for k, s in self.models.items() if s.metrics.arms is not None
+                        and s.metrics.arms.arm == "b" and s.metrics.arms.model_id == m.model_id]:
+                del self.models[key]
 
     # -- the tick's view ---------------------------------------------------------------------
     def view(self, silent_s: float, now: float | None = None) -> AppView:

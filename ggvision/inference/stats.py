@@ -3,7 +3,8 @@
 Counters (runs, errors, frames, dropped_frames, load_errors) are cumulative for the process. Latency and batch
 size are over the last WINDOW batches and scores over the last SCORE_WINDOW scores, so a metrics message shows
 the model as it behaves now (Health's gates compare p95 latency and confidence drift across periods).
-`detections_per_frame` (per label, since the model was loaded) describes what an arm finds (docs/inference.md).
+`detections_per_frame` (per label, since the model was loaded, over `label_frames` frames) describes what an arm
+finds (docs/inference.md); the rollout's A/B report turns consecutive values into per-interval rates.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class ModelStats:
             if self.last_error:
                 out["last_error"] = self.last_error
             if self._label_frames:
+                out["label_frames"] = self._label_frames  # what detections_per_frame is over
                 out["detections_per_frame"] = {k: round(v / self._label_frames, 4)
                                                for k, v in sorted(self._labels.items())}
         if lat.size:

@@ -64,7 +64,8 @@ class LocalBackend:
         return cls(info, registry)
 
     def prepare(self, model: str, version: str, component: str) -> None:
-        """Put the model component version into the fleet's store (built from the registry) if missing."""
+        """Put the model component version into the fleet's store (built from the registry, named `component`: an
+        A/B candidate is the model under another component name, rollout/ab.py) if missing."""
         store = Path(self.info.store)
         if list((store / "recipes").glob(f"{component}-{version}.*")):
             return
@@ -75,7 +76,7 @@ class LocalBackend:
         from model_registry.publish import build
 
         try:
-            build(self.registry, model, version, store)
+            build(self.registry, model, version, store, component)
         except RegistryError as e:
             raise BackendError(f"build {model} {version} into {store}: {e}") from None
 

@@ -428,6 +428,23 @@ def test_a_shadow_model_is_kept_apart_from_its_primary() -> None:
         parse_inference(inference_msg(0, 1) | {"role": "canary"})
 
 
+def test_an_a_b_arm_carries_its_frames_and_is_dropped_when_a_reports_without_b() -> None:
+    """The summary's arm figures say what detections_per_frame is over (the A/B report's per-interval rates); once
+    A reports without an arm (B removed), B's entry leaves the summary instead of lingering until it is stale."""
+    st = AppState()
+    arm = {"id": "det", "detections_per_frame": {"person": 1.0}, "score_hist": [0] * 10}
+    a = inference_msg(0, 10, model="det") | arm | {"arm": "a", "label_frames": 40, "ab": {"mode": "split"}}
+    b = inference_msg(0, 10, model="det") | arm | {"arm": "b", "role": "split", "label_frames": 12,
+                                                   "ab": {"mode": "split"}}
+    st.on_message("ggvision/v1/metrics/inference", a, now=0.0)
+    st.on_message("ggvision/v1/metrics/inference", b, now=0.0)
+    doc = summary(Collected(timestamp=0.0, uptime_s=1.0, app=st.view(30, now=0.5)), "t", 60)
+    assert (doc["inference"]["det"]["ab"]["frames"], doc["inference"]["det#split"]["ab"]["frames"]) == (40, 12)
+    st.on_message("ggvision/v1/metrics/inference", inference_msg(0, 20, model="det") | {"id": "det"}, now=1.0)
+    doc = summary(Collected(timestamp=1.0, uptime_s=2.0, app=st.view(30, now=1.0)), "t", 60)
+    assert set(doc["inference"]) == {"det"} and "ab" not in doc["inference"]["det"]
+
+
 # -- watchdog rules (explicit clock) ------------------------------------------------------------------
 def _host(avail_ratio: float = 0.5) -> HostSample:
     return HostSample(0.1, [0.1], 0.2, {}, avail_ratio * 8e9, 8e9, 0.0)
