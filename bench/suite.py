@@ -169,6 +169,34 @@ def cpu_snapshot(root: psutil.Process) -> dict[int, tuple[str, float, int]]:
     return out
 
 
+def thread_snapshot(root: psutil.Process) -> dict[tuple[int, int], tuple[str, str, float]]:
+    """(pid, tid) -> (role, thread name (comm), user+system seconds) for the runtime and its descendants."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            role = role_of(p, root.pid)
+            for task in Path(f"/proc/{p.pid}/task").iterdir():
+                stat = (task / "stat").read_text()
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                f = stat[stat.rindex(")") + 2 :].split()
+                out[(p.pid, int(task.name))] = (role, name, (int(f[11]) + int(f[12])) / tick)
+        except (psutil.Error, OSError, ValueError):
+            continue
+    return out
+
+
+def thread_report(a: dict[tuple[int, int], tuple[str, str, float]], b: dict[tuple[int, int], tuple[str, str, float]],
+                  frames: float) -> list[str]:
+    """CPU ms per analysed frame by (role, thread name), largest first; each thread's own line."""
+    rows = []
+    for key, (role, name, t1) in b.items():
+        t0 = a.get(key, (role, name, 0.0))[2]
+        if t1 - t0 > 0:
+            rows.append((1000 * (t1 - t0) / max(frames, 1.0), f"{role}:{name}:{key[1]}"))
+    return [f"{ms:7.3f} ms/frame  {what}" for ms, what in sorted(rows, reverse=True)]
+
+
 def cpu_delta(a: dict[int, tuple[str, float, int]], b: dict[int, tuple[str, float, int]]) -> tuple[
         dict[str, float], dict[str, int]]:
     cpu: dict[str, float] = {}
@@ -323,9 +351,9 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
         cap_before = [e["json"] for e in a.call("events", id="cap", timeout=0.01) if "json" in e]
         for sub in ("events", *(f"det-{c}" for c in cams[:sample])):
             a.call("events", id=sub, timeout=0.01)  # drain: only what arrives in the window counts
-        snap0, t0 = cpu_snapshot(root), time.time()
+        th0, snap0, t0 = thread_snapshot(root), cpu_snapshot(root), time.time()
         time.sleep(window)
-        snap1, t1 = cpu_snapshot(root), time.time()
+        th1, snap1, t1 = thread_snapshot(root), cpu_snapshot(root), time.time()
         # the counters' span: from the last metrics message before the window to the last one in it
         inf = inf_before[-1:] + [e["json"] for e in a.call("events", id="inf", timeout=0.01) if "json" in e]
         cap = cap_before[-1:] + [e["json"] for e in a.call("events", id="cap", timeout=0.01) if "json" in e]
@@ -356,11 +384,13 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
               if "json" in e and e["json"].get("kind") in ("new", "update") and e["json"].get("boxes")]
     asked = len(urls) * DETECT_FPS * span
     counted = sum(v for k, v in cpu.items() if k in PARTS)
+    threads = thread_report(th0, th1, analysed * wall / span if span else 0.0)
     return {"analysed": analysed, "asked": asked, "ratio": analysed / asked if asked else 0.0,
             "det_p50": pct(det_lat, 0.5), "det_p95": pct(det_lat, 0.95), "ev_p50": pct(ev_lat, 0.5),
             "ev_p95": pct(ev_lat, 0.95), "events": len(ev_lat), "cpu_s": counted * window / wall,
             "ms_per_frame": 1000 * counted / (analysed * wall / span) if analysed and span else None,
             "cpu": {k: v * window / wall for k, v in cpu.items()}, "rss": rss, "sampled_per_cam": per_cam,
+            "threads": threads,
             "dropped": {"capture (decode errors)": cap_drop, "ring (overwritten before read)": ring_drop,
                         "inference (latest-frame + ring)": dropped_inf}}
 
@@ -388,6 +418,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads, suite and bare alike")
     ap.add_argument("--sample", type=int, default=2, help="cameras whose detections the observer receives")
     ap.add_argument("--only", choices=["suite", "bare"], help="run one side only")
+    ap.add_argument("--per-thread", action="store_true", help="print the suite's CPU per thread per analysed frame")
     ap.add_argument("--stop", action="store_true", help="stop the ramp after the first N that fails both sides")
     ap.add_argument("--quick", action="store_true", help="cameras 1 2 4, warm-up 6 s, window 12 s")
     ap.add_argument("--json", nargs="?", const="-", help="also write the results as JSON (to PATH or stdout)")
@@ -435,6 +466,8 @@ def main() -> int:
                       + f", CPU {100 * r['cpu_s'] / args.window:.0f}% "
                       f"({fmt(r['ms_per_frame'])} ms/frame), dropped {r['dropped']}",
                       flush=True)
+                if args.per_thread and side == "suite":
+                    print("\n".join(r["threads"][:25]))
             rows.append(row)
             if args.stop and all(not ok(row[s]) for s in ("bare", "suite") if s in row):
                 break
