@@ -1,10 +1,11 @@
 """A tiny RTSP server for the capture tests (run with Debian's /usr/bin/python3, which has `gi`).
 
-    /usr/bin/python3 tests/rtsp_server.py --file video.mkv [--port 0] [--mount /cam]
+    /usr/bin/python3 tests/rtsp_server.py --file video.mkv [--port 0] [--mount /cam] [--paths N]
 
 Serves the H.264 track of a container file over RTSP on 127.0.0.1 without re-encoding, in real
 time (the payloader's sink syncs on the clock). Each client gets its own pipeline, so every
-connection starts at the beginning of the file. Prints `READY <port>` once listening.
+connection starts at the beginning of the file. `--paths N` also serves the same file on /cam0 .. /cam{N-1}
+(N cameras from one server process, bench/suite.py). Prints `READY <port>` once listening.
 """
 
 from __future__ import annotations
@@ -52,18 +53,20 @@ def main() -> None:
     ap.add_argument("--mount", default="/cam")
     ap.add_argument("--user", help="require RTSP basic authentication with this user ...")
     ap.add_argument("--password", default="", help="... and this password")
+    ap.add_argument("--paths", type=int, default=0, help="also serve the file on /cam0 .. /cam{N-1}")
     args = ap.parse_args()
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args.file))
-    factory.set_shared(False)
-    if args.user:
-        require_auth(server, factory, args.user, args.password)
-    server.get_mount_points().add_factory(args.mount, factory)
+    for mount in [args.mount, *(f"/cam{k}" for k in range(args.paths))]:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(launch_line(args.file))
+        factory.set_shared(False)
+        if args.user:
+            require_auth(server, factory, args.user, args.password)
+        server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on 127.0.0.1:{args.port}")
 

@@ -407,4 +407,10 @@ def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
 
 
 def main() -> int:
+    import cv2
+
+    # OpenCV's thread pool splits each small per-frame call (the motion gate's resize of every frame, snapshot
+    # crops) across the cores and spins while waiting: on 2 cores that doubled the gate's CPU (2.4 -> 1.2 ms per
+    # 720p frame, bench/suite.py). The Filter's parallelism is per camera and per thread, not inside a call.
+    cv2.setNumThreads(1)
     return run_component(NAME, validator(FilterConfig), build)

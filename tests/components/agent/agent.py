@@ -184,8 +184,9 @@ def main() -> None:
             sub = a["id"]
 
             def on_event(ev: Any) -> None:
-                if ev.json_message is not None:
-                    events.add(sub, {"topic": ev.json_message.context.topic, "json": ev.json_message.message})
+                if ev.json_message is not None:  # rx: wall-clock receive time (bench/suite.py's latencies)
+                    events.add(sub, {"topic": ev.json_message.context.topic, "json": ev.json_message.message,
+                                     "rx": time.time()})
                 else:
                     events.add(sub, {"topic": ev.binary_message.context.topic,
                                      "b64": base64.b64encode(ev.binary_message.message).decode()})
