@@ -373,3 +373,24 @@ sites:
     site.write_text(body % "up")
     with pytest.raises(ConfigError, match=r"site\.yaml:14: .*analytics\.lines\.entrance\.inSide: one of left, right"):
         load_site(site)
+
+
+def test_a_message_at_an_intervals_end_counts_in_the_next_interval(tmp_path: Path) -> None:
+    """Intervals are [start, end): an object that enters the zone, or crosses, at the message that closes an interval
+    is in the next interval's counts, not the closed one's."""
+    cfg = parse_camera("cam", {"zones": {"left": ZONE}, "policy": "metadata", "analytics": {
+        "intervalS": 60, "lines": {"door": LINE}, "zones": {"left": {}}}})
+    p = CameraPipeline(cfg, tmp_path)
+    out = []
+    edge = 40 * FPS  # T0 + 40 s: the end of [T0 - 20, T0 + 40)
+    for i in range(edge + 30 * FPS):
+        k = i - edge
+        dets = [{"label": "person", "class_id": 0, "score": 0.9, "box": list(box_at(100, 100 + 20 * k))}] \
+            if 0 <= k < 10 else []
+        out += p.on_detections(parse_detections(det_msg(i, dets)))
+    out += p.flush()
+    counts = [o.message["payload"] for o in out if o.topic == "ggvision/v1/uplink/put"
+              and o.message["payload"]["schema"] == "counts/1.0"]
+    assert [c["start"] for c in counts] == [T0 - 20, T0 + 40]
+    assert counts[0]["zones"]["left"]["entered"] == 0 and counts[0]["lines"]["door"] == {"in": {}, "out": {}}
+    assert counts[1]["zones"]["left"]["entered"] == 1 and counts[1]["lines"]["door"]["in"] == {"person": 1}
