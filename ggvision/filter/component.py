@@ -311,6 +311,9 @@ class FilterComponent:
             if self.local is not None:  # before publishing: the Uplink may take (move) the snapshot's file
                 if o.topic == PUT_TOPIC and o.message.get("kind") == IMAGES and o.message.get("file"):
                     self.local.snapshot(o.message["id"], o.message["file"])
+                elif o.topic == PUT_TOPIC and isinstance(o.message.get("payload"), dict) \
+                        and o.message["payload"].get("schema") == "counts/1.0":
+                    self.local.counts(o.message["payload"])
                 elif o.topic == EVENTS_TOPIC.format(camera=o.message.get("camera")):
                     self.local.event(o.message)
             self.app.publish(o.topic, o.message)

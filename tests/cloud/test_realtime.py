@@ -22,6 +22,7 @@ import boto3
 import pytest
 from cloud_dev import end_event
 from cloud_dev import template_doc as _doc
+from filter_dev import filter_counts
 from harness import REPO, wait_until
 from stack_dev import REGION, STACKS, TEMPLATES, AuthMoto, moto_template
 from uplink_dev import aws_test_env
@@ -340,40 +341,6 @@ def test_docs_name_what_the_code_uses() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- counts/1.0
-
-COUNTED = {"zones": {"hall": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]}, "policy": "metadata",
-           "analytics": {"intervalS": 60, "lines": {"entrance": {"points": [[0.1, 0.5], [0.9, 0.5]]}},
-                         "zones": {"hall": {}}}}
-
-
-def filter_counts(camera: str, t0: float) -> list[dict[str, Any]]:
-    """The real Filter's camera pipeline (tracker + analytics) watching two people walk down through the line in the
-    hall and one walk up through it, a minute apart: its counts/1.0 uplink-put messages, the last one the partial
-    interval flushed at shutdown."""
-    from ggvision.config.filter import parse_camera
-    from ggvision.filter.events import CameraPipeline
-    from ggvision.filter.messages import parse_detections
-
-    pipe = CameraPipeline(parse_camera(camera, COUNTED), Path("/nonexistent-work-dir"))
-    out = []
-
-    def anchors(i: int) -> list[tuple[float, float]]:
-        k = i % 300  # every minute at 5 fps: down at x=100 (in the hall) and x=500, then up at x=400
-        down = [(x, 100 + 10 * k) for x in (100.0, 500.0) if k < 20]
-        up = [(400.0, 300 - 10 * (k - 100))] if 100 <= k < 120 else []
-        return down + up
-
-    for i in range(5 * 130):
-        dets = [{"label": "person", "class_id": 0, "score": 0.9, "box": [x - 15, y - 80, x + 15, y]}
-                for x, y in anchors(i)]
-        msg = {"schema": "detections/1.0", "camera": camera, "sequence": i, "timestamp": t0 + i / 5,
-               "frame": {"ring": f"ggv-{camera}-1", "slot": 0, "generation": 2, "shape": [360, 640, 3]},
-               "model": {"name": "truth", "version": "1"}, "detections": dets}
-        out += pipe.on_detections(parse_detections(msg))
-    out += pipe.flush()
-    return [o.message for o in out if isinstance(o.message.get("payload"), dict)
-            and o.message["payload"].get("schema") == names.COUNTS_SCHEMA]
-
 
 def test_the_filters_counts_reach_the_table_and_cloudwatch_once(stack: dict[str, Any], rt: Realtime, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

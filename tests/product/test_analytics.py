@@ -6,6 +6,7 @@ pipeline: counts/1.0 items and rule hits as filter-alert/1.0; and the component 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -310,6 +311,7 @@ def filt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     rt = Runtime(tmp, [agent], config={agent: {"accessControl": acl}})
     cams = {COMP_CAM: {"policy": "metadata", "analytics": {"intervalS": 10, "lines": {"door": LINE}}}}
     filter_dev_recipe(rt.recipes, cameras=cams, workDir=str(tmp / "work"), metricsPeriodS=1)
+    rt.filter_work = tmp / "work"  # type: ignore[attr-defined]
     try:
         rt.start(wait_for={agent: ("RUNNING",), FILTER: ("RUNNING",)})
         yield rt
@@ -336,6 +338,10 @@ def test_the_component_sends_counts_when_detections_stop_and_exports_totals(filt
     (c,) = wait_until(counts, 30, what="the interval's counts/1.0 put")
     assert (c["camera"], c["start"], c["end"]) == (COMP_CAM, t0, t0 + 10)
     assert c["lines"]["door"] == {"in": {"person": 1}, "out": {}}
+    # the box keeps it too, for the edge dashboard (the local log, under its 7-day rule)
+    logged = [json.loads(x) for p in sorted((filt.filter_work / "local").glob("*/counts.jsonl"))  # type: ignore
+              for x in p.read_text().splitlines()]
+    assert [x["counts"] for x in logged] == [c]
 
     def totals() -> dict | None:
         for e in reversed(a.call("events", id="metrics", timeout=0.1)):
