@@ -92,6 +92,7 @@ class _State:
     fired: set[str] = field(default_factory=set)  # zones whose loitering alert was raised
     lost_t: float | None = None  # when its track ended (waiting for a handover)
     retired: bool = False
+    serial: int = 0  # which object (across ID switches): the log's crossings name it (benches)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Analytics:
         self._calm_since: dict[str, float] = {}
         self._hit_n: Counter[str] = Counter()
         self.log: list[tuple[Any, ...]] | None = None  # a list: each crossing and dwell appended (benches)
+        self._serial = 0
 
     @property
     def enabled(self) -> bool:
@@ -154,11 +156,15 @@ class Analytics:
             else:
                 self._move(st, tr, t, size)
         for tr in born:
-            st = self._handover(tr, alive, t, size) or _State(tr)
+            st = self._handover(tr, alive, t, size) or self._new_state(tr)
             st.track = tr
             self.states[tr.track_id] = st
             self._move(st, tr, t, size)
         return self._zone_rules(alive, t)
+
+    def _new_state(self, tr: Track) -> _State:
+        self._serial += 1
+        return _State(tr, serial=self._serial)
 
     def _floor(self, t: float) -> float:
         iv = self.cfg.interval_s
@@ -203,7 +209,7 @@ class Analytics:
         for st in self.lost:
             if t - (st.lost_t or 0.0) > self.cfg.handover_s:
                 for name, pending in st.pending.items():  # not seen again: it did cross
-                    self._count(name, *pending[:4])
+                    self._count(name, *pending[:4], st.serial)
                 for z, (t0, t1) in st.zones.items():
                     self._leave(z, t0, t1)
             else:
@@ -243,7 +249,7 @@ class Analytics:
                 # track jumped to, or was handed over to) is no crossing
                 st.side[name], st.cross[name] = pending[4], None
                 return
-            self._count(name, *pending[:4])
+            self._count(name, *pending[:4], st.serial)
         if st.last is not None:
             d_q = dist(st.last)
             if (d_q > 0) != (d_p > 0) and d_q != d_p:  # the path from the last anchor went through the line
@@ -263,11 +269,11 @@ class Analytics:
                 st.pending[name] = (direction, label, crossed[1], crossed[0], was)
         st.cross[name] = None
 
-    def _count(self, name: str, direction: str, label: str, t: float, u: float) -> None:
+    def _count(self, name: str, direction: str, label: str, t: float, u: float, serial: int = 0) -> None:
         self._iv.crossings[name][direction][label] += 1
         self.total[name][direction][label] += 1
         if self.log is not None:
-            self.log.append(("cross", name, direction, label, t, u))
+            self.log.append(("cross", name, direction, label, t, u, serial))
 
     def _zones(self, st: _State, tr: Track, p: Pt, t: float, size: tuple[int, int]) -> None:
         x, y = p[0] / size[0], p[1] / size[1]
@@ -343,7 +349,7 @@ class Analytics:
         live = [st for st in self.states.values() if not st.retired]
         for st in (*live, *self.lost):
             for name, pending in st.pending.items():
-                self._count(name, *pending[:4])
+                self._count(name, *pending[:4], st.serial)
             st.pending.clear()
             for name, was in st.side.items():
                 d, crossed, line = st.dist.get(name), st.cross.get(name), self.cfg.lines.get(name)
@@ -352,7 +358,7 @@ class Analytics:
                 if -EDGE <= crossed[0] <= 1 + EDGE:
                     side = _side_of(d)
                     direction = "in" if side == (1 if line.in_side == "right" else -1) else "out"
-                    self._count(name, direction, st.track.label, crossed[1], crossed[0])
+                    self._count(name, direction, st.track.label, crossed[1], crossed[0], st.serial)
                 st.cross[name] = None
         for st in self.lost:
             for z, (t0, t1) in st.zones.items():
