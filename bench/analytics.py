@@ -386,6 +386,51 @@ def run_vtest(video: Path, model: Path, fps: float) -> dict[str, Any]:
 
 # -- scoring --------------------------------------------------------------------------------------------
 
+def _match(truth: list[tuple[float, str, float, bool]], counted: list[tuple[float, str, float]]
+           ) -> tuple[set[int], set[int]]:
+    pairs = sorted((abs(tc - t) / MATCH_S + abs(uc - u) / MATCH_U, i, j)
+                   for i, (t, d, u, _) in enumerate(truth) for j, (tc, dc, uc) in enumerate(counted)
+                   if dc == d and abs(tc - t) <= MATCH_S and abs(uc - u) <= MATCH_U)
+    used_t: set[int] = set()
+    used_c: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_t and j not in used_c:
+            used_t.add(i)
+            used_c.add(j)
+    return used_t, used_c
+
+
+FLIP_S = 3.0  # a false crossing with the same object's opposite one this close: it went over and back
+
+
+def false_kinds(truth: list[tuple[float, str, float, bool]], log: list[tuple[Any, ...]]) -> dict[str, int]:
+    """What the false crossings (counted, matched to no true one) are: `back-and-forth` (the same object —
+    across ID switches — counted the opposite direction within FLIP_S: the track jumped over the line to a
+    neighbour's box and back, or one person's box was over it and back), `duplicate` (another counted crossing
+    of the same direction within the match window: two tracks counted one person), `wrong-direction` (a true
+    crossing the other way there), `phantom` (nothing true near)."""
+    cross = [e for e in log if e[0] == "cross"]
+    counted = [(e[4], e[2], e[5]) for e in cross]
+    _, used_c = _match(truth, counted)
+    out = {"back-and-forth": 0, "duplicate": 0, "wrong-direction": 0, "phantom": 0}
+    for j, e in enumerate(cross):
+        if j in used_c:
+            continue
+        t, d, u = counted[j]
+        serial = e[6] if len(e) > 6 else None
+        if serial and any(k != j and len(f) > 6 and f[6] == serial and f[2] != d and abs(f[4] - t) <= FLIP_S
+                          for k, f in enumerate(cross)):
+            out["back-and-forth"] += 1
+        elif any(k != j and dc == d and abs(tc - t) <= MATCH_S and abs(uc - u) <= MATCH_U
+                 for k, (tc, dc, uc) in enumerate(counted)):
+            out["duplicate"] += 1
+        elif any(dt != d and abs(tt - t) <= MATCH_S and abs(ut - u) <= MATCH_U for tt, dt, ut, _ in truth):
+            out["wrong-direction"] += 1
+        else:
+            out["phantom"] += 1
+    return out
+
+
 def score(truth: list[tuple[float, str, float, bool]], log: list[tuple[Any, ...]], pillar: bool
           ) -> dict[str, float]:
     counted = [(e[4], e[2], e[5]) for e in log if e[0] == "cross"]
@@ -462,7 +507,7 @@ def main() -> int:
         n_true = {d: sum(1 for x in truth if x[1] == d) for d in ("in", "out")}
         print(json.dumps({**info, "true": n_true, "precision": r["matched"] / max(r["counted"], 1),
                           "recall": r["matched"] / max(r["true"], 1), "count_error": r["count_error"],
-                          "machine": cpu_model()}, indent=1))
+                          "false": false_kinds(truth, log), "machine": cpu_model()}, indent=1))
         return 0
     seeds, duration = ((1,), 300.0) if args.quick else ((1, 2, 3), 600.0)
     variants = [  # (row name, noise, fps, band, handoverS)
@@ -500,6 +545,8 @@ def main() -> int:
                 log, per_msg, _ = run(sc, duration, settings(band, handover), NOISE[noise], fps, s)
             for k, v in score(truths[s], log, noise in NOISE and NOISE[noise].pillar).items():
                 agg[k] = agg.get(k, 0) + v
+            for k, v in false_kinds(truths[s], log).items():
+                agg[f"false:{k}"] = agg.get(f"false:{k}", 0) + v
             for k, v in dwell_score(stays[s], log).items():
                 dw.setdefault(k, []).append(v)
             cpu.append(per_msg)
@@ -511,13 +558,15 @@ def main() -> int:
                "dwell_median_err_s": statistics.mean(dw["dwell_median_err_s"]),
                "dwell_p90_err_s": statistics.mean(dw["dwell_p90_err_s"]),
                "stays": sum(dw["stays"]), "stays_missed": sum(dw["stays_missed"]),
-               "mean_true_stay_s": statistics.mean(dw["mean_true_s"]), "cpu_ms_per_msg": 1000 * statistics.mean(cpu)}
+               "mean_true_stay_s": statistics.mean(dw["mean_true_s"]), "cpu_ms_per_msg": 1000 * statistics.mean(cpu),
+               "false": {k[6:]: int(v) for k, v in agg.items() if k.startswith("false:")}}
         rows.append(row)
         print(f"{name}: P {row['precision']:.1%} R {row['recall']:.1%} (seen {row['recall_seen']:.1%}) "
               f"count err {row['count_error']:.1%} "
               f"dwell err median {row['dwell_median_err_s']:.2f} s p90 {row['dwell_p90_err_s']:.2f} s "
               f"stays missed {row['stays_missed']}/{row['stays']} "
-              f"cpu {row['cpu_ms_per_msg']:.3f} ms/msg", flush=True)
+              f"cpu {row['cpu_ms_per_msg']:.3f} ms/msg; false crossings: "
+              + ", ".join(f"{k} {v}" for k, v in row["false"].items()), flush=True)
     long_stays = sum(1 for v in stays.values() for a, b in v if b - a >= MIN_STAY_S)
     print(f"\n{len(seeds)} scenes × {duration:.0f} s, {sum(len(sc.walkers) for sc in scenes.values())} people, "
           f"{sum(len(t) for t in truths.values())} true crossings, {long_stays} stays ≥ 2 s; "

@@ -8,8 +8,15 @@ schedule. Names: ggvision/contract/cloud.py (the COUNT_* block).
   applied (`lastSeq`) and the update's condition refuses records at or below it (a shard is read in order, so
   a redelivered batch, a retry from a reported failure or a bisected half only brings numbers it has seen or
   newer ones; a mixed group is re-read and narrowed to the new records).
+- The Filter's counting analytics (`counts/1.0`: line crossings, zone occupancy and entries, zone rule hits) go
+  into the window of their interval's start, beside the events' counts (attributes COUNT_CROSSING ... in the
+  contract): the window is read, the group's records it has not applied (`countsSeq`, as `lastSeq`) are added
+  (crossings, entries, hits), the most at once kept as a maximum and the occupancy at the newest interval's end
+  set, written on the condition that nobody wrote meanwhile. A malformed counts/1.0 is skipped with its reason.
 - CloudWatch: `Events` {Site, Camera, Label}, one datum per applied window and label, timestamped with the
-  window (CloudWatch sums them per minute). Only what the table applied is put: a redelivery adds nothing.
+  window (CloudWatch sums them per minute); `Crossings` {Site, Camera, Line, Direction, Label},
+  `ZoneRuleHits` {Site, Camera, Kind} (sums) and `ZoneOccupancy` {Site, Camera, Zone} (the window's most at
+  once: read its Maximum). Only what the table applied is put: a redelivery adds nothing.
 - Anomalies to EventBridge (detail-types in the contract, detail `camera-anomaly/1.0`):
   - high count: a window's count of a label is at least `high_min` and above lambda + k*sqrt(lambda), lambda the
     camera's mean count of the label per minute over the previous `baseline_s` (minutes without events count 0):
@@ -65,6 +72,7 @@ class Record:
     arrived: float
     label: str | None = None  # an event's end: its label and window; None for any other message
     window: int = 0
+    counts: dict[str, Any] | None = None  # a counts/1.0 body (validated; window: the minute of its start)
 
 
 def parse(rec: dict[str, Any]) -> Record:
@@ -98,7 +106,60 @@ def parse(rec: dict[str, Any]) -> Record:
             raise Malformed(f"{where}: payload.start: expected epoch seconds, got {start!r}")
         return Record(seq, slots["thing"], slots["site"], slots["camera"], arrived, label,  # type: ignore[arg-type]
                       names.minute_of(start))
+    if isinstance(p, dict) and p.get("schema") == names.COUNTS_SCHEMA:
+        body = parse_counts(p, where)
+        return Record(seq, slots["thing"], slots["site"], slots["camera"], arrived,  # type: ignore[arg-type]
+                      window=names.minute_of(body["start"]), counts=body)
     return Record(seq, slots["thing"], slots["site"], slots["camera"], arrived)  # type: ignore[arg-type]
+
+
+def _name(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not v or len(v) > 128:
+        raise ValueError(f"{what}: expected a name of 1..128 characters, got {str(v)[:80]!r}")
+    return v
+
+
+def _count(v: Any, what: str, limit: int = 10**9) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+        raise ValueError(f"{what}: expected a whole number 0..{limit}, got {str(v)[:80]!r}")
+    return v
+
+
+def parse_counts(p: dict[str, Any], where: str = "record") -> dict[str, Any]:
+    """A counts/1.0 payload (docs/messages.md) reduced to what the table keeps: {start, end, lines {line: {in|out:
+    {label: n}}}, zones {zone: {current, max, entered}}, hits {kind: n}}; Malformed naming the field."""
+    try:
+        start, end = p.get("start"), p.get("end")
+        for f, v in (("start", start), ("end", end)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{f}: expected epoch seconds, got {v!r}")
+        if end < start or end - start > 86400:  # type: ignore[operator]
+            raise ValueError(f"end: expected start..start + 1 day, got start {start}, end {end}")
+        lines_in, zones_in, hits_in = p.get("lines") or {}, p.get("zones") or {}, p.get("hits") or {}
+        for f, v in (("lines", lines_in), ("zones", zones_in), ("hits", hits_in)):
+            if not isinstance(v, dict) or len(v) > 64:
+                raise ValueError(f"{f}: expected an object of at most 64 entries")
+        lines: dict[str, dict[str, dict[str, int]]] = {}
+        for ln, dirs in lines_in.items():
+            _name(ln, "lines")
+            if not isinstance(dirs, dict) or not set(dirs) <= {"in", "out"}:
+                raise ValueError(f"lines.{ln}: expected {{\"in\": {{label: n}}, \"out\": {{label: n}}}}")
+            for d, labels in dirs.items():
+                if not isinstance(labels, dict) or len(labels) > 64:
+                    raise ValueError(f"lines.{ln}.{d}: expected an object of label counts")
+                lines.setdefault(ln, {})[d] = {_name(lb, f"lines.{ln}.{d}"): _count(n, f"lines.{ln}.{d}.{lb}")
+                                               for lb, n in labels.items()}
+        zones: dict[str, dict[str, int]] = {}
+        for z, v in zones_in.items():
+            _name(z, "zones")
+            if not isinstance(v, dict):
+                raise ValueError(f"zones.{z}: expected an object")
+            zones[z] = {k: _count(v.get(k, 0), f"zones.{z}.{k}") for k in ("current", "max", "entered")}
+        hits = {_name(k, "hits"): _count(n, f"hits.{k}") for k, n in hits_in.items()}
+    except ValueError as e:
+        raise Malformed(f"{where}: counts/1.0 payload.{e}") from None
+    return {"start": float(start), "end": float(end), "lines": lines, "zones": zones,  # type: ignore[arg-type]
+            "hits": hits}
 
 
 def _pad(seq: str) -> str:
@@ -159,6 +220,9 @@ class Realtime:
                 for label, n in self._apply(group).items():
                     metrics.append(self._datum(group[0], label, n))
                 done.update(r.seq for r in group)
+            for group in self._count_groups(records):
+                metrics += self._apply_counts(group)
+                done.update(r.seq for r in group)
         except Exception as e:  # DynamoDB, EventBridge: resume the shard at the first record not applied
             log.warning("batch of %d: %d record(s) applied, the rest is retried: %s: %s", len(records), len(done),
                         type(e).__name__, e)
@@ -178,6 +242,108 @@ class Realtime:
             if r.label is not None:
                 out.setdefault((r.thing, r.camera, r.window), []).append(r)
         return list(out.values())
+
+    @staticmethod
+    def _count_groups(records: list[Record]) -> list[list[Record]]:
+        """The counts/1.0 records by (camera, window), each group in stream order."""
+        out: dict[tuple[str, str, int], list[Record]] = {}
+        for r in records:
+            if r.counts is not None:
+                out.setdefault((r.thing, r.camera, r.window), []).append(r)
+        return list(out.values())
+
+    def _apply_counts(self, group: list[Record]) -> list[dict[str, Any]]:
+        """Add the group's counts/1.0 to its window unless the window has them (countsSeq, read then written on
+        the condition that nobody wrote meanwhile: the most at once is a maximum, which an ADD cannot keep);
+        the CloudWatch data of what was applied."""
+        table = self.client("table")
+        first = group[0]
+        key = {names.COUNT_KEY: names.camera_key(first.thing, first.camera), names.COUNT_MINUTE: first.window}
+        for _ in range(3):
+            item = table.get_item(Key=key, ConsistentRead=True).get("Item", {})
+            seen = item.get(names.COUNT_COUNTS_SEQ)
+            todo = [r for r in group if seen is None or _pad(r.seq) > str(seen)]
+            if not todo:
+                return []
+            adds: Counter[str] = Counter()
+            sets: dict[str, Any] = {}
+            peaks: dict[str, int] = {}
+            for r in todo:
+                c = r.counts or {}
+                for ln, dirs in c["lines"].items():
+                    for d, labels in dirs.items():
+                        for lb, n in labels.items():
+                            if n:
+                                adds[names.count_attribute(names.COUNT_CROSSING, line=ln, direction=d, label=lb)] += n
+                for z, v in c["zones"].items():
+                    peaks[z] = max(peaks.get(z, 0), v["max"])
+                    sets[names.count_attribute(names.COUNT_OCCUPANCY, zone=z)] = v["current"]
+                    if v["entered"]:
+                        adds[names.count_attribute(names.COUNT_ENTERED, zone=z)] += v["entered"]
+                for k, n in c["hits"].items():
+                    if n:
+                        adds[names.count_attribute(names.COUNT_HITS, kind=k)] += n
+            for z, n in peaks.items():
+                attr = names.count_attribute(names.COUNT_OCCUPANCY_MAX, zone=z)
+                sets[attr] = max(n, int(item.get(attr, 0)))
+            sets[names.COUNT_COUNTS_END] = _decimal(max(max(r.counts["end"] for r in todo if r.counts),
+                                                        float(item.get(names.COUNT_COUNTS_END, 0))))
+            sets[names.COUNT_COUNTS_SEQ] = _pad(max((r.seq for r in todo), key=_pad))
+            sets.update({names.COUNT_SITE: first.site, names.COUNT_THING: first.thing,
+                         names.COUNT_CAMERA: first.camera})
+            attr_names: dict[str, str] = {"#ttl": names.TTL_ATTRIBUTE, "#cseq": names.COUNT_COUNTS_SEQ}
+            values: dict[str, Any] = {":ttl": names.expires_at(first.window, self.retention_days)}
+            set_parts, add_parts = ["#ttl = if_not_exists(#ttl, :ttl)"], []
+            for i, (attr, v) in enumerate(sets.items()):
+                attr_names[f"#s{i}"], values[f":s{i}"] = attr, v
+                set_parts.append(f"#s{i} = :s{i}")
+            for i, (attr, n) in enumerate(sorted(adds.items())):
+                attr_names[f"#a{i}"], values[f":a{i}"] = attr, n
+                add_parts.append(f"#a{i} :a{i}")
+            if seen is None:
+                cond = "attribute_not_exists(#cseq)"
+            else:
+                cond, values[":seen"] = "#cseq = :seen", seen
+            try:
+                table.update_item(Key=key, UpdateExpression="SET " + ", ".join(set_parts)
+                                  + (" ADD " + ", ".join(add_parts) if add_parts else ""),
+                                  ConditionExpression=cond, ExpressionAttributeNames=attr_names,
+                                  ExpressionAttributeValues=values)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                continue  # another batch wrote the window meanwhile: read it again
+            return self._count_data(first, todo)
+        raise RuntimeError(f"{key}: the window's counts kept changing under three updates")
+
+    @staticmethod
+    def _count_data(r: Record, todo: list[Record]) -> list[dict[str, Any]]:
+        cam = names.camera_key(r.thing, r.camera)
+        base = [{"Name": "Site", "Value": r.site}, {"Name": "Camera", "Value": cam}]
+        sums: Counter[tuple[str, ...]] = Counter()
+        peaks: dict[str, int] = {}
+        for t in todo:
+            c = t.counts or {}
+            for ln, dirs in c["lines"].items():
+                for d, labels in dirs.items():
+                    for lb, n in labels.items():
+                        sums[(names.METRIC_CROSSINGS, ln, d, lb)] += n
+            for z, v in c["zones"].items():
+                peaks[z] = max(peaks.get(z, 0), v["max"])
+            for k, n in c["hits"].items():
+                sums[(names.METRIC_ZONE_HITS, k)] += n
+        out = []
+        for k, n in sums.items():
+            if k[0] == names.METRIC_CROSSINGS:
+                dims = [{"Name": "Line", "Value": k[1]}, {"Name": "Direction", "Value": k[2]},
+                        {"Name": "Label", "Value": k[3]}]
+            else:
+                dims = [{"Name": "Kind", "Value": k[1]}]
+            out.append({"MetricName": k[0], "Timestamp": r.window, "Value": float(n), "Unit": "Count",
+                        "Dimensions": base + dims})
+        out += [{"MetricName": names.METRIC_ZONE_OCCUPANCY, "Timestamp": r.window, "Value": float(n), "Unit": "Count",
+                 "Dimensions": [*base, {"Name": "Zone", "Value": z}]} for z, n in peaks.items()]
+        return out
 
     def _apply(self, group: list[Record]) -> Counter[str]:
         """ADD the group's counts to its window unless the window has applied them; the counts applied."""

@@ -6,6 +6,7 @@ metadata and batch envelope, the IoT rule's added fields).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -173,3 +174,34 @@ def drain(runner: Any, until: Any, timeout: float = 30.0, what: str = "the inges
 
 def blank_png() -> bytes:
     return cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+
+
+def kinesis_record(seq: int, thing: str, site: str, camera: str, payload: dict[str, Any], arrived: float,
+                   region: str = "us-east-1", stream: str = f"{PREFIX}-uplink") -> dict[str, Any]:
+    """A Kinesis event record (Lambda's shape) of an uplink-record/1.0 as the Uplink writes it."""
+    doc = {"schema": "uplink-record/1.0", "id": f"filter:{camera}:{seq}", "thing": thing, "site": site,
+           "camera": camera, "topic": f"ggvision/{thing}/results", "seq": seq, "producer": "com.ggvision.Filter",
+           "priority": "results", "start": payload.get("start", arrived), "end": payload.get("end", arrived),
+           "payload": payload}
+    return {"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": f"{thing}/{camera}",
+                        "sequenceNumber": f"4959{seq:052d}",
+                        "data": base64.b64encode(json.dumps(doc).encode()).decode(),
+                        "approximateArrivalTimestamp": arrived},
+            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+            "eventID": f"shardId-000000000000:4959{seq:052d}", "awsRegion": region,
+            "eventSourceARN": f"arn:aws:kinesis:{region}:123456789012:stream/{stream}"}
+
+
+def make_counts_table(moto: Any, prefix: str = PREFIX) -> str:
+    """The real-time counts table as deploy/cloudformation/realtime.yaml declares it (keys and the sparse index)."""
+    table = names.counts_table_name(prefix)
+    moto.client("dynamodb").create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in (
+            (names.COUNT_KEY, "S"), (names.COUNT_MINUTE, "N"), (names.COUNT_SITE, "S"), (names.CAMERA_SEEN_AT, "N"))],
+        KeySchema=[{"AttributeName": names.COUNT_KEY, "KeyType": "HASH"},
+                   {"AttributeName": names.COUNT_MINUTE, "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{"IndexName": names.INDEX_SITE_SEEN, "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": names.COUNT_SITE, "KeyType": "HASH"},
+                                               {"AttributeName": names.CAMERA_SEEN_AT, "KeyType": "RANGE"}]}])
+    return table

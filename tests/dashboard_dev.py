@@ -18,6 +18,8 @@ from cloud_dev import (
     drain,
     end_event,
     ingest_env,
+    kinesis_record,
+    make_counts_table,
     make_ingest_world,
     person_jpeg,
     put_record,
@@ -27,6 +29,7 @@ from harness import REPO
 from uplink_dev import MotoProcess, aws_test_env
 
 from cloud.ingest import Ingest
+from cloud.realtime import Realtime
 from cloud.runner import SqsRunner
 from ggvision.contract import cloud as names
 
@@ -72,6 +75,19 @@ class CloudWorld:
     def bulk(self, n: int, t0: float, site: str = SITE, labels: tuple[str, ...] = ("person", "car", "bicycle"),
              cameras: tuple[str, ...] = ("gate", "yard")) -> None:
         bulk_items(self.table, n, t0, site, labels, cameras)
+
+    def counts(self, thing: str, camera: str, bodies: list[dict[str, Any]], site: str = SITE) -> None:
+        """counts/1.0 bodies through the real real-time handler into the counts table (made on first use; the
+        backend's env then names it), as Kinesis records of the Uplink's."""
+        if "GGVISION_DASHBOARD_COUNTS_TABLE" not in self.env:
+            self.env["GGVISION_DASHBOARD_COUNTS_TABLE"] = make_counts_table(self.moto)
+            self.realtime = Realtime(self.env["GGVISION_DASHBOARD_COUNTS_TABLE"])
+        self._seq = getattr(self, "_seq", 0)
+        records = []
+        for b in bodies:
+            self._seq += 1
+            records.append(kinesis_record(self._seq, thing, site, camera, b, b["end"]))
+        assert self.realtime.handle({"Records": records}) == {"batchItemFailures": []}
 
     def stop(self) -> None:
         self.endpoint.stop()

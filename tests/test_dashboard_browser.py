@@ -1,8 +1,9 @@
 """Every dashboard page in Debian's headless chromium through a real `streamlit run` (tests/browser_dev.py): the edge
-backend on a recorded runtime root — fleet, a camera's snapshot <img> loaded with its zones, the events listed with
-their snapshots, the timeline chart drawn, the clip <video> playing, the gate plot and the operator's buttons, the
-fire page — and the cloud backend's Events page on moto with items the real ingest handler decided. Screenshots go
-to the test's folder, or to $GGVISION_SCREENSHOTS (docs/img/dashboard/ for the pictures docs/dashboard.md shows)."""
+backend on a recorded runtime root — fleet, a camera's snapshot <img> loaded with its zones and its counts chart
+(the Filter's counts/1.0 in its local log), the events listed with their snapshots, the timeline chart drawn, the
+clip <video> playing, the gate plot and the operator's buttons, the fire page — and the cloud backend's Events page
+on moto with items the real ingest handler decided. Screenshots go to the test's folder, or to
+$GGVISION_SCREENSHOTS (docs/img/dashboard/ for the pictures docs/dashboard.md shows)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from typing import Any
 import pytest
 from browser_dev import Browser, StreamlitServer, browser_available
 from dashboard_dev import SITE, CloudWorld, edge_root
+from filter_dev import filter_counts
 from test_dashboard_pages import rollout_config
+
+from ggvision.contract import cloud as names
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
@@ -41,10 +45,27 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def edge_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
     d = Path(tmp_path_factory.mktemp("edge-app"))
-    env = {"GGVISION_DASHBOARD_BACKEND": "edge", "GGVISION_DASHBOARD_ROOT": str(edge_root(d)),
+    root = edge_root(d)
+    write_counts(root, names.minute_of(time.time()) - 1800)
+    env = {"GGVISION_DASHBOARD_BACKEND": "edge", "GGVISION_DASHBOARD_ROOT": str(root),
            "GGVISION_DASHBOARD_ROLLOUT_CONFIG": str(rollout_config(d)), "PYTHONPATH": PYTHONPATH}
     with StreamlitServer(APP, env=env, log_path=d / "streamlit.log") as app:
         yield app
+
+
+def write_counts(root: Path, t0: float) -> None:
+    """The real camera pipeline's counts/1.0 in the box's local log, written by the real LocalLog."""
+    import logging
+
+    from dashboard.data.edge import EdgeSettings, EdgeSource
+    from ggvision.component.storage import StorageFaults
+    from ggvision.config.filter import LocalLogConfig
+    from ggvision.filter.locallog import LocalLog
+
+    log = LocalLog(EdgeSource(EdgeSettings(root)).log_dir(), LocalLogConfig(), "test-thing",
+                   StorageFaults("t", logging.getLogger("t")))
+    for put in filter_counts("synthetic-1", t0):
+        log.counts(put["payload"])
 
 
 def page(browser: Browser, app: StreamlitServer, path: str, title: str) -> None:
@@ -62,6 +83,8 @@ def test_fleet_and_camera_pages(browser: Browser, edge_app: StreamlitServer) -> 
     widths = browser.wait_js(IMG_LOADED, what="the camera's snapshot loaded")
     assert widths and widths[0] > 100
     browser.wait_text("zones: road")
+    browser.wait_text("3 interval(s)")  # the counting analytics: totals table and the chart per interval
+    assert browser.wait_js(CHART_DRAWN, what="the counts chart drawn")
     browser.screenshot("cameras")
 
 

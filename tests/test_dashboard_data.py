@@ -14,8 +14,9 @@ import av
 import numpy as np
 import pytest
 from dashboard_dev import CAMERA, SITE, THING, CloudWorld, edge_root
+from filter_dev import filter_counts
 
-from dashboard.data.base import EventQuery, decode_cursor
+from dashboard.data.base import EventQuery, counts_series, counts_table, decode_cursor
 from dashboard.data.cloud import PRESIGN_MAX_S, CloudSettings, CloudSource
 from dashboard.data.edge import EdgeSettings, EdgeSource
 from dashboard.media import clip_to_mp4
@@ -72,6 +73,31 @@ def test_cloud_events_come_from_the_real_handlers_items(world: CloudWorld) -> No
     assert SITE in src.sites()
     [cam] = [c for c in src.cameras(SITE) if c.camera == CAMERA]
     assert cam.latest is not None and cam.latest.event_id == "door-b"  # the newest with a snapshot
+
+
+def test_cloud_counts_are_the_real_time_handlers_windows(world: CloudWorld) -> None:
+    """The Filter's counts/1.0 (the real camera pipeline) through the real real-time handler into the counts table;
+    the backend reads a camera's windows in a range with Query calls on the table's key only."""
+    t0 = names.minute_of(time.time()) - 1200
+    world.counts(THING, CAMERA, [p["payload"] for p in filter_counts(CAMERA, t0)])
+    world.counts(THING, "elsewhere", [p["payload"] for p in filter_counts("elsewhere", t0)][:1])
+    src = CloudSource(CloudSettings.from_env(world.env))
+    ops = calls(src)
+    rows = src.counts(f"{THING}/{CAMERA}", t0 - 3600, time.time())
+    assert [r.start for r in rows] == [t0, t0 + 60, t0 + 120] and rows[2].end == pytest.approx(t0 + 129.8)
+    assert rows[0].crossings == {"entrance": {"in": {"person": 2}, "out": {"person": 1}}}
+    assert (rows[0].occupancy, rows[0].entered) == ({"hall": 1}, {"hall": 1})
+    assert rows[2].crossings == {"entrance": {"in": {"person": 2}}}  # the partial interval flushed at shutdown
+    assert [r.start for r in src.counts(f"{THING}/{CAMERA}", t0 + 60, t0 + 60)] == [t0 + 60]
+    assert set(ops) == {"Query"}  # never a Scan
+    table = counts_table(rows)
+    assert {"what": "line entrance", "count": "in · person", "value": 6} in table
+    assert {"what": "zone hall", "count": "most at once", "value": 1} in table
+    assert {"t": float(t0), "series": "entrance out person", "value": 1} in counts_series(rows)
+    assert src.counts(f"{THING}/nobody", 0, time.time()) == []
+    no_table = CloudSource(CloudSettings.from_env({k: v for k, v in world.env.items()
+                                                   if k != "GGVISION_DASHBOARD_COUNTS_TABLE"}))
+    assert no_table.counts(f"{THING}/{CAMERA}", 0, time.time()) == []
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +262,31 @@ def test_edge_unions_the_local_log_with_the_bucket_each_event_once(edge: EdgeSou
     new = after[0]
     assert new.event_id == "new-1" and new.snapshot and quote("filter:synthetic-1:new-1", safe="") in new.snapshot
     assert decode(edge.snapshot(new) or b"") is not None
+
+
+def test_edge_counts_are_the_filters_local_log(edge: EdgeSource) -> None:
+    """The Filter's counts/1.0 puts (the real camera pipeline) in its local log (the real LocalLog, as the component
+    writes it): the edge backend reads a camera's intervals in a range; another camera's and other lines are not
+    its."""
+    import logging
+
+    from ggvision.component.storage import StorageFaults
+    from ggvision.config.filter import LocalLogConfig
+    from ggvision.filter.locallog import LocalLog
+
+    t0 = names.minute_of(time.time()) - 7200
+    now = [t0]
+    log = LocalLog(edge.log_dir(), LocalLogConfig(), "test-thing", StorageFaults("t", logging.getLogger("t")),
+                   clock=lambda: now[0])
+    for cam in ("synthetic-1", "other"):
+        for put in filter_counts(cam, t0):
+            now[0] = put["payload"]["end"]
+            log.counts(put["payload"])
+    log.event({"schema": "event/1.0", "kind": "end", "camera": "synthetic-1"})  # other lines of the log
+    rows = edge.counts("test-thing/synthetic-1", t0 - 3600, time.time())
+    assert [r.start for r in rows] == [t0, t0 + 60, t0 + 120]
+    assert rows[1].crossings == {"entrance": {"in": {"person": 2}, "out": {"person": 1}}}
+    assert rows[1].occupancy == {"hall": 1} and rows[1].hits == {"loitering": 0, "overcrowding": 0}
+    assert [r.start for r in edge.counts("test-thing/synthetic-1", t0 + 1, t0 + 120)] == [t0 + 60, t0 + 120]
+    assert edge.counts("test-thing/synthetic-1", t0 + 3600, time.time()) == []
+    assert edge.counts("test-thing/nobody", 0, time.time()) == []

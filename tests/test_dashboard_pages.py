@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboard_dev import SITE, CloudWorld, edge_root
+from dashboard_dev import CAMERA, SITE, THING, CloudWorld, edge_root
+from filter_dev import filter_counts
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
@@ -40,6 +41,15 @@ def app(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], page: str | None =
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def counts_shown(at: AppTest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Site / camera page's counts: the totals table's rows and the chart's specs."""
+    import json
+
+    tables = [d.value.to_dict("records") for d in at.dataframe]
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    return [r for t in tables for r in t], [s for s in specs if s.get("title") == "counts per interval"]
 
 
 def kinds(at: AppTest) -> set[str]:
@@ -103,6 +113,27 @@ def test_every_page_renders_on_the_edge_backend(monkeypatch: pytest.MonkeyPatch,
     assert not at.exception and "vega_lite_chart" in kinds(at)  # the canary's gate metrics
 
 
+def test_the_camera_page_shows_the_edge_counts(monkeypatch: pytest.MonkeyPatch, edge_env: dict[str, str]) -> None:
+    import logging
+
+    from dashboard.data.edge import EdgeSettings, EdgeSource
+    from ggvision.component.storage import StorageFaults
+    from ggvision.config.filter import LocalLogConfig
+    from ggvision.filter.locallog import LocalLog
+
+    t0 = names.minute_of(time.time()) - 1800
+    log = LocalLog(EdgeSource(EdgeSettings(Path(edge_env["GGVISION_DASHBOARD_ROOT"]))).log_dir(), LocalLogConfig(),
+                   "test-thing", StorageFaults("t", logging.getLogger("t")))
+    for put in filter_counts("synthetic-1", t0):
+        log.counts(put["payload"])
+    at = app(monkeypatch, edge_env, "views/cameras.py")
+    table, charts = counts_shown(at)
+    assert {"what": "line entrance", "count": "in · person", "value": 6} in table
+    assert {"what": "zone hall", "count": "most at once", "value": 1} in table and len(charts) == 1
+    at.selectbox(key="cam_range").select("last hour").run()
+    assert not at.exception and {"what": "line entrance", "count": "in · person", "value": 6} in counts_shown(at)[0]
+
+
 def test_edge_events_filters_change_the_list(monkeypatch: pytest.MonkeyPatch, edge_env: dict[str, str]) -> None:
     at = app(monkeypatch, edge_env, "views/events.py")
     everything = rows(at)
@@ -152,6 +183,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudWorld]:
 def test_every_page_renders_on_the_cloud_backend(monkeypatch: pytest.MonkeyPatch, world: CloudWorld) -> None:
     for page in PAGES:
         app(monkeypatch, world.env, page)  # no exception on any page
+
+
+def test_the_camera_page_shows_the_cloud_counts(monkeypatch: pytest.MonkeyPatch, world: CloudWorld) -> None:
+    t0 = names.minute_of(time.time()) - 1800
+    world.counts(THING, CAMERA, [p["payload"] for p in filter_counts(CAMERA, t0)])
+    at = app(monkeypatch, world.env, "views/cameras.py")
+    table, charts = counts_shown(at)
+    assert {"what": "line entrance", "count": "out · person", "value": 2} in table and len(charts) == 1
 
 
 def test_cloud_events_verdict_filter_and_pager(monkeypatch: pytest.MonkeyPatch, world: CloudWorld) -> None:

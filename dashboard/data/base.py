@@ -109,6 +109,74 @@ class FireView:
     note: str = ""  # what is missing, said on the page
 
 
+@dataclass(frozen=True)
+class Counts:
+    """One window of a camera's counting analytics (the Filter's counts/1.0): crossings per line, direction (in/out)
+    and label; per zone the most objects at once and the entries; zone rule hits by kind (loitering,
+    overcrowding). Edge: one counts message; cloud: the messages of one minute window, summed."""
+    start: float
+    end: float
+    crossings: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    occupancy: dict[str, int] = field(default_factory=dict)  # zone -> max at once
+    entered: dict[str, int] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+
+
+def counts_of(body: Any) -> Counts | None:
+    """A counts/1.0 body as Counts; None for anything else (a foreign or malformed line is not shown)."""
+    if not isinstance(body, dict) or body.get("schema") != "counts/1.0":
+        return None
+    try:
+        lines = {str(ln): {str(d): {str(lb): int(n) for lb, n in (labels or {}).items()}
+                           for d, labels in (dirs or {}).items() if d in ("in", "out")}
+                 for ln, dirs in (body.get("lines") or {}).items()}
+        zones = body.get("zones") or {}
+        return Counts(float(body["start"]), float(body["end"]), lines,
+                      {str(z): int(v.get("max") or 0) for z, v in zones.items()},
+                      {str(z): int(v.get("entered") or 0) for z, v in zones.items()},
+                      {str(k): int(n) for k, n in (body.get("hits") or {}).items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def counts_table(rows: list[Counts]) -> list[dict[str, Any]]:
+    """The range's totals, one row per line, direction and label, then per zone (most at once, entered) and rule
+    hits: what the Site / camera page lists."""
+    cross: dict[tuple[str, str, str], int] = {}
+    occ: dict[str, int] = {}
+    ent: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for r in rows:
+        for ln, dirs in r.crossings.items():
+            for d, labels in dirs.items():
+                for lb, n in labels.items():
+                    cross[(ln, d, lb)] = cross.get((ln, d, lb), 0) + n
+        for z, n in r.occupancy.items():
+            occ[z] = max(occ.get(z, 0), n)
+        for z, n in r.entered.items():
+            ent[z] = ent.get(z, 0) + n
+        for k, n in r.hits.items():
+            hits[k] = hits.get(k, 0) + n
+    out = [{"what": f"line {ln}", "count": f"{d} · {lb}", "value": n} for (ln, d, lb), n in sorted(cross.items())]
+    out += [{"what": f"zone {z}", "count": "most at once", "value": occ[z]} for z in sorted(occ)]
+    out += [{"what": f"zone {z}", "count": "entered", "value": ent[z]} for z in sorted(ent)]
+    out += [{"what": "rule hits", "count": k, "value": n} for k, n in sorted(hits.items())]
+    return out
+
+
+def counts_series(rows: list[Counts]) -> list[dict[str, Any]]:
+    """Points over time: crossings per window by `line direction label`, and each zone's most at once."""
+    out = []
+    for r in rows:
+        for ln, dirs in r.crossings.items():
+            for d, labels in dirs.items():
+                for lb, n in labels.items():
+                    out.append({"t": r.start, "series": f"{ln} {d} {lb}", "value": n})
+        for z, n in r.occupancy.items():
+            out.append({"t": r.start, "series": f"zone {z} occupancy", "value": n})
+    return out
+
+
 class DataSource(Protocol):
     name: Literal["cloud", "edge"]
 
@@ -130,6 +198,9 @@ class DataSource(Protocol):
         """The newest frame of a camera (BGR), from the frame ring; None where the backend has no live view."""
         ...
     def fire(self) -> list[FireView]: ...
+    def counts(self, camera_key: str, since: float, until: float) -> list[Counts]:
+        """The camera's counting analytics of windows starting in [since, until], oldest first."""
+        ...
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The cloud backend: events from the verdicts table that cloud/ingest.py writes (paged queries on its bySiteTime and
 byCameraTime indexes, newest first: never a Scan), snapshots as presigned URLs of the data bucket (valid at most
 5 minutes), clips read from the data bucket, devices from the health summaries the IoT rules archive
-(results/iot-rules/metrics/{thing}/...), cameras from the real-time counts table when it is deployed.
+(results/iot-rules/metrics/{thing}/...), cameras and the counting analytics (counts/1.0 per minute window) from
+the real-time counts table when it is deployed.
 
 Names come from ggvision/contract/cloud.py and keys.py; settings from the environment (`CloudSettings.from_env`)
 or a local cloud's cloud.json (`ggvision run`).
@@ -29,6 +30,7 @@ from .base import (
     PAGE_SIZE,
     Box,
     Camera,
+    Counts,
     Device,
     Event,
     EventPage,
@@ -269,8 +271,57 @@ class CloudSource:
         return [(str(i[names.COUNT_KEY]), float(i.get(names.CAMERA_SEEN_AT, 0)), names.CAMERA_SILENT_SINCE in i)
                 for i in r.get("Items", [])]
 
+    def counts(self, camera_key: str, since: float, until: float) -> list[Counts]:
+        """The camera's minute windows in the counts table that hold counts/1.0 (cloud/realtime.py), oldest first:
+        one Query on the table's key (paged), never a Scan. Empty when the table is not deployed."""
+        if not self.settings.counts_table:
+            return []
+        table = self._ddb.Table(self.settings.counts_table)
+        kw: dict[str, Any] = {"KeyConditionExpression": Key(names.COUNT_KEY).eq(camera_key) & Key(
+            names.COUNT_MINUTE).between(max(1, int(since // 60) * 60), int(min(until, 2**40)))}
+        out = []
+        while True:
+            try:
+                r = table.query(**kw)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return []
+                raise
+            for it in r.get("Items", []):
+                c = counts_item(it)
+                if c is not None:
+                    out.append(c)
+            if "LastEvaluatedKey" not in r:
+                return out
+            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
     def fire(self) -> list[FireView]:
         return []  # thermal frames and fire-risk outputs stay on the box (not uplinked yet)
+
+
+def counts_item(item: dict[str, Any]) -> Counts | None:
+    """A window item's counts/1.0 attributes as Counts; None for a window without any (events only)."""
+    if names.COUNT_COUNTS_SEQ not in item:
+        return None
+    it = _plain(item)
+    crossings: dict[str, dict[str, dict[str, int]]] = {}
+    occ: dict[str, int] = {}
+    ent: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for name, v in it.items():
+        parts = names.parse_count_attribute(name)
+        if parts is None or not isinstance(v, int | float):
+            continue
+        if parts[0] == "x":
+            crossings.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = int(v)
+        elif parts[0] == "omax":
+            occ[parts[1]] = int(v)
+        elif parts[0] == "ent":
+            ent[parts[1]] = int(v)
+        elif parts[0] == "hit":
+            hits[parts[1]] = int(v)
+    start = float(it[names.COUNT_MINUTE])
+    return Counts(start, float(it.get(names.COUNT_COUNTS_END) or start + 60), crossings, occ, ent, hits)
 
 
 def _key_out(key: dict[str, Any]) -> dict[str, Any]:

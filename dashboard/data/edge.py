@@ -5,6 +5,7 @@ read without any AWS call, so a technician can use the dashboard on site while t
     R/work/com.ggvision.Filter/filter/local/      the Filter's local log (its workDir's local/; ggvision/filter/
         {YYYYMMDDTHH}/events.jsonl, fire.jsonl        locallog.py): every event's end record, sent or not, and the
         {YYYYMMDDTHH}/snapshots/                      fire-risk results; the snapshots hard-linked, named by item id
+        {YYYYMMDDTHH}/counts.jsonl                    and the counting analytics' counts/1.0 intervals
     R/work/com.ggvision.Uplink/bucket/            the directory bucket, laid out as the cloud's data bucket:
         results/iot-rules/results/{thing}/...         the archive lane's uplink-batch/1.0 files: event/1.0 records
         images/{site}/{thing}/{camera}/...            snapshots (+ .metadata.json naming the Uplink item id)
@@ -46,18 +47,21 @@ from .base import (
     PAGE_SIZE,
     Box,
     Camera,
+    Counts,
     Device,
     Event,
     EventPage,
     EventQuery,
     FireView,
+    counts_of,
     decode_cursor,
     encode_cursor,
 )
 
 CAPTURE, FILTER, UPLINK, HEALTH, SUITE = (f"com.ggvision.{c}" for c in ("Capture", "Filter", "Uplink", "Health",
                                                                         "Suite"))
-LOG_EVENTS, LOG_FIRE = "events.jsonl", "fire.jsonl"  # the Filter's local log (ggvision/filter/locallog.py)
+# the Filter's local log (ggvision/filter/locallog.py)
+LOG_EVENTS, LOG_FIRE, LOG_COUNTS = "events.jsonl", "fire.jsonl", "counts.jsonl"
 SEGMENT_NAME = re.compile(r"^(?P<camera>.+)-(?P<t>\d{8}T\d{6}\.\d{3})Z\.ts$")
 ONLINE_WITHIN_S = 60.0  # the Uplink records its state every few seconds while it runs
 FIRE_WINDOW_S = 24 * 3600.0  # the Fire risk page plots the last day ...
@@ -375,6 +379,23 @@ class EdgeSource:
                               prom.get(("ggvision_camera_detection_fps", cam)),
                               latest[cam].start if cam in latest else None, zones, latest.get(cam)))
         return out
+
+    def counts(self, camera_key: str, since: float, until: float) -> list[Counts]:
+        """The camera's counts/1.0 intervals in the local log starting in [since, until], oldest first (the log
+        keeps what the Filter sent: the hours of the range only are read)."""
+        camera = camera_key.split("/", 1)[-1]
+        first, last = time.strftime("%Y%m%dT%H", time.gmtime(since - 3600)), time.strftime(
+            "%Y%m%dT%H", time.gmtime(min(until, 2**33) + 3600))  # logged up to an interval after its start
+        out = []
+        for path in self._log_files(LOG_COUNTS):
+            if not first <= os.path.basename(os.path.dirname(path)) <= last:
+                continue
+            for line in self._read_lines(path):
+                body = line.get("counts")
+                c = counts_of(body) if isinstance(body, dict) and body.get("camera") == camera else None
+                if c is not None and since <= c.start <= until:
+                    out.append(c)
+        return sorted(out, key=lambda c: (c.start, c.end))
 
     def fire(self) -> list[FireView]:
         from ggvision.model.fire_features import FEATURE_NAMES, GAS_KEYS, feature_vector

@@ -19,10 +19,12 @@ What triggers the ingest (notification filters on the data bucket, keys.py's lay
 The real-time path (cloud/realtime.py, deploy/cloudformation/realtime.yaml) reads streams.py's Kinesis stream
 `{prefix}-uplink` (uplink-record/1.0) and keeps:
 
-    DynamoDB table      {prefix}-counts        per camera (COUNT_KEY) per minute (COUNT_MINUTE): events by label;
-                                               minute 0 is the camera's own item (last seen, silence)
+    DynamoDB table      {prefix}-counts        per camera (COUNT_KEY) per minute (COUNT_MINUTE): events by label
+                                               and the Filter's counts/1.0 (COUNT_CROSSING...); minute 0 is the
+                                               camera's own item (last seen, silence)
     EventBridge         DETAIL_TYPE_SILENT, DETAIL_TYPE_HIGH_COUNT (source EVENT_SOURCE): anomalies
-    CloudWatch          METRICS_NAMESPACE  METRIC_EVENTS {Site, Camera, Label} per minute
+    CloudWatch          METRICS_NAMESPACE  METRIC_EVENTS {Site, Camera, Label} per minute; METRIC_CROSSINGS,
+                                           METRIC_ZONE_OCCUPANCY, METRIC_ZONE_HITS (counts/1.0)
 
 Automated model updates (cloud/model_updates.py, deploy/cloudformation/model-updates.yaml):
 
@@ -34,6 +36,7 @@ Automated model updates (cloud/model_updates.py, deploy/cloudformation/model-upd
 from __future__ import annotations
 
 import time
+from urllib.parse import quote, unquote
 
 from .keys import IMAGES, RETENTION_DAYS_MAX, RULE_ARCHIVE_PREFIX
 from .streams import NAME_PREFIX
@@ -160,9 +163,22 @@ CAMERA_SEEN_AT = "seenAt"  # camera item: arrival time of its newest record (onl
 CAMERA_FIRST_SEEN = "firstSeen"  # camera item: since when the path knows the camera (the baseline needs an hour)
 CAMERA_SILENT_SINCE = "silentSince"  # camera item: set while the camera is silent (one anomaly per silence)
 INDEX_SITE_SEEN = "bySiteSeen"  # HASH site, RANGE seenAt: sparse (camera items only): a site's cameras; silence scan
+# The Filter's counts/1.0 (docs/messages.md) in the window of its interval's start, beside the events' counts; names
+# in these attributes are percent-quoted (count_attribute), so "|" only separates
+COUNTS_SCHEMA = "counts/1.0"
+COUNT_CROSSING = "x|{line}|{direction}|{label}"  # crossings of a line by direction (in/out) and label (ADDed)
+COUNT_OCCUPANCY_MAX = "omax|{zone}"  # the most objects at once in the zone over the window's counts messages
+COUNT_OCCUPANCY = "occ|{zone}"  # objects in the zone at the end of the window's newest counts message
+COUNT_ENTERED = "ent|{zone}"  # objects that entered the zone (ADDed)
+COUNT_HITS = "hit|{kind}"  # zone rule alerts by kind: loitering, overcrowding (ADDed)
+COUNT_COUNTS_SEQ = "countsSeq"  # the highest sequence number of a counts/1.0 record applied to the window
+COUNT_COUNTS_END = "countsEnd"  # the latest `end` of the window's counts messages
 
 METRIC_EVENTS = "Events"  # dimensions Site, Camera ("{thing}/{camera}"), Label: events per minute (Sum)
 METRIC_MALFORMED_RECORDS = "MalformedRecords"  # no dimension: stream records that were counted and skipped
+METRIC_CROSSINGS = "Crossings"  # dimensions Site, Camera, Line, Direction, Label: line crossings (Sum)
+METRIC_ZONE_OCCUPANCY = "ZoneOccupancy"  # dimensions Site, Camera, Zone: objects at once (Maximum)
+METRIC_ZONE_HITS = "ZoneRuleHits"  # dimensions Site, Camera, Kind (loitering, overcrowding): alerts (Sum)
 DETAIL_TYPE_SILENT = "ggvision.camera.silent"
 DETAIL_TYPE_HIGH_COUNT = "ggvision.count.high"
 ANOMALY_SCHEMA = "camera-anomaly/1.0"
@@ -178,6 +194,19 @@ def counts_table_name(prefix: str) -> str:
 def minute_of(t: float) -> int:
     """The start of the minute `t` falls in (epoch seconds): the window an event is counted in."""
     return int(t // 60) * 60
+
+
+def count_attribute(template: str, **parts: str) -> str:
+    """A window item's counts/1.0 attribute (COUNT_CROSSING, COUNT_OCCUPANCY...), its names percent-quoted."""
+    return template.format(**{k: quote(v, safe="") for k, v in parts.items()})
+
+
+def parse_count_attribute(name: str) -> tuple[str, ...] | None:
+    """("x", line, direction, label), ("omax", zone), ...: a counts/1.0 attribute's parts; None for any other."""
+    parts = name.split("|")
+    if (parts[0], len(parts)) not in (("x", 4), ("omax", 2), ("occ", 2), ("ent", 2), ("hit", 2)):
+        return None
+    return (parts[0], *(unquote(p) for p in parts[1:]))
 
 
 def label_attribute(label: str) -> str:

@@ -5,7 +5,8 @@ ggvision/config/filter.py; docs/filter.md has the rules and the measured accurac
 It gives `Analytics(cfg)`: `update(started, updated, ended, alive, t, size)` follows the tracks' anchor points
 (the camera's `zoneAnchor`) and returns the rule `Hit`s of this message (loitering, overcrowding) for the
 event layer to raise as alerts; `due(t)` returns the `counts/1.0` body of each interval that has closed by
-message time t; `totals()` the counts since start (metrics).
+message time t (with `final`, at shutdown: the interval so far, after `finish()` resolved what waits);
+`totals()` the counts since start (metrics).
 
 Crossings. The anchor's signed distance to a line (pixels; positive on the right of first -> second point as
 the image shows it, y down) is followed per track. A track *commits* to a side when its anchor is beyond the
@@ -84,12 +85,14 @@ class _State:
     side: dict[str, int] = field(default_factory=dict)  # line -> committed side (+1 right, -1 left)
     cross: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # line -> where (0..1 along
     # it) and when the path last went through it
+    dist: dict[str, float] = field(default_factory=dict)  # line -> the last anchor's signed distance, pixels
     pending: dict[str, tuple[str, str, float, float, int]] = field(default_factory=dict)  # line -> a crossing
     # waiting for the next sighting: (direction, label, t, where, the side it came from)
     zones: dict[str, list[float]] = field(default_factory=dict)  # zone -> [entered t, last t inside]
     fired: set[str] = field(default_factory=set)  # zones whose loitering alert was raised
     lost_t: float | None = None  # when its track ended (waiting for a handover)
     retired: bool = False
+    serial: int = 0  # which object (across ID switches): the log's crossings name it (benches)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Analytics:
         self._calm_since: dict[str, float] = {}
         self._hit_n: Counter[str] = Counter()
         self.log: list[tuple[Any, ...]] | None = None  # a list: each crossing and dwell appended (benches)
+        self._serial = 0
 
     @property
     def enabled(self) -> bool:
@@ -152,11 +156,15 @@ class Analytics:
             else:
                 self._move(st, tr, t, size)
         for tr in born:
-            st = self._handover(tr, alive, t, size) or _State(tr)
+            st = self._handover(tr, alive, t, size) or self._new_state(tr)
             st.track = tr
             self.states[tr.track_id] = st
             self._move(st, tr, t, size)
         return self._zone_rules(alive, t)
+
+    def _new_state(self, tr: Track) -> _State:
+        self._serial += 1
+        return _State(tr, serial=self._serial)
 
     def _floor(self, t: float) -> float:
         iv = self.cfg.interval_s
@@ -201,7 +209,7 @@ class Analytics:
         for st in self.lost:
             if t - (st.lost_t or 0.0) > self.cfg.handover_s:
                 for name, pending in st.pending.items():  # not seen again: it did cross
-                    self._count(name, *pending[:4])
+                    self._count(name, *pending[:4], st.serial)
                 for z, (t0, t1) in st.zones.items():
                     self._leave(z, t0, t1)
             else:
@@ -233,7 +241,7 @@ class Analytics:
         def dist(q: Pt) -> float:  # signed, pixels: positive on the right of a -> b (image, y down)
             return (ab[0] * (q[1] - a[1]) - ab[1] * (q[0] - a[0])) / length
 
-        d_p = dist(p)
+        d_p = st.dist[name] = dist(p)
         pending = st.pending.pop(name, None)
         if pending is not None:
             if abs(d_p) > band and _side_of(d_p) == pending[4]:
@@ -241,7 +249,7 @@ class Analytics:
                 # track jumped to, or was handed over to) is no crossing
                 st.side[name], st.cross[name] = pending[4], None
                 return
-            self._count(name, *pending[:4])
+            self._count(name, *pending[:4], st.serial)
         if st.last is not None:
             d_q = dist(st.last)
             if (d_q > 0) != (d_p > 0) and d_q != d_p:  # the path from the last anchor went through the line
@@ -261,11 +269,11 @@ class Analytics:
                 st.pending[name] = (direction, label, crossed[1], crossed[0], was)
         st.cross[name] = None
 
-    def _count(self, name: str, direction: str, label: str, t: float, u: float) -> None:
+    def _count(self, name: str, direction: str, label: str, t: float, u: float, serial: int = 0) -> None:
         self._iv.crossings[name][direction][label] += 1
         self.total[name][direction][label] += 1
         if self.log is not None:
-            self.log.append(("cross", name, direction, label, t, u))
+            self.log.append(("cross", name, direction, label, t, u, serial))
 
     def _zones(self, st: _State, tr: Track, p: Pt, t: float, size: tuple[int, int]) -> None:
         x, y = p[0] / size[0], p[1] / size[1]
@@ -328,10 +336,43 @@ class Analytics:
         return Hit(kind, zone, tr, dwell, n, limit, self._hit_n[f"{kind}:{zone}"])
 
     # -- intervals ------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """The observation stops (shutdown, a new configuration of the camera): nothing will be seen again, so
+        what waits is resolved now, in the current interval. A crossing waiting for its confirming sighting
+        counts (as when its track ends for good). A track whose path went through the line and whose last
+        anchor is on the other side of it, but still inside the band, counts too: the band only guards against
+        jitter, and no sighting will come to show it was any; one back on its own side, or that never went
+        through the line, counts nothing. Lost tracks waiting for a handover have left their zones (their
+        dwell counts); objects still in a zone have not left it, so no dwell is counted for them."""
+        if not self.enabled:
+            return
+        live = [st for st in self.states.values() if not st.retired]
+        for st in (*live, *self.lost):
+            for name, pending in st.pending.items():
+                self._count(name, *pending[:4], st.serial)
+            st.pending.clear()
+            for name, was in st.side.items():
+                d, crossed, line = st.dist.get(name), st.cross.get(name), self.cfg.lines.get(name)
+                if line is None or d is None or crossed is None or _side_of(d) == was or d == 0:
+                    continue
+                if -EDGE <= crossed[0] <= 1 + EDGE:
+                    side = _side_of(d)
+                    direction = "in" if side == (1 if line.in_side == "right" else -1) else "out"
+                    self._count(name, direction, st.track.label, crossed[1], crossed[0], st.serial)
+                st.cross[name] = None
+        for st in self.lost:
+            for z, (t0, t1) in st.zones.items():
+                self._leave(z, t0, t1)
+        self.lost = []
+        for st in live:
+            st.retired = True  # resolved: a later update (it should not come) starts afresh
+
     def due(self, t: float, final: bool = False) -> list[dict[str, Any]]:
         """counts/1.0 bodies (without camera and model) of the interval closed by time t (an idle camera's
-        empty intervals in between are not sent); `final` (shutdown, a new configuration): the interval so
-        far, ending at t."""
+        empty intervals in between are not sent); `final` (shutdown, a new configuration): what waits is
+        resolved (`finish`) and the interval so far goes out, ending at t."""
+        if final:
+            self.finish()
         iv = self.cfg.interval_s
         if iv <= 0 or not self.enabled or self._start is None or (t < self._start + iv and not final):
             return []

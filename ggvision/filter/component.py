@@ -54,6 +54,7 @@ SEGMENTS = topics.every(topics.SEGMENTS)
 ACKS = topics.UPLINK_ACKS
 METRICS = topics.metrics("filter")
 SNAPSHOT_TTL_S = 3600.0  # snapshots the Uplink never took are removed after this long
+DRAIN_S = 3.0  # at shutdown, messages received but not handled yet get this long (Greengrass waits longer)
 
 
 class Rings:
@@ -311,6 +312,9 @@ class FilterComponent:
             if self.local is not None:  # before publishing: the Uplink may take (move) the snapshot's file
                 if o.topic == PUT_TOPIC and o.message.get("kind") == IMAGES and o.message.get("file"):
                     self.local.snapshot(o.message["id"], o.message["file"])
+                elif o.topic == PUT_TOPIC and isinstance(o.message.get("payload"), dict) \
+                        and o.message["payload"].get("schema") == "counts/1.0":
+                    self.local.counts(o.message["payload"])
                 elif o.topic == EVENTS_TOPIC.format(camera=o.message.get("camera")):
                     self.local.event(o.message)
             self.app.publish(o.topic, o.message)
@@ -373,8 +377,27 @@ class FilterComponent:
             self._frames_cv.notify_all()
         self._worker.join(5)
         self._motion.join(5)
-        for pipe in self.pipelines.values():  # open events end on shutdown so the cloud sees them closed
-            self._publish(pipe.flush())
+        if not self._worker.is_alive():  # what was received before the stop is handled (this thread owns it now)
+            self._drain(time.monotonic() + DRAIN_S)
+        for pipe in self.pipelines.values():  # open events end on shutdown so the cloud sees them closed, and the
+            self._publish(pipe.flush())  # interval so far goes out with what was waiting resolved (analytics.py)
+
+    def _drain(self, deadline: float) -> None:
+        rings = Rings()
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    kind, item = self.queue.get_nowait()
+                except queue.Empty:
+                    return
+                if kind in ("detections", "segment", "ack", "fire"):
+                    try:
+                        self._handle(kind, item, rings)
+                    except Exception:
+                        log.exception("filter pipeline failed on a %s message at shutdown", kind)
+            log.warning("shutdown: %d queued message(s) not handled within %g s", self.queue.qsize(), DRAIN_S)
+        finally:
+            rings.close()
 
 
 def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:

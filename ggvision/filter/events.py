@@ -271,7 +271,8 @@ class CameraPipeline:
             self.filter_stats.dropped["limit"] += len(kept) - self.cfg.tracker.max_tracks
             kept = sorted(kept, key=lambda x: -x.score)[: self.cfg.tracker.max_tracks]
         upd = self.tracker.update(kept, t)
-        out: list[Out] = []
+        # intervals are [start, end): one that closed by this message goes out before the message counts
+        out: list[Out] = self._counts(t) if self.size else []
         frame = _FrameOnce(read_frame, msg, self.cfg)
 
         for tr in upd.ended:
@@ -281,7 +282,7 @@ class CameraPipeline:
         if self.size:
             hits = self.analytics.update(upd.started, upd.updated, upd.ended, self.tracker.tracks, t, self.size)
             out += self._hits(hits, t, counts, msg, frame)
-        return out + self._counts(t)
+        return out + ([] if self.size else self._counts(t))
 
     def _observe(self, tr: Track, t: float, frame: _FrameOnce, msg: Detections,
                  counts: Counter[str]) -> list[Out]:

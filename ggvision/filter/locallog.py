@@ -4,6 +4,8 @@ has sent them yet, and whatever its sink (S3 keeps nothing on the box once sent)
 
     local/{YYYYMMDDTHH}/events.jsonl       {"t": logged, "thing": ..., "event": <event/1.0 end>} a line
     local/{YYYYMMDDTHH}/fire.jsonl         {"t": result time, "sensor", "probability", "label", "model"} a line
+    local/{YYYYMMDDTHH}/counts.jsonl       {"t": logged, "thing": ..., "counts": <counts/1.0>} a line: each
+                                           interval of the counting analytics the Filter sent
     local/{YYYYMMDDTHH}/snapshots/<id>     the snapshot put to the Uplink, hard-linked (no copy); <id> = its
                                            Uplink item id, percent-quoted, plus the extension
 
@@ -35,7 +37,7 @@ from ..config.filter import LocalLogConfig
 
 log = logging.getLogger("ggvision.filter")
 
-EVENTS, FIRE, SNAPSHOTS = "events.jsonl", "fire.jsonl", "snapshots"
+EVENTS, FIRE, COUNTS, SNAPSHOTS = "events.jsonl", "fire.jsonl", "counts.jsonl", "snapshots"
 EXPIRE_PERIOD_S = 60.0  # how often the component calls expire(); the cutoff allows for it
 HOUR = "%Y%m%dT%H"
 
@@ -112,6 +114,11 @@ class LocalLog:
         """An event/1.0 message the Filter published: `end` records are kept (they hold the whole event)."""
         if msg.get("kind") == "end":
             self._append(EVENTS, {"t": round(self.clock(), 3), "thing": self.thing, "event": msg})
+
+    def counts(self, body: dict[str, Any]) -> None:
+        """A counts/1.0 message the Filter put to the Uplink (one interval of a camera's analytics)."""
+        if body.get("schema") == "counts/1.0":
+            self._append(COUNTS, {"t": round(self.clock(), 3), "thing": self.thing, "counts": body})
 
     def fire(self, msg: Any) -> bool:
         """A tabular detections message: kept when `fireEveryS` passed since the sensor's last kept one. ValueError

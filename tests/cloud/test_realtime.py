@@ -22,6 +22,7 @@ import boto3
 import pytest
 from cloud_dev import end_event
 from cloud_dev import template_doc as _doc
+from filter_dev import filter_counts
 from harness import REPO, wait_until
 from stack_dev import REGION, STACKS, TEMPLATES, AuthMoto, moto_template
 from uplink_dev import aws_test_env
@@ -329,9 +330,88 @@ def test_docs_name_what_the_code_uses() -> None:
     for name in (names.DETAIL_TYPE_SILENT, names.DETAIL_TYPE_HIGH_COUNT, names.ANOMALY_SCHEMA, names.METRIC_EVENTS,
                  names.METRIC_MALFORMED_RECORDS, names.COUNT_LAST_SEQ, names.CAMERA_SEEN_AT, names.CAMERA_FIRST_SEEN,
                  names.CAMERA_SILENT_SINCE, names.COUNT_ALERTED, names.TTL_ATTRIBUTE, "cloud.realtime.handler",
+                 names.METRIC_CROSSINGS, names.METRIC_ZONE_OCCUPANCY, names.METRIC_ZONE_HITS, names.COUNT_COUNTS_SEQ,
+                 names.COUNT_COUNTS_END, names.COUNTS_SCHEMA,
                  "cloud.realtime.silence_handler", "ReportBatchItemFailures", "BisectBatchOnFunctionError",
                  "KinesisRunner"):
         assert name in doc, f"docs/cloud.md's real-time section does not name {name}"
     params = _doc(TEMPLATES / "realtime.yaml")["Parameters"]
     for p in ("HighMin", "BaselineSeconds", "HighSigma", "SilenceSeconds"):
         assert f"`{p}` ({params[p]['Default']})" in doc, f"docs/cloud.md does not give {p}'s default"
+
+
+# ---------------------------------------------------------------------------------------------- counts/1.0
+
+def test_the_filters_counts_reach_the_table_and_cloudwatch_once(stack: dict[str, Any], rt: Realtime, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    camera = "hall-door"
+    t0 = names.minute_of(time.time()) - 600
+    puts = filter_counts(camera, t0)
+    assert [p["payload"]["start"] for p in puts] == [t0, t0 + 60, t0 + 120]  # the last: partial, at shutdown
+    q = UplinkQueue(tmp_path / "q")
+    cfg = parse(UplinkConfig, {"site": SITE, "iot": {"enabled": False}, "archive": {"enabled": False}, "kinesis": {
+        "streamName": stack["UplinkStreamName"], "endpointUrl": stack["moto"].url, "region": REGION}})
+    with monkeypatch.context() as m:
+        for k, v in stack["device"].env().items():
+            m.setenv(k, v)
+        engine = Engine(q, cfg, THING, DirectorySink(tmp_path / "bucket"), stream_sinks(cfg, tmp_path, THING))
+        q.put_many([parse_put(p, THING, 130000) for p in puts])
+        engine.start()
+        try:
+            wait_until(lambda: q.stats()["backlog_items"]["results"] == 0, 30, what="the kinesis lane drained")
+        finally:
+            engine.stop()
+            q.close()
+    kin = stack["moto"].client("kinesis")
+    runner = KinesisRunner(kin, stack["UplinkStreamName"], rt.handle, batch_size=2)
+    wait_until(lambda: runner.poll_once() == (0, 0) and runner.checkpoints, 20, interval=0.05,
+               what="the stream read to its end")
+    table = _table(stack)
+    key = names.camera_key(THING, camera)
+    first = table.get_item(Key={names.COUNT_KEY: key, names.COUNT_MINUTE: t0})["Item"]
+    cross = lambda d: names.count_attribute(names.COUNT_CROSSING, line="entrance", direction=d,  # noqa: E731
+                                            label="person")
+    assert (first[cross("in")], first[cross("out")]) == (2, 1)
+    assert first[names.count_attribute(names.COUNT_OCCUPANCY_MAX, zone="hall")] == 1
+    assert first[names.count_attribute(names.COUNT_ENTERED, zone="hall")] == 1
+    assert first[names.COUNT_SITE] == SITE and first[names.TTL_ATTRIBUTE] == names.expires_at(t0)
+    second = table.get_item(Key={names.COUNT_KEY: key, names.COUNT_MINUTE: t0 + 60})["Item"]
+    assert (second[cross("in")], second[cross("out")]) == (2, 1)
+    last = table.get_item(Key={names.COUNT_KEY: key, names.COUNT_MINUTE: t0 + 120})["Item"]
+    assert last[cross("in")] == 2 and cross("out") not in last
+    assert float(last[names.COUNT_COUNTS_END]) == pytest.approx(t0 + 129.8)  # partial: flushed at shutdown
+    # redelivery: the whole stream again (a lost checkpoint) changes nothing
+    again = KinesisRunner(kin, stack["UplinkStreamName"], rt.handle, batch_size=100)
+    again.poll_once()
+    assert table.get_item(Key={names.COUNT_KEY: key, names.COUNT_MINUTE: t0})["Item"] == first
+    cw = stack["moto"].client("cloudwatch")
+    dims = [{"Name": "Site", "Value": SITE}, {"Name": "Camera", "Value": key}, {"Name": "Line", "Value": "entrance"},
+            {"Name": "Direction", "Value": "in"}, {"Name": "Label", "Value": "person"}]
+    stats = cw.get_metric_statistics(Namespace=names.METRICS_NAMESPACE, MetricName=names.METRIC_CROSSINGS,
+                                     Statistics=["Sum"], Period=60, StartTime=t0 - 60, EndTime=t0 + 300,
+                                     Dimensions=dims)["Datapoints"]
+    assert sum(p["Sum"] for p in stats) == 6  # three windows of 2, put once
+    occ = cw.list_metrics(Namespace=names.METRICS_NAMESPACE, MetricName=names.METRIC_ZONE_OCCUPANCY)["Metrics"]
+    assert any({"Name": "Zone", "Value": "hall"} in m["Dimensions"] for m in occ)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"start": "soon"}, "payload.start: expected epoch seconds"),
+    ({"lines": {"entrance": {"up": {"person": 1}}}}, 'payload.lines.entrance: expected {"in"'),
+    ({"lines": {"entrance": {"in": {"person": -2}}}}, "payload.lines.entrance.in.person: expected a whole number"),
+    ({"zones": {"hall": {"max": 1.5}}}, "payload.zones.hall.max: expected a whole number"),
+    ({"end": 1.0}, "payload.end: expected start..start + 1 day"),
+])
+def test_a_malformed_counts_record_is_skipped_with_its_reason(stack: dict[str, Any], rt: Realtime,
+                                                              caplog: pytest.LogCaptureFixture, bad: dict[str, Any],
+                                                              reason: str) -> None:
+    t = names.minute_of(time.time()) - 60
+    good = {"schema": names.COUNTS_SCHEMA, "camera": "bad-door", "start": t, "end": t + 60,
+            "lines": {"entrance": {"in": {"person": 1}, "out": {}}}, "zones": {}, "hits": {}}
+    before = rt.malformed
+    with caplog.at_level("WARNING", logger="cloud.realtime"):
+        assert rt.handle({"Records": [_record(1, "site-3-bad", "bad-door", {**good, **bad}, t)]}) == {
+            "batchItemFailures": []}
+    assert rt.malformed == before + 1
+    assert any(reason in r.getMessage() and "counts/1.0" in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records]

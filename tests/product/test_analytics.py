@@ -6,6 +6,7 @@ pipeline: counts/1.0 items and rule hits as filter-alert/1.0; and the component 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -310,6 +311,7 @@ def filt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     rt = Runtime(tmp, [agent], config={agent: {"accessControl": acl}})
     cams = {COMP_CAM: {"policy": "metadata", "analytics": {"intervalS": 10, "lines": {"door": LINE}}}}
     filter_dev_recipe(rt.recipes, cameras=cams, workDir=str(tmp / "work"), metricsPeriodS=1)
+    rt.filter_work = tmp / "work"  # type: ignore[attr-defined]
     try:
         rt.start(wait_for={agent: ("RUNNING",), FILTER: ("RUNNING",)})
         yield rt
@@ -336,6 +338,10 @@ def test_the_component_sends_counts_when_detections_stop_and_exports_totals(filt
     (c,) = wait_until(counts, 30, what="the interval's counts/1.0 put")
     assert (c["camera"], c["start"], c["end"]) == (COMP_CAM, t0, t0 + 10)
     assert c["lines"]["door"] == {"in": {"person": 1}, "out": {}}
+    # the box keeps it too, for the edge dashboard (the local log, under its 7-day rule)
+    logged = [json.loads(x) for p in sorted((filt.filter_work / "local").glob("*/counts.jsonl"))  # type: ignore
+              for x in p.read_text().splitlines()]
+    assert [x["counts"] for x in logged] == [c]
 
     def totals() -> dict | None:
         for e in reversed(a.call("events", id="metrics", timeout=0.1)):
@@ -373,3 +379,127 @@ sites:
     site.write_text(body % "up")
     with pytest.raises(ConfigError, match=r"site\.yaml:14: .*analytics\.lines\.entrance\.inSide: one of left, right"):
         load_site(site)
+
+
+def test_a_message_at_an_intervals_end_counts_in_the_next_interval(tmp_path: Path) -> None:
+    """Intervals are [start, end): an object that enters the zone, or crosses, at the message that closes an interval
+    is in the next interval's counts, not the closed one's."""
+    cfg = parse_camera("cam", {"zones": {"left": ZONE}, "policy": "metadata", "analytics": {
+        "intervalS": 60, "lines": {"door": LINE}, "zones": {"left": {}}}})
+    p = CameraPipeline(cfg, tmp_path)
+    out = []
+    edge = 40 * FPS  # T0 + 40 s: the end of [T0 - 20, T0 + 40)
+    for i in range(edge + 30 * FPS):
+        k = i - edge
+        dets = [{"label": "person", "class_id": 0, "score": 0.9, "box": list(box_at(100, 100 + 20 * k))}] \
+            if 0 <= k < 10 else []
+        out += p.on_detections(parse_detections(det_msg(i, dets)))
+    out += p.flush()
+    counts = [o.message["payload"] for o in out if o.topic == "ggvision/v1/uplink/put"
+              and o.message["payload"]["schema"] == "counts/1.0"]
+    assert [c["start"] for c in counts] == [T0 - 20, T0 + 40]
+    assert counts[0]["zones"]["left"]["entered"] == 0 and counts[0]["lines"]["door"] == {"in": {}, "out": {}}
+    assert counts[1]["zones"]["left"]["entered"] == 1 and counts[1]["lines"]["door"]["in"] == {"person": 1}
+
+
+def stop(r: Run) -> dict:
+    """The Filter stops after the run's last frame: the final (partial) interval's body."""
+    (body,) = r.an.due(T0 + (r.i - 1) / FPS, final=True)
+    return body
+
+
+def test_crossings_waiting_at_shutdown_are_resolved_in_the_final_interval() -> None:
+    # walks down through the line and is last seen beyond the band: the crossing waits for a confirming sighting
+    # that never comes (the Filter stops), so it counts, in the final interval
+    r = Run(lines()).feed([lambda i: (320.0, 100 + 10 * i)], 11)  # beyond the band (y > 190.8) at the last frame
+    assert r.crossings() == {"in": 0, "out": 0} and r.an.lost == []  # waiting on the live track
+    assert stop(r)["lines"]["door"] == {"in": {"person": 1}, "out": {}}
+    # stops inside the band after going through the line (180 -> 186, band 10.8 px): its last anchor is on the
+    # far side, no sighting will show that it was jitter: counts
+    into_band = lambda i: (320.0, 100 + 10 * i) if i < 9 else (320.0, 186.0)  # noqa: E731
+    assert stop(Run(lines()).feed([into_band], 12))["lines"]["door"]["in"] == {"person": 1}
+    # went through the line into the band and came back to its own side within it: counts nothing
+    back = lambda i: (320.0, 100 + 10 * i) if i < 9 else (320.0, 186.0) if i < 11 else (320.0, 175.0)  # noqa: E731
+    assert stop(Run(lines()).feed([back], 13))["lines"]["door"] == {"in": {}, "out": {}}
+    # jitters around the line since it was born inside the band (no side yet): counts nothing
+    on_line = lambda i: (320.0, 180 + (8 if i // 2 % 2 else -8))  # noqa: E731
+    assert stop(Run(lines()).feed([on_line], 20))["lines"]["door"] == {"in": {}, "out": {}}
+
+
+def test_a_track_lost_at_shutdown_leaves_its_zone_and_its_crossing_counts() -> None:
+    """A lost track waiting for a handover when the Filter stops: its crossing counts and it left its zone (dwell);
+    an object still inside at the end has not left (no dwell)."""
+    settings = {"zones": {"left": ZONE}, "analytics": {"lines": {"door": LINE}, "zones": {"left": {}}}}
+    gone = lambda i: (100.0, 100 + 10 * i) if i < 11 else None  # noqa: E731 - in the left half, then not seen
+    stays = lambda i: (200.0, 320.0)  # noqa: E731
+    r = Run(settings).feed([gone, stays], 19)  # max age 1.5 s: ended at frame 18, within the handover time
+    assert len(r.an.lost) == 1 and r.crossings() == {"in": 0, "out": 0}
+    body = stop(r)
+    assert body["lines"]["door"]["in"] == {"person": 1}
+    assert body["zones"]["left"]["dwell"]["count"] == 1 and body["zones"]["left"]["current"] == 1
+
+
+def test_the_component_publishes_the_partial_interval_when_it_stops(tmp_path: Path) -> None:
+    """The real Filter under the local runtime, an hour's interval: a person walks down through the line and the
+    Filter is stopped (StopComponent) at once, its last sighting just past the band (the crossing still waiting for
+    a confirming sighting): the counts/1.0 put at shutdown holds the crossing, and the local log keeps it."""
+    agent, cam = "com.ggvision.test.Agent", "ana-stop"
+    acl = {"aws.greengrass.ipc.pubsub": {
+        f"{agent}:pubsub:1": {"operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["ggvision/v1/*"]},
+        f"{agent}:pubsub:2": {"operations": ["aws.greengrass#PublishToTopic"],
+                              "resources": [f"ggvision/v1/detections/{cam}"]}}}
+    rt = Runtime(tmp_path, [agent], config={agent: {"accessControl": acl}})
+    cams = {cam: {"policy": "metadata", "analytics": {"intervalS": 3600, "lines": {"door": LINE}}}}
+    filter_dev_recipe(rt.recipes, cameras=cams, workDir=str(tmp_path / "work"), metricsPeriodS=1)
+    try:
+        rt.start(wait_for={agent: ("RUNNING",), FILTER: ("RUNNING",)})
+        a = rt.agent()
+        for sub, topic in (("puts", "ggvision/v1/uplink/put"), ("metrics", "ggvision/v1/metrics/filter")):
+            a.call("subscribe", id=sub, topic=topic)
+        a.call("events", id="metrics", count=1, timeout=30)
+        t0 = time.time()
+        for i in range(11):  # y = 100 .. 200: beyond the band (190.8) at the last one only
+            d = {"label": "person", "class_id": 0, "score": 0.9, "box": list(box_at(320, 100 + 10 * i))}
+            a.call("publish_json", topic=f"ggvision/v1/detections/{cam}",
+                   message={**det_msg(i, [d]), "camera": cam, "timestamp": t0 + i / FPS})
+        rt.client.stop_component(component_name=FILTER)
+        rt.wait_state(FILTER, ("FINISHED", "STOPPING", "ERRORED", "BROKEN"), timeout=30)
+
+        def counts() -> list[dict]:
+            return [e["json"]["payload"] for e in a.call("events", id="puts", timeout=0.1)
+                    if e["json"].get("payload", {}).get("schema") == "counts/1.0"]
+
+        (c,) = wait_until(counts, 20, what="the counts/1.0 put at shutdown")
+        assert c["camera"] == cam and c["end"] == pytest.approx(t0 + 10 / FPS, abs=1e-3)  # partial: ends at the last
+        assert c["lines"]["door"] == {"in": {"person": 1}, "out": {}}
+        logged = [json.loads(x)["counts"] for p in sorted((tmp_path / "work" / "local").glob("*/counts.jsonl"))
+                  for x in p.read_text().splitlines()]
+        assert logged == [c]
+    finally:
+        rt.cleanup()
+
+
+def test_detections_received_before_the_stop_count_in_the_final_interval(tmp_path: Path) -> None:
+    """close() handles what was queued but not handled yet before the final counts go out: 200 messages handed to
+    the component and close() called at once (the pipeline thread stops at the flag, the rest is drained)."""
+    from types import SimpleNamespace
+
+    from ggvision.config.base import parse
+    from ggvision.config.filter import FilterConfig
+    from ggvision.filter.component import FilterComponent
+
+    sent: list[tuple[str, dict]] = []
+    app = SimpleNamespace(publish=lambda topic, msg: sent.append((topic, msg)), publish_errors=0)
+    cfg = parse(FilterConfig, {"workDir": str(tmp_path / "work"), "localLog": {"enabled": False}, "cameras": {
+        "cam": {"policy": "metadata", "analytics": {"intervalS": 3600, "lines": {"door": LINE}}}}})
+    comp = FilterComponent(app, cfg)  # type: ignore[arg-type]
+    n = 200
+    for i in range(n):  # walks down through the line again and again: 10 crossings in 200 frames
+        y = 100 + 10 * (i % 20)
+        d = {"label": "person", "class_id": 0, "score": 0.9, "box": list(box_at(320, y))}
+        comp.on_detections("ggvision/v1/detections/cam", det_msg(i, [d]))
+    comp.close()
+    assert comp.pipelines["cam"].stats.detections_msgs == n and comp.queue.qsize() == 0
+    (c,) = [m["payload"] for _, m in sent if isinstance(m.get("payload"), dict)
+            and m["payload"].get("schema") == "counts/1.0"]
+    assert c["end"] == pytest.approx(T0 + (n - 1) / FPS) and c["lines"]["door"]["in"] == {"person": 10}
