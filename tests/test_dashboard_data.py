@@ -208,7 +208,15 @@ def test_edge_reads_the_boxs_own_store(edge: EdgeSource) -> None:
     assert cam.status == "unknown"  # Health is not running: no Prometheus answer, and no wait for one
 
 
-def test_edge_live_view_reads_the_frame_ring(edge: EdgeSource) -> None:
+def test_edge_live_view_reads_the_frame_ring(edge: EdgeSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live view attaches to this runtime's rings only: a ring of the same camera written by a process outside
+    the runtime's root (another runtime on the host) is not shown."""
+    with FrameRing.create("synthetic-1", slots=2, max_frame_bytes=64) as foreign:  # written from outside the root
+        foreign.write(np.zeros((4, 4, 3), np.uint8), time.time())
+        assert edge.live_frame("test-thing/synthetic-1") is None
+    work = edge.root / "work" / "com.ggvision.Capture"
+    work.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(work)  # from here on this process writes its rings as the runtime's Capture would
     assert edge.live_frame("test-thing/synthetic-1") is None  # no Capture here
     frame = np.random.default_rng(1).integers(0, 255, (72, 128, 3), np.uint8)
     with FrameRing.create("synthetic-1", slots=4, max_frame_bytes=frame.nbytes) as ring:

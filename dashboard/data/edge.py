@@ -306,7 +306,7 @@ class EdgeSource:
         for path in sorted(glob.glob(os.path.join(shm_dir(), f"ggv-{camera_slug(camera)}-*"))):
             try:
                 pid, start = read_owner(path)
-                if not owner_alive(pid, start):
+                if not owner_alive(pid, start) or not self._owner_is_ours(pid):
                     continue
                 ring = FrameRing.attach(os.path.basename(path))
             except (OSError, ValueError):
@@ -316,6 +316,17 @@ class EdgeSource:
                 return ring
             ring.close()
         return None
+
+    def _owner_is_ours(self, pid: int) -> bool:
+        """Is the ring's writer a component of this runtime? Components run in `<root>/work/<name>`; several
+        runtimes on one host (`ggvision fleet up`, a test run beside `make run`) can have a camera of the same
+        name, and the live view must not show another device's frames. Where /proc does not tell (another
+        user's process: Greengrass runs components as ggc_user), the ring is taken as before."""
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            return True
+        return cwd.is_relative_to(self.root.resolve())
 
     # ------------------------------------------------------------------ the box
     def uplink_state(self) -> dict[str, Any]:
