@@ -2,7 +2,7 @@
 
 Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to the vision model that serves it
 (radiometric float32 frames to the tabular model of their sensor, with gas/1.0 readings). Every processed frame
-gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.0
+gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.1
 message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
 version via GetComponentDetails, re-checked on every postUpdateEvent) or folders, and are swapped without
 stopping: see swap.py. A vision model may have a candidate B beside it, in shadow or split mode: see arms.py.
@@ -294,11 +294,13 @@ class InferenceComponent:
             else:
                 msg["queue_depth"] = arm.worker.batcher.depth if arm.worker is not None else 0
             out.append(msg)
+        cameras = self.detections.sent.snapshot()  # component-wide: the same block on each primary's message
         for mid, slot, worker in items:
             model = slot.current
             if model is None:
                 continue
             msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
+            msg["cameras"] = cameras
             msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
             if mid in blocks:
                 msg.update(arm="a", ab=blocks[mid])
@@ -343,7 +345,7 @@ class InferenceComponent:
 def _model_metrics(slot: ModelSlot, model: Any, stats: dict[str, Any], role: str, mid: str,
                    now: float) -> dict[str, Any]:
     m = model.manifest
-    return {"schema": "inference-metrics/1.0", "model": m.name, "version": m.version, "id": mid, "role": role,
+    return {"schema": "inference-metrics/1.1", "model": m.name, "version": m.version, "id": mid, "role": role,
             "family": m.family, "task": m.task, "provider": model.provider, "load_ms": round(model.load_ms, 1),
             "source": slot.source.describe() + (f" {slot.version_label}" if slot.version_label
                                                 and slot.source.version is None else ""),
