@@ -243,6 +243,25 @@ def test_invalid_configuration_is_refused_with_the_reason(env: dict[str, Any]) -
     _exactly_once(st)
 
 
+def test_reading_motion_topics_warns_when_no_motion_descriptor_comes(env: dict[str, Any]) -> None:
+    """frameTopics on the Filter's motion topics needs the Filter's motion.publish on (off by default): Inference says
+    so when it starts reading them, and warns when none has come for MOTION_QUIET_S."""
+    from ggvision.inference.component import MOTION_QUIET_S
+
+    rt = env["rt"]
+    t0 = time.monotonic()
+    d = _deploy_config(rt, {"frameTopics": ["ggvision/v1/motion/+"]})
+    assert d.status == "SUCCEEDED", d.deployment_status_details
+    try:
+        wait_until(lambda: "reading motion descriptors (ggvision/v1/motion/+)" in rt.log(NAME), 10, what="the note")
+        wait_until(lambda: "no motion descriptor in" in rt.log(NAME), MOTION_QUIET_S + 15, interval=0.5,
+                   what="the warning")
+        assert time.monotonic() - t0 >= MOTION_QUIET_S and "motion.publish" in rt.log(NAME).split("no motion")[-1]
+    finally:
+        d = _deploy_config(rt, {"frameTopics": ["ggvision/v1/frames/+"]})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+
+
 def test_recipe_grants_only_what_inference_uses() -> None:
     from harness import REPO
 
