@@ -282,7 +282,8 @@ def quiet(model: Path, detect_fps: float, work: Path, seconds: float = 30.0) -> 
     segs = segment(lambda: (enc, enc.template, packets), work / "segments-quiet", 10.0)
     raw = sum(s["size"] for s in segs)
     det = Detector(model)
-    gate = MotionGate(parse_camera("bench", {}).motion)
+    # Inference reading motion descriptors (frameTopics ggvision/v1/motion/+) needs the Filter's motion.publish on
+    gate = MotionGate(parse_camera("bench", {"motion": {"publish": True}}).motion)
     passed, frames, last = 0, [], -1e9
     for t, img in frames_due:
         moving = gate.check(img).moving

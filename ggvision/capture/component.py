@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class Camera:
     config: CameraConfig
     worker: CameraWorker
     ring: FrameRing | None = None
+    published: Published = field(default_factory=lambda: Published())
 
 
 @dataclass
@@ -64,6 +65,29 @@ class Sensor:
     config: SensorConfig
     worker: ThermalWorker
     ring: FrameRing
+    published: Published = field(default_factory=lambda: Published())
+
+
+class Published:
+    """Frame descriptors published for one camera or sensor: what Health's camera-silent watchdog reads from the
+    metrics instead of subscribing to every descriptor (docs/messages.md, capture-metrics/1.1)."""
+
+    __slots__ = ("count", "at", "timestamp")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.at = 0.0  # monotonic time of the last publish
+        self.timestamp = 0.0  # the last frame's own timestamp (epoch seconds)
+
+    def note(self, timestamp: float) -> None:
+        self.at, self.timestamp = time.monotonic(), timestamp
+        self.count += 1  # last: a reader seeing the count sees the time that goes with it (one writer thread)
+
+    def fields(self, now: float) -> dict[str, Any]:
+        if not self.count:
+            return {"frames_published": 0, "last_frame_age_s": None, "last_frame_timestamp": None}
+        return {"frames_published": self.count, "last_frame_age_s": round(max(0.0, now - self.at), 3),
+                "last_frame_timestamp": self.timestamp}
 
 
 class CaptureComponent:
@@ -133,12 +157,15 @@ class CaptureComponent:
     def _start_sensor(self, cfg: SensorConfig) -> None:
         ring = FrameRing.create(cfg.sensor_id, slots=self.slots, max_frame_bytes=WIDTH * HEIGHT * 4)
 
+        published = Published()
+
         def on_frame(frame: np.ndarray, ts: float) -> None:
             self.app.publish(FRAMES.format(camera=cfg.sensor_id), ring.write(frame, ts).to_message())
+            published.note(ts)
 
         worker = ThermalWorker(cfg.sensor_id, cfg.scenario, cfg.seed, cfg.fps, on_frame,
                                lambda reading: self.app.publish(SENSORS.format(sensor=cfg.sensor_id), reading))
-        self.sensors[cfg.sensor_id] = Sensor(cfg, worker, ring)
+        self.sensors[cfg.sensor_id] = Sensor(cfg, worker, ring, published)
         worker.start()
         log.info("sensor %s started (%s)", cfg.sensor_id, cfg.scenario)
 
@@ -161,6 +188,7 @@ class CaptureComponent:
                                                first_sequence=first)
         desc = ring.write(frame, timestamp)
         self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())
+        cam.published.note(timestamp)
 
     def _on_segment(self, cam_id: str, seg: Any) -> None:
         self.app.publish(
@@ -208,6 +236,7 @@ class CaptureComponent:
     def metrics(self) -> dict[str, Any]:
         with self._lock:
             held = sum(size for _, size, _ in recorded(self._recordings()))
+            now = time.monotonic()
             cams = {}
             for cam_id, cam in self.cameras.items():
                 st = cam.worker.status()
@@ -216,10 +245,11 @@ class CaptureComponent:
                     "status": st.state,
                     "reason": st.reason,
                     "ring": cam.ring.stats() if cam.ring else None,
+                    **cam.published.fields(now),
                 }
             sensors = {sid: {"status": "connected" if s.worker.is_alive() else "stopped", "frames_out": s.worker.frames,
-                             "ring": s.ring.stats()} for sid, s in self.sensors.items()}
-        return {"schema": "capture-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
+                             "ring": s.ring.stats(), **s.published.fields(now)} for sid, s in self.sensors.items()}
+        return {"schema": "capture-metrics/1.1", "component": NAME, "timestamp": time.time(), "cameras": cams,
                 "sensors": sensors, "storage": self.faults.metrics(),
                 "disk": {"held": {"video": held}, "evicted": {"video": self.budget_evicted}}}
 

@@ -112,11 +112,11 @@ class ComponentApp:
         return False  # keep the stream open
 
     # -- messages, secrets, state ---------------------------------------------------------
-    def subscribe(self, topic: str, on_message: Callable[[str, Any | None], None], timeout: float = 10.0) -> None:
+    def subscribe(self, topic: str, on_message: Callable[[str, Any | None], None], timeout: float = 10.0) -> Any:
         """Call on_message(topic, JSON message) for each message on `topic` (None for a binary one: every
         ggvision message is JSON). Runs straight on the connection's event thread, skipping clientv2's
         per-event executor hand-off, which dominates the cost on busy topics: on_message must be quick
-        and never block."""
+        and never block. Returns the subscription, for `unsubscribe`."""
         from awsiot.greengrasscoreipc.client import SubscribeToTopicStreamHandler
         from awsiot.greengrasscoreipc.model import SubscribeToTopicRequest
 
@@ -139,6 +139,16 @@ class ComponentApp:
         op.activate(SubscribeToTopicRequest(topic=topic)).result(timeout)
         op.get_response().result(timeout)
         self._ops.append(op)
+        return op
+
+    def unsubscribe(self, op: Any) -> None:
+        """End a subscription `subscribe` returned (closing its stream is how a Greengrass client unsubscribes)."""
+        if op in self._ops:
+            self._ops.remove(op)
+        try:
+            op.close()
+        except Exception as e:  # the connection is going away anyway
+            log.debug("%s: closing a subscription failed: %s", self.name, e)
 
     def publish(self, topic: str, message: dict[str, Any]) -> bool:
         from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage

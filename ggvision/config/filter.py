@@ -147,6 +147,10 @@ class Section(ConfigModel):
 # -- camera settings ---------------------------------------------------------------------------------------
 
 class MotionConfig(Section):
+    # Publish motion descriptors on ggvision/v1/motion/{camera}. Off (the default), the Filter does not even read
+    # this camera's frame descriptors: nothing else uses the gate, and each descriptor costs IPC and a ring read.
+    # Inference reading `frameTopics: [ggvision/v1/motion/+]` needs it on for every camera it should analyse.
+    publish: Flag = False
     enabled: Flag = True
     width: whole(32, 1920) = 160  # the gate works on a frame downscaled to this width
     threshold: whole(1, 255) = 25  # grey-level difference from the background that counts as change

@@ -31,15 +31,17 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
-from ..contract import secrets
+from ..contract import secrets, topics
 from .base import ConfigError, ConfigModel, describe, error_at, explain, json_schema
 from .capture import CameraConfig as CaptureCamera
 from .capture import CameraId, SensorConfig
 from .components import MODELS, model_of
 from .filter import CameraConfig as FilterCamera
+from .filter import MotionConfig
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")  # site ids, thing names (IoT thing name rules)
 SECRET_PREFIX = "ggvision"
+MOTION_PREFIX = topics.MOTION.removesuffix("{camera}")
 
 
 def _name(what: str) -> BeforeValidator:
@@ -120,7 +122,27 @@ class SiteFile(ConfigModel):
                              "credentialsSecret"),
                             f"a device may read only secrets under {own} (e.g. "
                             f"{secrets.camera_secret_name(SECRET_PREFIX, thing, cam_id)}), got {secret!r}")
+                    self._motion_published(site.stage, ("sites", site_id, "devices", thing, "cameras", cam_id), cam)
         return self
+
+    def _motion_published(self, stage: str, where: tuple[str, ...], cam: SiteCamera) -> None:
+        """Inference reading the Filter's motion topics gets a camera's frames only if the Filter publishes them
+        (`motion.publish`, off by default): refuse the file rather than leave a camera unanalysed."""
+        conf = self.stages[stage].configuration
+        read = [t for t in conf.get("com.ggvision.Inference", {}).get("frameTopics") or ()
+                if isinstance(t, str) and t.startswith(MOTION_PREFIX)]
+        if not read:
+            return
+        if "motion" in cam.filter.model_fields_set and "publish" in cam.filter.motion.model_fields_set:
+            publish = cam.filter.motion.publish
+        else:  # the stage's Filter defaults (already validated with the stage)
+            defaults = conf.get("com.ggvision.Filter", {}).get("defaults") or {}
+            publish = MotionConfig.model_validate(defaults.get("motion") or {}).publish
+        if not publish:
+            raise error_at((*where, "filter", "motion", "publish"),
+                           f"the stage's com.ggvision.Inference frameTopics read {', '.join(read)}, which the Filter "
+                           "publishes only with motion.publish on: set it here or in the stage's com.ggvision.Filter "
+                           "defaults, or this camera is never analysed")
 
     def devices(self) -> dict[str, tuple[str, Device]]:
         """thing name -> (site id, device)."""

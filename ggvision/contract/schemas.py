@@ -16,8 +16,8 @@ EVENT = "event/1.0"
 ALERT = "alert/1.0"
 FILTER_ALERT = "filter-alert/1.0"
 COUNTS = "counts/1.0"
-CAPTURE_METRICS = "capture-metrics/1.0"
-INFERENCE_METRICS = "inference-metrics/1.0"
+CAPTURE_METRICS = "capture-metrics/1.1"
+INFERENCE_METRICS = "inference-metrics/1.1"
 FILTER_METRICS = "filter-metrics/1.0"
 UPLINK_METRICS = "uplink-metrics/1.0"
 HEALTH_SUMMARY = "health-summary/1.0"
@@ -40,10 +40,10 @@ class Message:
 
 
 MESSAGES: tuple[Message, ...] = (
-    Message(FRAME, "Capture", ("Inference", "Filter", "Health"), (t.FRAMES, t.MOTION)),
+    Message(FRAME, "Capture", ("Inference", "Filter"), (t.FRAMES, t.MOTION)),
     Message(SEGMENT, "Capture", ("Filter",), (t.SEGMENTS,)),
     Message(GAS, "Capture", ("Inference",), (t.SENSORS,)),
-    Message(DETECTIONS, "Inference", ("Filter", "Health", "live view"), (t.DETECTIONS,)),
+    Message(DETECTIONS, "Inference", ("Filter", "live view"), (t.DETECTIONS,)),
     Message(EVENT, "Filter", ("live view", "cloud"), (t.EVENTS, t.IOT_RESULTS)),
     Message(ALERT, "Health, Inference", ("operators", "cloud"), (t.ALERTS, t.IOT_EVENTS)),
     Message(FILTER_ALERT, "Filter", ("operators", "cloud"), (t.IOT_EVENTS,)),

@@ -1,7 +1,8 @@
 """com.ggvision.Filter: the policy engine between the cameras and the uplink.
 
-Reads frame descriptors (motion gate), detections/1.0 and segment/1.0 for each configured camera and the
-Uplink's acks; publishes motion descriptors (ggvision/v1/motion/{camera}), events
+Reads detections/1.0 and segment/1.0 for each configured camera, the Uplink's acks, and frame descriptors only
+while a camera has `motion.publish` on (the motion gate's only consumer is whoever reads its output; off, the
+Filter costs nothing per frame); publishes motion descriptors (ggvision/v1/motion/{camera}), events
 (ggvision/v1/events/{camera}), uplink-put/1.0 items (ggvision/v1/uplink/put) and filter-metrics/1.0
 (ggvision/v1/metrics/filter); keeps the box's local log of event ends, snapshots and fire-risk results
 (locallog.py; it follows disk-budget/1.0 for the log's pictures). Configuration: ggvision/config/filter.py; per
@@ -107,6 +108,8 @@ class FilterComponent:
         self.motion_skipped = 0
         self._frames: dict[str, dict[str, Any]] = {}  # latest descriptor per camera for the motion thread
         self._frames_cv = threading.Condition()
+        self._frames_op: Any = None  # the frames/+ subscription while a camera has motion.publish on
+        self._frames_lock = threading.Lock()
         self._last_det: dict[str, float] = {}  # wall time of the last detections per camera
         self._last_metrics = 0.0
         self._last_prune = 0.0
@@ -141,6 +144,19 @@ class FilterComponent:
                                                      min_free_bytes=cfg.min_free_bytes)
         self._publish(out)
 
+    def follow_frames(self) -> None:
+        """Subscribe to the frame descriptors while some camera publishes motion, and only then."""
+        with self._frames_lock:
+            want = any(p.cfg.motion.publish for p in self.pipelines.values())
+            if want and self._frames_op is None:
+                self._frames_op = self.app.subscribe(FRAMES, self.on_frame)
+                log.info("motion gate on for %s", ", ".join(c for c, p in self.pipelines.items()
+                                                           if p.cfg.motion.publish))
+            elif not want and self._frames_op is not None:
+                self.app.unsubscribe(self._frames_op)
+                self._frames_op = None
+                log.info("motion gate off: no camera has motion.publish on; frame descriptors no longer read")
+
     def on_config(self, raw: dict[str, Any]) -> None:
         self._enqueue("config", parse(FilterConfig, raw))
 
@@ -153,8 +169,11 @@ class FilterComponent:
 
     def on_frame(self, topic: str, msg: Any) -> None:
         cam = topic.rsplit("/", 1)[-1]
-        if cam not in self.pipelines:
+        pipe = self.pipelines.get(cam)
+        if pipe is None:
             self.unconfigured[cam] += 1
+            return
+        if not pipe.cfg.motion.publish:  # another camera's motion.publish brought it: not gated
             return
         with self._frames_cv:
             if cam in self._frames:
@@ -213,7 +232,7 @@ class FilterComponent:
                     batch, self._frames = self._frames, {}
                 for cam, msg in batch.items():
                     pipe = self.pipelines.get(cam)
-                    if pipe is None:
+                    if pipe is None or not pipe.cfg.motion.publish:  # removed or turned off meanwhile
                         continue
                     try:
                         desc = FrameDescriptor.from_message(msg)
@@ -253,6 +272,7 @@ class FilterComponent:
     def _handle(self, kind: str, item: Any, rings: Rings) -> None:
         if kind == "config":
             self._configure(item)
+            self.follow_frames()
         elif kind == "detections":
             det: Detections = item
             pipe = self.pipelines.get(det.camera)
@@ -419,7 +439,7 @@ def build(app: ComponentApp, raw: dict[str, Any]) -> FilterComponent:
     app.subscribe(ACKS, comp.on_ack)
     app.subscribe(SEGMENTS, comp.on_segment)
     app.subscribe(DETECTIONS, comp.on_detections)
-    app.subscribe(FRAMES, comp.on_frame)
+    comp.follow_frames()
     try:
         app.subscribe(topics.DISK_BUDGET, comp.on_budget)
     except Exception as e:  # a recipe whose accessControl predates it: retention still bounds the local log

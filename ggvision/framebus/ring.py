@@ -2,7 +2,8 @@
 
 `FrameRing.create` makes this process' ring for a camera and `write` publishes frames into it without
 ever waiting; `FrameRing.attach` maps it read-only and `read` copies a frame out, or returns None when
-the writer overwrote it meanwhile (seqlock generations, below). Both count what they did (`stats`).
+the writer overwrote it meanwhile (seqlock generations, below); `view` + `unchanged` let a reader compute
+straight from the slot instead, with the same check after. Both count what they did (`stats`).
 
 Why a /dev/shm file + mmap and not `multiprocessing.shared_memory`:
 - Before Python 3.13 (no `track=False`) every `SharedMemory(name)` attach registers the segment with the
@@ -23,7 +24,8 @@ Seqlock protocol and memory ordering ("within what Python allows"):
            FENCE;  gen = gen + 1 (even);  FENCE;  written = seq + 1.
 - Reader:  g1 = gen (must equal the descriptor's);  FENCE;  fields + pixel copy into private memory;
            FENCE;  g2 = gen;  g1 != g2 means the writer touched the slot while we copied: the copy is
-           discarded (None, counted as torn). Only a copy checked this way is ever returned.
+           discarded (None, counted as torn). Only a copy checked this way is ever returned; with `view`, the
+           reader's own computation stands in for the copy and `unchanged` is the second check.
 - The generation and `written` words are read and written through a numpy uint64 view as single
   elements; numpy does an aligned `*(npy_uint64 *)p = v` / `v = *(npy_uint64 *)p` for a well-behaved
   array, i.e. one 8-byte access, which is single-copy atomic on x86-64 and AArch64 (aligned LDR/STR), so a
@@ -312,6 +314,38 @@ class FrameRing:
         When None is returned, `out` may hold a partial copy. Raises ValueError for a descriptor that can
         never match this ring (other ring, slot out of range, too big) or an unsuitable `out`.
         """
+        if out is not None and (out.dtype.name != desc.dtype or out.shape != desc.shape or not out.flags.writeable):
+            raise ValueError(f"out must be a writeable {desc.dtype} array of shape {desc.shape}")
+        src = self._slot(desc)
+        if src is None:
+            return None
+        if out is None:
+            out = np.empty(desc.shape, desc.dtype)
+        self._copy(src, out)
+        return out if self.unchanged(desc) else None
+
+    def view(self, desc: FrameDescriptor) -> np.ndarray | None:
+        """The frame `desc` names in place (read-only, no copy), or None if the slot was already overwritten.
+
+        The writer may reuse the slot at any moment: anything computed from the view is good only if
+        `unchanged(desc)` holds after it was computed (the same seqlock check `read` makes after its copy),
+        and the view must not be kept past that check. Raises ValueError as `read` does.
+        """
+        return self._slot(desc)
+
+    def unchanged(self, desc: FrameDescriptor) -> bool:
+        """After a copy or a computation from `view(desc)`: whether the slot still holds that frame (counted as
+        a good read, or as torn: the writer touched the slot meanwhile, so the result must be discarded)."""
+        gen, _, _ = self._views()
+        _fence()
+        if int(gen[desc.slot]) != desc.generation:
+            self._torn += 1
+            return False
+        self._reads += 1
+        return True
+
+    def _slot(self, desc: FrameDescriptor) -> np.ndarray | None:
+        """The slot's pixels as a view once the generation and fields match the descriptor, else None (counted)."""
         gen, _, data = self._views()
         if desc.ring != self.name:
             raise ValueError(f"frame descriptor field 'ring': {desc.ring!r} is not this ring ({self.name!r})")
@@ -319,10 +353,6 @@ class FrameRing:
             raise ValueError(f"frame descriptor field 'slot': {desc.slot} >= {self.slots} slots")
         if desc.nbytes > self.max_frame_bytes:
             raise ValueError(f"frame descriptor field 'shape': {desc.shape} exceeds {self.max_frame_bytes} bytes")
-        if out is None:
-            out = np.empty(desc.shape, desc.dtype)
-        elif out.dtype.name != desc.dtype or out.shape != desc.shape or not out.flags.writeable:
-            raise ValueError(f"out must be a writeable {desc.dtype} array of shape {desc.shape}")
 
         slot = desc.slot
         g1 = int(gen[slot])
@@ -342,13 +372,7 @@ class FrameRing:
             return None
         self._note(seq)
         base = slot * self._stride
-        self._copy(data[base : base + desc.nbytes].view(desc.dtype).reshape(desc.shape), out)
-        _fence()
-        if int(gen[slot]) != g1:
-            self._torn += 1  # overwritten while we copied: discard
-            return None
-        self._reads += 1
-        return out
+        return data[base : base + desc.nbytes].view(desc.dtype).reshape(desc.shape)
 
     def _copy(self, src: np.ndarray, dst: np.ndarray) -> None:
         # A separate method so tests can stall a reader in the middle of its copy.

@@ -1,10 +1,10 @@
 """com.ggvision.Health: hardware, ML, network and application metrics; Prometheus; IoT Core summary; watchdogs.
 
 Every `periodS` it samples the host (psutil), the GPUs (NVML), the component processes, TCP probes and
-ListComponents, merges what the local topics told it (inference/capture/uplink metrics, frame descriptors,
-detections), runs the watchdogs, and swaps the result into the Prometheus collector. Every
-`summaryPeriodS` it publishes a `health-summary/1.0` to IoT Core (`ggvision/{thing}/metrics`, QoS 1,
-≤ 128 KB) and a few values as CloudWatch metric requests on `cloudwatch/metric/put` (`cloudwatch` settings),
+ListComponents, merges what the local topics told it (inference/capture/filter/uplink metrics, with each camera's
+frame and detection times: no per-frame message), runs the watchdogs, and swaps the result into the Prometheus
+collector. Every `summaryPeriodS` it publishes a `health-summary/1.0` to IoT Core (`ggvision/{thing}/metrics`,
+QoS 1, ≤ 128 KB) and a few values as CloudWatch metric requests on `cloudwatch/metric/put` (`cloudwatch` settings),
 which the AWS-provided aws.greengrass.Cloudwatch component batches into PutMetricData calls (PutComponentMetric
 is refused by the nucleus to any component not named `aws.*`). Alerts go to `ggvision/v1/alerts/health` and to
 IoT Core `ggvision/{thing}/events`. Configuration keys: ggvision/config/health.py.
@@ -37,7 +37,9 @@ log = logging.getLogger("ggvision.health")
 NAME = "com.ggvision.Health"
 ALERTS = topics.ALERTS.format(component="health")
 DISK_BUDGET = topics.DISK_BUDGET
-SUBSCRIPTIONS = tuple(topics.every(t) for t in (topics.METRICS, topics.DETECTIONS, topics.FRAMES))
+# Metrics only: frame and detection times come from Capture's and Inference's metrics (health/state.py), so Health
+# costs nothing per frame (docs/performance.md, "Plumbing CPU per analysed frame").
+SUBSCRIPTIONS = (topics.every(topics.METRICS),)
 IOT_METRICS = topics.IOT_METRICS
 IOT_EVENTS = topics.IOT_EVENTS
 IPC_TIMEOUT_S = 10.0
@@ -82,8 +84,6 @@ class HealthComponent:
         self._pending: HealthConfig | None = None
         self._next_collect = self.started
         self._next_summary = self.started + min(cfg.summary_period_s, max(cfg.period_s * 2, 1.0))
-        self._last_det: dict[str, int] = {}
-        self._last_det_t = self.started
         self._states: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         self._proc_restarts: dict[str, int] = {}
@@ -224,11 +224,7 @@ class HealthComponent:
         listed = self._list_components()
         c.components = self._track_components(listed, now)
         app = c.app = self.state.view(self.cfg.camera_silent_s, now)
-        dt = max(1e-6, now - self._last_det_t)
-        counts = {cam: v.detections for cam, v in app.cameras.items()}
-        c.detection_fps = {cam: max(0, n - self._last_det.get(cam, 0) if n >= self._last_det.get(cam, 0) else n) / dt
-                           for cam, n in counts.items()}
-        self._last_det, self._last_det_t = counts, now
+        c.detection_fps = {cam: v.detection_fps for cam, v in app.cameras.items()}
         inf = listed.get(self.cfg.inference_component) if listed is not None else None
         running = listed is None or (inf is not None and inf[0] == "RUNNING")  # unknown states: assume it runs
         if self.budget is not None and self.budget.due(now):

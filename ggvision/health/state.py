@@ -1,7 +1,14 @@
-"""What Health learns from local messages: inference, capture and uplink metrics, frames, detections, the
-`storage` block any component's metrics carry (ggvision/component/storage.py: write failures per condition,
-the conditions still active), and the Filter's per-camera `analytics` counts (line crossings, zone occupancy,
-rule hits; ggvision/filter/analytics.py).
+"""What Health learns from local messages: inference, capture and uplink metrics, the `storage` block any
+component's metrics carry (ggvision/component/storage.py: write failures per condition, the conditions still
+active), and the Filter's per-camera `analytics` counts (line crossings, zone occupancy, rule hits;
+ggvision/filter/analytics.py).
+
+Health reads no per-frame message: each camera's last frame comes from capture-metrics/1.1 (`frames_published`,
+`last_frame_age_s`) and its detections from inference-metrics/1.1 (`cameras`: detections messages published and
+the last one's age), so it knows of a frame or a detection within one metrics period of the component's, at the
+time the component saw it. Older producers without those fields still work, more coarsely: a camera whose
+`frames_out` grew has had a frame by the time its metrics arrived; a model whose `frames` counter grew counts as
+a detection on every camera (no per-camera detection fps then).
 
 IPC callbacks (on the client's event thread) call `on_*`; each does a little validation and
 bookkeeping under a lock and returns. A malformed message is counted per topic and dropped.
@@ -18,11 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contract import disk, topics
-from ..framebus import FrameDescriptor
 
-# topic prefixes: what follows the last "/" names the camera or component
-FRAMES = topics.FRAMES.removesuffix("{camera}")
-DETECTIONS = topics.DETECTIONS.removesuffix("{camera}")
+# topic prefix: what follows the last "/" names the component
 METRICS = topics.METRICS.removesuffix("{component}")
 _CAPTURE = re.compile(r"^capture-metrics/1\.\d+$")
 _INFERENCE = re.compile(r"^inference-metrics/1\.\d+$")
@@ -30,8 +34,9 @@ _UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")
 _FILTER = re.compile(r"^filter-metrics/1\.\d+$")
 MAX_ANALYTICS_NAMES = 32  # lines, zones, labels per camera kept for metrics (bounded label sets)
 MAX_TOPIC_LABELS = 256  # malformed-message counters beyond this many topics go under "other"
-MAX_CAMERAS = 1024  # cameras tracked from frames/detections (a runaway publisher cannot grow us without bound)
+MAX_CAMERAS = 1024  # cameras tracked from capture and inference metrics (a runaway publisher cannot grow us)
 MODEL_STALE_S = 600.0  # a model not reported for this long (swapped out) is forgotten
+RATE_MIN_S = 0.5  # detection fps over reports at least this far apart (the primaries' messages of one period share one)
 MAX_STORAGE_COMPONENTS = 64  # components whose storage block is kept
 STORAGE_CONDITIONS = ("disk-full", "read-only", "permission-denied", "io-error")
 
@@ -76,11 +81,37 @@ class InferenceMetrics:
     shadow: dict[str, float] | None = None  # the primary's agreement with its shadow (IoU-matched detections)
     arms: ArmFigures | None = None  # the A/B figures while the model has a candidate (docs/inference.md)
     model_id: str | None = None  # the configured model id (`id`)
+    frames: float | None = None  # frames that got a result, cumulative for the process
+    timestamp: float | None = None  # when Inference made the message (epoch seconds)
+    cameras: dict[str, CameraDetections] | None = None  # 1.1: detections messages per camera (None: older)
 
     @property
     def key(self) -> str:
         """Where Health keeps this model: a shadow of the same model must not look like its restart."""
         return self.model if self.role == "primary" else f"{self.model}#{self.role}"
+
+
+@dataclass(frozen=True)
+class CameraDetections:
+    """One camera's entry of inference-metrics' `cameras` block."""
+
+    messages: int  # detections messages published since the inference process started
+    last_age_s: float | None  # seconds since the last one, when the metrics were made
+
+
+def _cameras_block(block: Any) -> dict[str, CameraDetections] | None:
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise Malformed("cameras: expected an object keyed by camera")
+    out = {}
+    for cam, c in list(block.items())[:MAX_CAMERAS]:
+        if not isinstance(c, dict):
+            raise Malformed(f"cameras.{str(cam)[:64]}: expected an object")
+        where = f"cameras.{str(cam)[:64]}"
+        out[str(cam)[:128]] = CameraDetections(_count(c.get("detection_msgs"), f"{where}.detection_msgs"),
+                                               _num(c, "last_age_s"))
+    return out
 
 
 OUTCOMES = ("matched", "label_flips", "a_only", "b_only")
@@ -150,6 +181,7 @@ def parse_inference(msg: Any) -> InferenceMetrics:
         errors=_num(msg, "errors"), runs=_num(msg, "runs"), score_mean=_num(msg, "score_mean", lo=-math.inf),
         role=_role(msg), shadow=_agreement(msg.get("shadow")), arms=_arm_figures(msg),
         model_id=str(msg["id"])[:128] if isinstance(msg.get("id"), str) else None,
+        frames=_num(msg, "frames"), timestamp=_num(msg, "timestamp"), cameras=_cameras_block(msg.get("cameras")),
     )
 
 
@@ -175,6 +207,8 @@ class CaptureCamera:
     status: str
     input_fps: float | None
     decoded_fps: float | None
+    frames: float | None = None  # 1.1 `frames_published`, else `frames_out` (cumulative for the process)
+    last_frame_age_s: float | None = None  # 1.1: seconds since the last descriptor, when the metrics were made
 
 
 def parse_capture(msg: Any) -> tuple[dict[str, CaptureCamera], set[str]]:
@@ -193,7 +227,9 @@ def parse_capture(msg: Any) -> tuple[dict[str, CaptureCamera], set[str]]:
         status = m.get("status")
         if not isinstance(status, str):
             raise Malformed(f"cameras.{cam}.status: expected a string")
-        out[cam] = CaptureCamera(status, _num(m, "input_fps"), _num(m, "decoded_fps"))
+        frames = _num(m, "frames_published")
+        out[cam] = CaptureCamera(status, _num(m, "input_fps"), _num(m, "decoded_fps"),
+                                 _num(m, "frames_out") if frames is None else frames, _num(m, "last_frame_age_s"))
     return out, set(sensors) - set(cams)
 
 
@@ -262,8 +298,13 @@ class ModelState:
 class CameraTrack:
     first_known: float  # monotonic: when Health first heard of the camera
     frame_last: float | None = None
-    detections: int = 0
+    frames: float | None = None  # capture's cumulative count at its last metrics (an older capture: frames_out)
+    detections: int = 0  # detections messages since Health first heard of the camera (across Inference restarts)
     detection_last: float | None = None
+    detection_msgs: int | None = None  # Inference's own cumulative count at its last metrics
+    detection_at: float | None = None  # monotonic: when Inference last reported this camera
+    detection_fps: float = 0.0  # over the last two reports at least RATE_MIN_S apart
+    rate_mark: tuple[int, float] | None = None  # (detections, Inference's timestamp) the rate counts from
 
 
 @dataclass
@@ -278,6 +319,7 @@ class CameraView:
     detections: int
     detection_last: float | None
     first_known: float
+    detection_fps: float = 0.0
 
 
 @dataclass
@@ -355,6 +397,8 @@ class AppState:
     sensors: set[str] = field(default_factory=set)
     capture_at: float | None = None
     capture_interval: float = 5.0
+    inference_at: float | None = None
+    inference_interval: float = 5.0
     backlog: dict[str, float] = field(default_factory=dict)
     tracks: dict[str, CameraTrack] = field(default_factory=dict)
     any_detection: bool = False
@@ -381,19 +425,21 @@ class AppState:
         now = time.monotonic() if now is None else now
         with self._lock:
             try:
-                if topic.startswith(FRAMES):
-                    self._on_frame(topic, msg, now)
-                elif topic.startswith(DETECTIONS):
-                    self._on_detection(topic, msg, now)
-                elif topic == METRICS + "inference":
-                    self._on_inference(parse_inference(msg), now)
+                if topic == METRICS + "inference":
+                    m = parse_inference(msg)
+                    if m.role == "primary" and m.cameras is not None:  # the messages that carry per-camera counts
+                        if self.inference_at is not None and now - self.inference_at >= RATE_MIN_S:
+                            self.inference_interval = now - self.inference_at
+                        if self.inference_at is None or now - self.inference_at >= RATE_MIN_S:
+                            self.inference_at = now
+                    self._on_inference(m, now)
                 elif topic == METRICS + "capture":
                     cams, sensors = parse_capture(msg)
                     if self.capture_at is not None:
                         self.capture_interval = max(0.1, now - self.capture_at)
                     self.capture, self.sensors, self.capture_at = cams, sensors, now
-                    for cam in cams:
-                        self._track(cam, now)
+                    for cam, m in cams.items():
+                        self._on_capture_camera(cam, m, now)
                 elif topic == METRICS + "uplink":
                     self.backlog = parse_uplink(msg)
                 # of other components' metrics Health reads only the storage block
@@ -401,7 +447,7 @@ class AppState:
                     self._on_storage(topic, msg, now)
                 if topic == METRICS + "filter":  # after its storage block: bad counts must not hide that
                     self.analytics, self.analytics_at = parse_filter(msg), now
-            except Exception:  # Malformed, FrameDescriptor's ValueError, or anything odd: count and drop
+            except Exception:  # Malformed, or anything odd: count and drop
                 self._bad(topic)
 
     def _on_storage(self, topic: str, msg: Any, now: float) -> None:
@@ -422,26 +468,50 @@ class AppState:
         if name in self.storage or len(self.storage) < MAX_STORAGE_COMPONENTS:
             self.storage[name] = (report, now)
 
-    def _on_frame(self, topic: str, msg: Any, now: float) -> None:
-        cam = topic[len(FRAMES):]
-        desc = FrameDescriptor.from_message(msg if msg is not None else b"")  # ValueError: malformed
-        if desc.camera != cam:
-            raise Malformed(f"descriptor for {desc.camera} on {topic}")
+    def _on_capture_camera(self, cam: str, m: CaptureCamera, now: float) -> None:
         t = self._track(cam, now)
-        if t is not None:
-            t.frame_last = now
+        if t is None:
+            return
+        if m.last_frame_age_s is not None and m.frames:
+            t.frame_last = max(t.frame_last or -math.inf, now - m.last_frame_age_s)
+        elif m.frames is not None and t.frames is not None and m.frames != t.frames:  # an older capture
+            t.frame_last = now  # a frame arrived since its last metrics: known to within one period
+        t.frames = m.frames
 
-    def _on_detection(self, topic: str, msg: Any, now: float) -> None:
-        if not isinstance(msg, dict):
-            raise Malformed("expected a JSON object")
-        t = self._track(topic[len(DETECTIONS):], now)
-        if t is not None:
-            t.detections += 1
-            t.detection_last = now
-            self.any_detection = True
+    def _on_detections(self, m: InferenceMetrics, now: float) -> None:
+        for cam, c in (m.cameras or {}).items():
+            t = self._track(cam, now)
+            if t is None:
+                continue
+            prev = t.detection_msgs
+            new = c.messages - prev if prev is not None and c.messages >= prev else c.messages  # a restart: anew
+            t.detection_msgs, t.detection_at = c.messages, now
+            if new > 0 and c.last_age_s is not None:
+                t.detections += new
+                t.detection_last = max(t.detection_last or -math.inf, now - c.last_age_s)
+                self.any_detection = True
+            if m.timestamp is not None:
+                if t.rate_mark is None or m.timestamp < t.rate_mark[1]:
+                    t.rate_mark = (t.detections, m.timestamp)
+                elif m.timestamp - t.rate_mark[1] >= RATE_MIN_S:
+                    t.detection_fps = (t.detections - t.rate_mark[0]) / (m.timestamp - t.rate_mark[1])
+                    t.rate_mark = (t.detections, m.timestamp)
+
+    def _on_progress(self, m: InferenceMetrics, prev: InferenceMetrics | None, now: float) -> None:
+        """An older Inference without per-camera counts: its model's frames counter moving stands for a detection on
+        every camera (so the hung watchdog does not fire while it works)."""
+        if m.role != "primary" or m.frames is None or prev is None or prev.frames is None or m.frames == prev.frames:
+            return
+        for cam, t in self.tracks.items():
+            if cam not in self.sensors:
+                t.detection_last = now
 
     def _on_inference(self, m: InferenceMetrics, now: float) -> None:
         prev = self.models.get(m.key)
+        if m.cameras is not None:
+            self._on_detections(m, now)
+        else:
+            self._on_progress(m, prev.metrics if prev is not None else None, now)
         st = ModelState(m, now)
         errors, runs = m.errors or 0.0, m.runs or 0.0
         if prev is None:
@@ -471,6 +541,8 @@ class AppState:
             for cam, t in list(self.tracks.items()):
                 cap = self.capture.get(cam) if fresh else None
                 recent = any(x is not None and now - x <= stale_after for x in (t.frame_last, t.detection_last))
+                fps = t.detection_fps if t.detection_at is not None and now - t.detection_at <= max(
+                    3 * self.inference_interval, 1.0) else 0.0  # Inference stopped reporting the camera
                 if fresh and cap is None and not recent:
                     del self.tracks[cam]  # capture no longer lists it and nothing arrives: removed
                     continue
@@ -478,7 +550,7 @@ class AppState:
                 up = cap.status == "connected" if cap is not None else age < silent_s
                 cams[cam] = CameraView(cam, cam in self.sensors, up, cap.input_fps if cap else None,
                                        cap.decoded_fps if cap else None, age, t.frame_last, t.detections,
-                                       t.detection_last, t.first_known)
+                                       t.detection_last, t.first_known, fps)
             for model in [m for m, s in self.models.items() if now - s.received > MODEL_STALE_S]:
                 del self.models[model]
             for comp in [c for c, (_, at) in self.storage.items() if now - at > MODEL_STALE_S]:

@@ -2,7 +2,7 @@
 
 Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to the vision model that serves it
 (radiometric float32 frames to the tabular model of their sensor, with gas/1.0 readings). Every processed frame
-gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.0
+gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.1
 message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
 version via GetComponentDetails, re-checked on every postUpdateEvent) or folders, and are swapped without
 stopping: see swap.py. A vision model may have a candidate B beside it, in shadow or split mode: see arms.py.
@@ -41,6 +41,10 @@ METRICS = topics.metrics("inference")
 ALERTS = topics.ALERTS.format(component="inference")
 SENSORS = topics.every(topics.SENSORS)
 RETRY_MISSING_S = 10.0
+# The Filter publishes motion descriptors only for cameras with its `motion.publish` on, then at least one every
+# `motion.keepaliveS` (default 5 s): this long without any on a configured motion topic is worth a warning.
+MOTION_QUIET_S = 15.0
+MOTION_PREFIX = topics.MOTION.removesuffix("{camera}")
 
 Worker = VisionWorker | TabularWorker
 
@@ -72,6 +76,7 @@ class InferenceComponent:
         self._video = Routes()
         self._thermal = Routes()
         self._frame_topics: tuple[str, ...] = ()
+        self._motion_wait: float | None = None  # monotonic: since when motion topics are read and none came yet
         self._subscribed: set[str] = set()
         self._last_offer: dict[str, tuple[str, int]] = {}
         self._lock = threading.RLock()
@@ -145,6 +150,13 @@ class InferenceComponent:
                 self.specs[mid] = spec
             self._set_routes()
             self._apply_arms(cfg.arms, reload_all)
+            motion = [t for t in cfg.frame_topics if t.startswith(MOTION_PREFIX)]
+            if motion and not any(t.startswith(MOTION_PREFIX) for t in self._frame_topics):
+                self._motion_wait = time.monotonic()
+                log.info("reading motion descriptors (%s): the Filter publishes them only for cameras with its "
+                         "motion.publish on", ", ".join(motion))
+            elif not motion:
+                self._motion_wait = None
             self._frame_topics = cfg.frame_topics
             for topic in cfg.frame_topics:
                 self._subscribe(topic, self._on_frame)
@@ -222,6 +234,8 @@ class InferenceComponent:
     def _on_frame(self, topic: str, msg: Any) -> None:
         if not any(mqtt_match(f, topic) for f in self._frame_topics):
             return  # a topic no longer configured
+        if self._motion_wait is not None and topic.startswith(MOTION_PREFIX):
+            self._motion_wait = None
         try:
             desc = FrameDescriptor.from_message(msg if msg is not None else b"")
         except ValueError as e:
@@ -294,11 +308,13 @@ class InferenceComponent:
             else:
                 msg["queue_depth"] = arm.worker.batcher.depth if arm.worker is not None else 0
             out.append(msg)
+        cameras = self.detections.sent.snapshot()  # component-wide: the same block on each primary's message
         for mid, slot, worker in items:
             model = slot.current
             if model is None:
                 continue
             msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
+            msg["cameras"] = cameras
             msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
             if mid in blocks:
                 msg.update(arm="a", ab=blocks[mid])
@@ -317,6 +333,12 @@ class InferenceComponent:
         if now - self._last_metrics >= self.cfg.metrics_period_s:
             self._last_metrics = now
             self.publish_metrics()
+        wait = self._motion_wait
+        if wait is not None and now - wait >= MOTION_QUIET_S:
+            self._motion_wait = None  # once per configuration
+            log.warning("no motion descriptor in %.0f s on %s: turn the Filter's motion.publish on for the cameras "
+                        "to analyse (docs/filter.md), or read ggvision/v1/frames/+", now - wait,
+                        ", ".join(t for t in self._frame_topics if t.startswith(MOTION_PREFIX)))
         if now - self._last_retry >= RETRY_MISSING_S:
             self._last_retry = now
             with self._lock:
@@ -343,7 +365,7 @@ class InferenceComponent:
 def _model_metrics(slot: ModelSlot, model: Any, stats: dict[str, Any], role: str, mid: str,
                    now: float) -> dict[str, Any]:
     m = model.manifest
-    return {"schema": "inference-metrics/1.0", "model": m.name, "version": m.version, "id": mid, "role": role,
+    return {"schema": "inference-metrics/1.1", "model": m.name, "version": m.version, "id": mid, "role": role,
             "family": m.family, "task": m.task, "provider": model.provider, "load_ms": round(model.load_ms, 1),
             "source": slot.source.describe() + (f" {slot.version_label}" if slot.version_label
                                                 and slot.source.version is None else ""),

@@ -13,12 +13,15 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from .stats import CameraCounts
+
 log = logging.getLogger("ggvision.inference")
 
 
 class AsyncPublisher:
     def __init__(self, client: Any, max_inflight: int = 64) -> None:
         self._client = client
+        self.sent = CameraCounts()  # messages handed to the connection, per message `camera`
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._max = max_inflight
         self.errors = 0
@@ -35,6 +38,9 @@ class AsyncPublisher:
             self._failed(topic, e)
             return
         fut.add_done_callback(lambda f: self._done(topic, f))
+        camera = message.get("camera")
+        if isinstance(camera, str):
+            self.sent.note(camera)
 
     def _done(self, topic: str, fut: Future) -> None:
         self._slots.release()

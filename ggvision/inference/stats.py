@@ -1,4 +1,4 @@
-"""Per-model counters and recent distributions for inference-metrics/1.0.
+"""Per-model counters and recent distributions for inference-metrics/1.x, and per-camera message counts.
 
 Counters (runs, errors, frames, dropped_frames, load_errors) are cumulative for the process. Latency and batch
 size are over the last WINDOW batches and scores over the last SCORE_WINDOW scores, so a metrics message shows
@@ -20,6 +20,33 @@ WINDOW = 1024
 SCORE_WINDOW = 4096
 HIST_BINS = 10
 MAX_LABELS = 32  # labels counted per model (a bounded metric label set)
+MAX_CAMERAS = 1024  # cameras counted by CameraCounts (a runaway camera set cannot grow the metrics without bound)
+
+
+class CameraCounts:
+    """detections/1.x messages published per camera, for inference-metrics' `cameras` block: Health's detection fps
+    and hung-inference watchdog read these instead of subscribing to every detections message."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, list[float]] = {}  # camera -> [messages, monotonic time of the last]
+
+    def note(self, camera: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            c = self._counts.get(camera)
+            if c is None:
+                if len(self._counts) >= MAX_CAMERAS:
+                    return
+                c = self._counts[camera] = [0, now]
+            c[0] += 1
+            c[1] = now
+
+    def snapshot(self, now: float | None = None) -> dict[str, dict[str, float]]:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return {cam: {"detection_msgs": int(n), "last_age_s": round(max(0.0, now - at), 3)}
+                    for cam, (n, at) in sorted(self._counts.items())}
 
 
 class ModelStats:
@@ -84,7 +111,7 @@ class ModelStats:
             return sum(self._infer_ms) / n if n else None
 
     def snapshot(self) -> dict[str, Any]:
-        """The inference-metrics/1.0 fields these counters feed (cumulative counters, recent distributions)."""
+        """The inference-metrics/1.x fields these counters feed (cumulative counters, recent distributions)."""
         now = time.monotonic()
         with self._lock:
             lat = np.asarray(self._infer_ms, dtype=np.float64)

@@ -113,11 +113,16 @@ class VisionWorker:
 
     def _process(self, model: Any, batch: list[Pending]) -> None:
         start = time.monotonic()
+        arm = self._arm()
+        # Without an A/B arm the model reads each frame in its ring slot (no 2.7 MB copy per 720p frame) and a frame
+        # the writer reused meanwhile has its result discarded (the ring's generation check, after the batch). An
+        # arm gets private copies: it uses them after this batch (arms.py).
+        in_place = arm is None
         descs: list[FrameDescriptor] = []
         frames: list[np.ndarray] = []
         queue_ms: list[float] = []
         for p in batch:
-            frame = self._reader.read(p.item)
+            frame = self._reader.view(p.item) if in_place else self._reader.read(p.item)
             if frame is None:  # overwritten in the ring before we got to it
                 self.slot.stats.add_dropped()
                 continue
@@ -131,6 +136,10 @@ class VisionWorker:
             if self._fallback is not None and not all_finite(results):
                 raise ValueError("non-finite scores in the output")
         except Exception as e:
+            if in_place:
+                frames.clear()
+                for desc in descs:
+                    self._reader.unchanged(desc)  # counted as read or torn; the batch failed either way
             self.slot.stats.record_error(f"{type(e).__name__}: {e}")
             if self._fallback is not None:
                 for desc in descs:
@@ -139,16 +148,23 @@ class VisionWorker:
             if now - self._last_error_log > 10:  # an error per batch would flood the log
                 self._last_error_log = now
                 log.error("model %s: inference failed on a batch of %d (%d errors so far): %s: %s", self.slot.name,
-                          len(frames), self.slot.stats.errors, type(e).__name__, e)
+                          len(descs), self.slot.stats.errors, type(e).__name__, e)
             return
         n = len(frames)
+        if in_place:
+            frames.clear()  # the views end here; results of frames overwritten while the model read them go
+            kept = [i for i, desc in enumerate(descs) if self._reader.unchanged(desc)]
+            if len(kept) < n:
+                self.slot.stats.add_dropped(n - len(kept))
+                descs, results, queue_ms = ([x[i] for i in kept] for x in (descs, results, queue_ms))
         manifest = model.manifest
-        arm = self._arm()
         tag = self.tag or ("a" if arm is not None else None)
         for desc, result, q in zip(descs, results, queue_ms, strict=True):
             self._publish(DETECTIONS.format(camera=desc.camera), detections_message(
                 desc, manifest, result, {"queue": q, **timings}, n, tag))
-        self.slot.stats.record_batch(n, float(timings.get("inference", 0.0)), scores_of(results), results)
+        if descs:
+            self.slot.stats.record_batch(len(descs), float(timings.get("inference", 0.0)), scores_of(results),
+                                         results)
         if arm is not None:
             arm.after_a_batch(self, frames, results, float(timings.get("inference", 0.0)) / n)
 

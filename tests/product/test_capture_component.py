@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from capture_dev import NAME, capture_dev_recipe
 from harness import REPO, Runtime, wait_until
 
 from ggvision.framebus import FrameDescriptor, FrameRing
+from ggvision.health.state import parse_capture
 
 VIDEO = REPO.parent / "shared" / "data" / "video" / "vtest.avi"
 SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10, "seed": 1}, "detectFps": 5}
@@ -75,9 +77,19 @@ def test_metrics_are_published(capture: Runtime) -> None:
     a = capture.agent()
     a.call("subscribe", id="metrics", topic="ggvision/v1/metrics/capture")
     m = a.call("events", id="metrics", count=1, timeout=20)[0]["json"]
-    assert m["schema"] == "capture-metrics/1.0"
+    assert m["schema"] == "capture-metrics/1.1"
     cam = m["cameras"]["synthetic-1"]
     assert cam["status"] == "connected" and cam["decoded_fps"] >= 0 and "reconnects" in cam
+    # what Health reads instead of the descriptors: frames published and the last one's age and timestamp
+    m = wait_until(lambda: next((e["json"] for e in a.call("events", id="metrics", count=0, timeout=0)
+                                 if e["json"]["cameras"]["synthetic-1"]["frames_published"] > 0), None),
+                   20, interval=0.2, what="metrics after a frame")
+    cam, sensor = m["cameras"]["synthetic-1"], m["sensors"]["thermal-1"]
+    assert cam["frames_published"] >= cam["ring"]["written"] - 1 and 0 <= cam["last_frame_age_s"] < 2
+    assert abs(cam["last_frame_timestamp"] - time.time()) < 30 and sensor["frames_published"] > 0
+    cams, _ = parse_capture(m)  # as Health parses it
+    assert cams["synthetic-1"].frames == cam["frames_published"]
+    assert cams["synthetic-1"].last_frame_age_s == cam["last_frame_age_s"]
 
 
 def test_cameras_added_and_removed_by_configuration(capture: Runtime, tmp_path: Path) -> None:

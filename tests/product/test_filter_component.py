@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,13 +20,14 @@ from ggvision.sim.scenes import SyntheticScene
 
 AGENT = "com.ggvision.test.Agent"
 CAM = "filt-e2e"
+QUIET = "filt-quiet"  # a camera with the default motion.publish (off)
 PUB, SUB = "aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"
 # The agent's own grants plus publishing what Capture, Inference and the Uplink would publish.
 AGENT_ACL = {"aws.greengrass.ipc.pubsub": {
     f"{AGENT}:pubsub:1": {"operations": [SUB], "resources": ["ggvision/v1/*"]},  # `#` would be literal
     f"{AGENT}:pubsub:2": {"operations": [PUB], "resources": [
         f"ggvision/v1/frames/{CAM}", f"ggvision/v1/detections/{CAM}", f"ggvision/v1/segments/{CAM}",
-        "ggvision/v1/uplink/acks"]}}}
+        f"ggvision/v1/frames/{QUIET}", "ggvision/v1/uplink/acks"]}}}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,9 @@ def filt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, Pa
     rt = Runtime(tmp, [AGENT], config={AGENT: {"accessControl": AGENT_ACL}})
     cams = {CAM: {"policy": "events", "clipsFor": "all", "classes": ["person", "car", "bicycle"],
                   "zones": {"left": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]},
-                  "tracker": {"maxAgeS": 1.0}, "motion": {"keepaliveS": 1},
-                  "snapshot": {"format": "jpeg", "crop": False}}}
+                  "tracker": {"maxAgeS": 1.0}, "motion": {"keepaliveS": 1, "publish": True},
+                  "snapshot": {"format": "jpeg", "crop": False}},
+            QUIET: {"policy": "metadata"}}
     filter_dev_recipe(rt.recipes, cameras=cams, workDir=str(work), metricsPeriodS=1)
     try:
         rt.start(wait_for={AGENT: ("RUNNING",), NAME: ("RUNNING",)})
@@ -127,3 +130,63 @@ def test_invalid_configuration_is_refused_with_the_reason(filt: tuple[Runtime, P
     assert d.status == "FAILED"
     assert f"cameras.{CAM}.policy" in d.deployment_status_details.deployment_failure_cause
     assert rt.state(NAME) == "RUNNING"
+
+
+def _metrics_after(a: Any, sub: str, n: int = 2) -> dict[str, Any]:
+    """The n-th filter-metrics message from now (made after everything the Filter received before this call)."""
+    seen = len(a.call("events", id=sub, timeout=0))  # the agent keeps every event of a subscription
+    return a.call("events", id=sub, count=seen + n, timeout=10)[-1]["json"]
+
+
+def test_the_motion_gate_runs_only_for_cameras_that_publish_it(filt: tuple[Runtime, Path]) -> None:
+    """motion.publish off (the default): the camera's descriptors are not gated, and with no camera publishing the
+    Filter does not subscribe to frame descriptors at all; turned on live, the gate publishes again."""
+    rt, _ = filt
+    a = rt.agent()
+    for sub, topic in (("m-metrics", "ggvision/v1/metrics/filter"), ("m-motion", "ggvision/v1/motion/+")):
+        a.call("subscribe", id=sub, topic=topic)
+    a.call("events", id="m-metrics", count=1, timeout=30)  # the Filter has subscribed (see the test above)
+    rings = {cam: FrameRing.create(cam, slots=4, max_frame_bytes=320 * 240 * 3) for cam in (CAM, QUIET)}
+    scene = SyntheticScene(320, 240, 5, seed=5, objects=1)
+
+    t0 = time.time()
+
+    def frames(cam: str, n: int) -> None:
+        for i in range(n):  # 2 s apart in frame time: each passes the gate (keepaliveS 1) whatever it shows
+            desc = rings[cam].write(scene.render(i)[0], t0 + 2 * rings[cam].next_sequence)
+            a.call("publish_json", topic=f"ggvision/v1/frames/{cam}", message=desc.to_message())
+
+    try:
+        # CAM publishes motion, so the Filter reads frames/+; QUIET's descriptors arrive and are ignored. CAM's
+        # last frame comes after QUIET's on the same subscription: its motion descriptor says QUIET's were seen.
+        frames(QUIET, 5)
+        frames(CAM, 3)
+        wait_until(lambda: [e for e in a.call("events", id="m-motion", timeout=0)
+                            if e["json"]["camera"] == CAM and e["json"]["sequence"] == rings[CAM].next_sequence - 1],
+                   10, what="the motion descriptor of CAM's last frame")
+        assert {e["json"]["camera"] for e in a.call("events", id="m-motion", timeout=0)} == {CAM}
+        quiet = _metrics_after(a, "m-metrics")["cameras"][QUIET]
+        assert quiet["frames_in"] == 0 and quiet["motion_out"] == 0 and quiet["motion_ratio"] is None
+        # no camera publishes: the subscription ends (logged once it has), nothing is gated
+        d = rt.deploy(component_to_configuration={NAME: {"MERGE": {"cameras": {CAM: {"motion": {"publish": False}}}}}})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+        wait_until(lambda: "frame descriptors no longer read" in rt.log(NAME), 10, what="the subscription ended")
+        motion_seen = len(a.call("events", id="m-motion", timeout=0))
+        frames(CAM, 3)
+        cams = _metrics_after(a, "m-metrics")["cameras"]
+        assert cams[CAM]["frames_in"] == 0 and cams[QUIET]["frames_in"] == 0  # CAM's pipeline restarted at 0
+        assert len(a.call("events", id="m-motion", timeout=0)) == motion_seen
+        # turned on live for QUIET: its frames are gated and published on its motion topic
+        d = rt.deploy(component_to_configuration={NAME: {"MERGE": {"cameras": {QUIET: {"motion": {
+            "publish": True}}}}}})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+        wait_until(lambda: f"motion gate on for {QUIET}" in rt.log(NAME), 10, what="subscribed again")
+        frames(QUIET, 2)
+        motion = a.call("events", id="m-motion", count=motion_seen + 1, timeout=10)[motion_seen]["json"]
+        assert motion["camera"] == QUIET and motion["schema"] == "frame/1.0" and 0 <= motion["motion"]["ratio"] <= 1
+        assert _metrics_after(a, "m-metrics")["cameras"][QUIET]["frames_in"] == 2
+    finally:
+        for ring in rings.values():
+            ring.close()
+        rt.deploy(component_to_configuration={NAME: {"MERGE": {"cameras": {CAM: {"motion": {"publish": True}},
+                                                                          QUIET: {"motion": {"publish": False}}}}}})

@@ -332,6 +332,31 @@ def test_overwrite_during_copy_is_detected() -> None:
         reader.close()
 
 
+def test_a_view_is_good_only_while_unchanged_says_so() -> None:
+    """view() gives the slot in place, read-only (no copy); what is computed from it stands only if unchanged()
+    holds afterwards: a slot the writer reused meanwhile is torn (counted), exactly as a copy would be."""
+    with FrameRing.create(_cam("view"), slots=2, max_frame_bytes=16 * 16 * 3) as ring:
+        first = ring.write(np.full((16, 16, 3), 7, np.uint8), 1.0)
+        reader = FrameRing.attach(ring.name)
+        try:
+            view = reader.view(first)
+            assert view is not None and not view.flags.writeable and int(view.sum()) == 7 * 16 * 16 * 3
+            assert reader.unchanged(first)  # nothing written since: the sum stands
+            del view
+            second = ring.write(np.full((16, 16, 3), 1, np.uint8), 2.0)
+            view = reader.view(first)  # slot 0 is still the first frame's
+            assert view is not None
+            ring.write(np.full((16, 16, 3), 9, np.uint8), 3.0)  # reuses slot 0 while the view is in use
+            assert int(view[0, 0, 0]) == 9 and not reader.unchanged(first)  # what was computed must go
+            del view
+            assert reader.view(first) is None  # already overwritten: no view at all
+            assert reader.stats() | {"written": 0} == {"written": 0, "read": 1, "overwritten": 1, "torn": 1,
+                                                      "skipped": 0, "dropped": 2, "invalid": 0}
+            assert reader.view(second) is not None and reader.unchanged(second)
+        finally:
+            reader.close()
+
+
 # --- concurrency property --------------------------------------------------------------------------------
 
 

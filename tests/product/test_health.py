@@ -50,20 +50,47 @@ SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10,
 validate = validator(HealthConfig)  # what the component gives ComponentApp
 
 
-def frame_msg(camera: str, seq: int) -> dict[str, Any]:
-    return {"schema": "frame/1.0", "camera": camera, "sequence": seq, "slot": seq % 4, "generation": 2 * seq + 2,
-            "timestamp": 1795000000.0 + seq, "shape": [240, 320, 3], "dtype": "uint8", "ring": f"ggv-{camera}-1"}
+def capture_msg(*cameras: str, status: str = "connected",
+                frames: dict[str, tuple[int, float]] | None = None) -> dict[str, Any]:
+    """capture-metrics/1.1; frames: camera -> (frames published, seconds since the last one)."""
+    frames = frames or {}
+    return {"schema": "capture-metrics/1.1", "component": "com.ggvision.Capture", "timestamp": 1795000000.0,
+            "cameras": {c: {"status": status, "reason": "", "input_fps": 10.0, "decoded_fps": 5.0,
+                            "frames_published": frames.get(c, (0, 0.0))[0],
+                            "last_frame_age_s": frames[c][1] if c in frames else None} for c in cameras}}
 
 
-def capture_msg(*cameras: str, status: str = "connected") -> dict[str, Any]:
-    return {"schema": "capture-metrics/1.0", "component": "com.ggvision.Capture", "timestamp": 1795000000.0,
-            "cameras": {c: {"status": status, "reason": "", "input_fps": 10.0, "decoded_fps": 5.0} for c in cameras}}
-
-
-def inference_msg(errors: int, runs: int, model: str = "yolox") -> dict[str, Any]:
-    return {"schema": "inference-metrics/1.0", "model": model, "version": "3", "provider": "CPUExecutionProvider",
+def inference_msg(errors: int, runs: int, model: str = "yolox", timestamp: float = 1795000000.0,
+                  detections: dict[str, tuple[int, float]] | None = None) -> dict[str, Any]:
+    """inference-metrics/1.1; detections: camera -> (detections messages published, seconds since the last)."""
+    return {"schema": "inference-metrics/1.1", "model": model, "version": "3", "provider": "CPUExecutionProvider",
             "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 40.0}, "batches_per_s": 4.5, "load_ms": 800.0,
-            "errors": errors, "runs": runs, "score_mean": 0.61}
+            "errors": errors, "runs": runs, "score_mean": 0.61, "timestamp": timestamp,
+            "cameras": {c: {"detection_msgs": n, "last_age_s": age} for c, (n, age) in (detections or {}).items()}}
+
+
+class Producers:
+    """Capture and Inference as Health sees them: frames and detections counted by the producer, reported in its
+    metrics (each camera's count and the age of its last one when the metrics are made)."""
+
+    def __init__(self, st: AppState) -> None:
+        self.st = st
+        self.frames: dict[str, tuple[int, float]] = {}  # camera -> (count, time of the last)
+        self.detections: dict[str, tuple[int, float]] = {}
+
+    def frame(self, cam: str, now: float) -> None:
+        self.frames[cam] = (self.frames.get(cam, (0, 0.0))[0] + 1, now)
+
+    def detection(self, cam: str, now: float) -> None:
+        self.detections[cam] = (self.detections.get(cam, (0, 0.0))[0] + 1, now)
+
+    def capture_metrics(self, now: float, *cameras: str) -> None:
+        self.st.on_message("ggvision/v1/metrics/capture", capture_msg(
+            *(cameras or self.frames), frames={c: (n, now - t) for c, (n, t) in self.frames.items()}), now=now)
+
+    def inference_metrics(self, now: float) -> None:
+        self.st.on_message("ggvision/v1/metrics/inference", inference_msg(0, 1, timestamp=1795000000.0 + now,
+                           detections={c: (n, now - t) for c, (n, t) in self.detections.items()}), now=now)
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -294,11 +321,9 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
         FakeNvml()), procs=ProcessCollector(sock, tmp_path / "work", cfg.leak_window), thing="thing-1")
     try:
         st = comp.state
-        st.on_message("ggvision/v1/metrics/capture", capture_msg("door"))
-        st.on_message("ggvision/v1/frames/door", frame_msg("door", 1))
-        st.on_message("ggvision/v1/detections/door", {"schema": "detections/1.0", "camera": "door"})
-        st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=1, runs=100))
-        st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=3, runs=200))
+        st.on_message("ggvision/v1/metrics/capture", capture_msg("door", frames={"door": (1, 0.1)}))
+        st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=1, runs=100, detections={"door": (1, 0)}))
+        st.on_message("ggvision/v1/metrics/inference", inference_msg(errors=3, runs=200, detections={"door": (1, 0)}))
         st.on_message("ggvision/v1/metrics/inference", {  # a model with an A/B candidate: the ggvision_ab_* families
             **inference_msg(errors=0, runs=10, model="det"), "id": "det", "arm": "a", "score_hist": [0] * 9 + [4],
             "detections_per_frame": {"person": 1.0}, "ab": {"mode": "shadow", "b_skipped": 2, "b_failed": 1,
@@ -306,11 +331,12 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
         st.on_message("ggvision/v1/metrics/uplink", {"backlog_bytes": {"high": 10, "low": 2048}, "disk": {
             "held": {"video": 100, "records": 5}, "evicted": {"video": 7}}, "storage": {
             "errors": {"disk-full": 2}, "active": {"disk-full": {"since": 1.0, "error": "queue: ENOSPC"}}}})
-        st.on_message("ggvision/v1/metrics/inference", {"schema": "inference-metrics/1.0", "model": 7})
+        st.on_message("ggvision/v1/metrics/inference", {"schema": "inference-metrics/1.1", "model": 7})
         st.on_message("ggvision/v1/metrics/filter", {"schema": "filter-metrics/1.0", "cameras": {"door": {
             "analytics": {"crossings": {"gate": {"in": {"person": 3}, "out": {}}}, "occupancy": {"queue": 2},
                           "hits": {"loitering": 1}}}}})
-        st.on_message("ggvision/v1/frames/door", None)  # binary: malformed
+        st.on_message("ggvision/v1/metrics/inference", inference_msg(3, 200) | {  # a malformed per-camera count
+            "cameras": {"door": {"detection_msgs": -1, "last_age_s": 0}}})
         for _ in range(3):  # the leak slope needs three samples
             c, _, _ = comp.collect()
         text = _exposition(c)
@@ -333,8 +359,7 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
     assert rows[("ggvision_inference_latency_seconds", (("model", "yolox"), ("quantile", "0.95")))] == 0.02
     assert rows[("ggvision_inference_provider_info", (("model", "yolox"), ("provider", "CPUExecutionProvider"),
                                                       ("version", "3")))] == 1
-    assert rows[("ggvision_health_malformed_messages_total", (("topic", "ggvision/v1/metrics/inference"),))] == 1
-    assert rows[("ggvision_health_malformed_messages_total", (("topic", "ggvision/v1/frames/door"),))] == 1
+    assert rows[("ggvision_health_malformed_messages_total", (("topic", "ggvision/v1/metrics/inference"),))] == 2
     assert rows[("ggvision_endpoint_up", (("endpoint", listener),))] == 1
     assert rows[("ggvision_endpoint_up", (("endpoint", "127.0.0.1:1"),))] == 0
     assert rows[("ggvision_endpoint_loss_ratio", (("endpoint", "127.0.0.1:1"),))] == 1
@@ -393,9 +418,9 @@ def test_summary_over_128kb_is_trimmed_and_says_so() -> None:
     st = AppState()
     cams = [f"site-17-building-b-floor-3-parking-entrance-camera-{i:05d}" for i in range(1000)]  # 1000 tracked
     st.on_message("ggvision/v1/metrics/capture", capture_msg(*cams), now=0.0)
-    for cam in cams[:990]:
-        st.on_message(f"ggvision/v1/frames/{cam}", frame_msg(cam, 1), now=1.0)
-        st.on_message(f"ggvision/v1/detections/{cam}", {"n": 1}, now=1.0)
+    st.on_message("ggvision/v1/metrics/capture", capture_msg(*cams, frames={c: (1, 0.0) for c in cams[:990]}), now=1.0)
+    st.on_message("ggvision/v1/metrics/inference", inference_msg(0, 1, detections={c: (1, 0.0) for c in cams[:990]}),
+                  now=1.0)
     c = Collected(timestamp=time.time(), uptime_s=5.0, app=st.view(30, now=2.0),
                   detection_fps={cam: 1.0 for cam in cams[:990]})
     doc = summary(c, "thing-1", 60)
@@ -453,16 +478,18 @@ def _host(avail_ratio: float = 0.5) -> HostSample:
 def test_hung_inference_incident_restarts_once_and_resolves_when_detections_resume() -> None:
     cfg = HealthConfig(hung_after_s=3, camera_silent_s=10)
     st, wd = AppState(), Watchdogs(now=0.0)
-    st.on_message("ggvision/v1/metrics/capture", capture_msg("door", "yard"), now=0.0)
+    p = Producers(st)
+    p.capture_metrics(0.0, "door", "yard")
     restarts, alerts = 0, []
-    for tenth in range(0, 200):  # 20 s of frames at 10/s on both cameras
+    for tenth in range(0, 200):  # 20 s of frames at 10/s on both cameras, metrics every 0.5 s
         now = tenth / 10
         for cam in ("door", "yard"):
-            st.on_message(f"ggvision/v1/frames/{cam}", frame_msg(cam, tenth + 1), now=now)
+            p.frame(cam, now)
         if now < 2 or now >= 15:  # detections on door until 2 s, and again from 15 s
-            st.on_message("ggvision/v1/detections/door", {"n": 0}, now=now)
+            p.detection("door", now)
         if tenth % 5 == 0:
-            st.on_message("ggvision/v1/metrics/capture", capture_msg("door", "yard"), now=now)
+            p.capture_metrics(now)
+            p.inference_metrics(now)
             events, restart = wd.evaluate(cfg, st.view(cfg.camera_silent_s, now), _host(), None, True, now, 1000.0)
             restarts += restart
             alerts += [(now, e) for e in events]
@@ -481,10 +508,11 @@ def test_hung_inference_incident_restarts_once_and_resolves_when_detections_resu
 def test_a_dead_inference_that_never_published_is_hung_too() -> None:
     cfg = HealthConfig(hung_after_s=3)
     st, wd = AppState(), Watchdogs(now=0.0)
-    fired = []
-    for tenth in range(0, 100):
+    p, fired = Producers(st), []
+    for tenth in range(0, 100):  # frames and capture metrics at 10/s
         now = tenth / 10
-        st.on_message("ggvision/v1/frames/door", frame_msg("door", tenth + 1), now=now)
+        p.frame("door", now)
+        p.capture_metrics(now)
         events, restart = wd.evaluate(cfg, st.view(30, now), None, None, True, now, 0.0)
         fired += [(now, restart) for e in events if e["state"] == "firing"]
     assert fired == [(3.0, True)]  # once per incident
@@ -493,10 +521,56 @@ def test_a_dead_inference_that_never_published_is_hung_too() -> None:
     assert wd2.evaluate(cfg, st.view(30, 9.9), None, None, False, 9.9, 0.0) == ([], False)
 
 
+def test_detection_fps_and_frame_age_come_from_the_producers_metrics() -> None:
+    """Health subscribes to no per-frame topic: a camera's detection fps is the change of Inference's per-camera count
+    between its reports (the primaries' messages of one period carry the same block and count once), across an
+    Inference restart (its counts start over) and to 0 once Inference stops reporting; frame age is Capture's."""
+    st = AppState()
+    st.on_message("ggvision/v1/metrics/capture", capture_msg("door", frames={"door": (50, 0.2)}), now=10.0)
+    for t, n in ((10.0, 100), (10.0, 100), (15.0, 125), (20.0, 150), (20.0, 150)):  # 5/s, two models each period
+        st.on_message("ggvision/v1/metrics/inference", inference_msg(0, 1, timestamp=t, detections={"door": (n, 0.1)}),
+                      now=t)
+    v = st.view(30, now=20.5).cameras["door"]
+    assert v.detection_fps == pytest.approx(5.0) and v.detections == 150
+    assert v.detection_last == pytest.approx(19.9) and v.frame_age_s == pytest.approx(10.7)
+    st.on_message("ggvision/v1/metrics/inference", inference_msg(0, 1, timestamp=26.0, detections={"door": (10, 0.0)}),
+                  now=26.0)  # Inference restarted: 10 new since its start
+    v = st.view(30, now=26.0).cameras["door"]
+    assert v.detections == 160 and v.detection_fps == pytest.approx(10 / 6)
+    assert st.view(30, now=60.0).cameras["door"].detection_fps == 0.0  # no report for 34 s: not detecting
+    with pytest.raises(Malformed, match=r"cameras\.door\.detection_msgs"):
+        parse_inference(inference_msg(0, 1) | {"cameras": {"door": {"detection_msgs": "many"}}})
+
+
+def test_older_producers_without_the_per_camera_fields_still_work() -> None:
+    """capture-metrics/1.0 and inference-metrics/1.0 (no frames_published/last_frame_age_s, no `cameras`): a frame is
+    known when `frames_out` grew, and a model whose `frames` counter grows keeps every camera from looking hung."""
+    cfg = HealthConfig(hung_after_s=3, camera_silent_s=5)
+    st, wd = AppState(), Watchdogs(now=0.0)
+    old_inference = {"schema": "inference-metrics/1.0", "model": "yolox", "errors": 0, "runs": 0, "frames": 0}
+    fired = []
+    for second in range(0, 12):
+        now = float(second)
+        door = 5 * second if second < 6 else 25  # door stops at 5 s, yard goes on
+        st.on_message("ggvision/v1/metrics/capture", {"schema": "capture-metrics/1.0", "cameras": {
+            "door": {"status": "connected", "frames_out": door},
+            "yard": {"status": "connected", "frames_out": 5 * second}}}, now=now)
+        st.on_message("ggvision/v1/metrics/inference", old_inference | {"runs": second, "frames": door + 5 * second},
+                      now=now)
+        events, _ = wd.evaluate(cfg, st.view(5, now), None, None, True, now, 0.0)
+        fired += [(now, e["alert"], e["where"]) for e in events if e["state"] == "firing"]
+    assert st.malformed == {}
+    # door's last frame was seen at 5 s; no camera looks hung while the model makes progress
+    assert fired == [(10.0, "camera-silent", "door")]
+
+
 def test_camera_silent_disk_and_memory_alerts_fire_and_resolve(tmp_path: Path) -> None:
     cfg = HealthConfig(camera_silent_s=5)
     st, wd = AppState(), Watchdogs(now=0.0)
-    st.on_message("ggvision/v1/frames/door", frame_msg("door", 1), now=0.0)
+    p = Producers(st)
+    p.frame("door", 0.0)
+    p.capture_metrics(0.0)
+    p.capture_metrics(4.0)  # Capture goes on reporting the camera; its last frame was at 0
     disk_ok, disk_low = DiskSample("/data", 50e9, 100e9, 0, 0), DiskSample("/data", 5e9, 100e9, 0, 0)
     ev, _ = wd.evaluate(cfg, st.view(5, 6.0), _host(0.05), disk_low, False, 6.0, 0.0)
     got = {(e["alert"], e["where"], e["state"]) for e in ev}
@@ -506,7 +580,9 @@ def test_camera_silent_disk_and_memory_alerts_fire_and_resolve(tmp_path: Path) -
     assert silent["since"] == 0.0 and "door" in silent["message"]
     assert wd.counts() == {"inference-hung": 0, "camera-silent": 1, "disk-low": 1, "memory-low": 1}
     assert wd.evaluate(cfg, st.view(5, 7.0), _host(0.05), disk_low, False, 7.0, 0.0) == ([], False)  # no repeats
-    st.on_message("ggvision/v1/frames/door", frame_msg("door", 2), now=8.0)
+    p.frame("door", 7.5)
+    p.capture_metrics(8.0)  # the frame at 7.5, known from the metrics at 8
+    assert st.view(5, 8.0).cameras["door"].frame_age_s == pytest.approx(0.5)
     ev, _ = wd.evaluate(cfg, st.view(5, 8.0), _host(0.5), disk_ok, False, 8.0, 0.0)
     assert {(e["alert"], e["state"]) for e in ev} == {("camera-silent", "resolved"), ("disk-low", "resolved"),
                                                        ("memory-low", "resolved")}

@@ -106,14 +106,18 @@ def test_detections_per_frame_in_the_contract_shape(env: dict[str, Any]) -> None
     assert set(msg["timings_ms"]) == {"queue", "preprocess", "inference", "postprocess"}
     assert all(v >= 0 for v in msg["timings_ms"].values()) and 1 <= msg["batch_size"] <= 2
 
-    m = _metrics(a, "metrics-1", lambda m: m.get("id") == "detector" and m.get("frames", 0) >= 24)
-    assert m["schema"] == "inference-metrics/1.0" and m["role"] == "primary" and m["provider"] == "CPUExecutionProvider"
+    m = _metrics(a, "metrics-1", lambda m: m.get("id") == "detector" and m.get("frames", 0) >= 24
+                 and m.get("cameras", {}).get("shape-b", {}).get("detection_msgs") == 12)
+    assert m["schema"] == "inference-metrics/1.1" and m["role"] == "primary" and m["provider"] == "CPUExecutionProvider"
     assert m["model"] == "tiny-detector" and m["version"] == "1.0.0" and m["load_ms"] > 0
     assert m["runs"] >= 1 and m["errors"] == 0 and m["latency_ms"]["p95"] >= m["latency_ms"]["p50"] > 0
     assert len(m["score_hist"]) == 10 and sum(m["score_hist"]) > 0 and m["score_hist"][9] > 0
     assert 1 <= m["batch_size_mean"] <= 4 and m["queue_depth"] >= 0 and m["dropped_frames"] >= 0
+    # per camera: the detections messages published (12 frames each, exactly once) and how long since the last
+    assert m["cameras"]["shape-a"]["detection_msgs"] == 12 and 0 <= m["cameras"]["shape-a"]["last_age_s"] < 30
     parsed = parse_inference(m)  # what Health reads of it
     assert parsed.model == "tiny-detector" and parsed.runs == m["runs"] and parsed.p95_ms == m["latency_ms"]["p95"]
+    assert parsed.cameras is not None and parsed.cameras["shape-b"].messages == 12
 
 
 def test_hot_swap_under_load_loses_and_repeats_no_frame(env: dict[str, Any]) -> None:
@@ -237,6 +241,25 @@ def test_invalid_configuration_is_refused_with_the_reason(env: dict[str, Any]) -
     assert rt.state(NAME) == "RUNNING"
     st = _feed(rt.agent(), "after-bad", ["after-bad"], count=3, window=1, shape=[48, 64, 3])
     _exactly_once(st)
+
+
+def test_reading_motion_topics_warns_when_no_motion_descriptor_comes(env: dict[str, Any]) -> None:
+    """frameTopics on the Filter's motion topics needs the Filter's motion.publish on (off by default): Inference says
+    so when it starts reading them, and warns when none has come for MOTION_QUIET_S."""
+    from ggvision.inference.component import MOTION_QUIET_S
+
+    rt = env["rt"]
+    t0 = time.monotonic()
+    d = _deploy_config(rt, {"frameTopics": ["ggvision/v1/motion/+"]})
+    assert d.status == "SUCCEEDED", d.deployment_status_details
+    try:
+        wait_until(lambda: "reading motion descriptors (ggvision/v1/motion/+)" in rt.log(NAME), 10, what="the note")
+        wait_until(lambda: "no motion descriptor in" in rt.log(NAME), MOTION_QUIET_S + 15, interval=0.5,
+                   what="the warning")
+        assert time.monotonic() - t0 >= MOTION_QUIET_S and "motion.publish" in rt.log(NAME).split("no motion")[-1]
+    finally:
+        d = _deploy_config(rt, {"frameTopics": ["ggvision/v1/frames/+"]})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
 
 
 def test_recipe_grants_only_what_inference_uses() -> None:

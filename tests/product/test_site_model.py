@@ -72,6 +72,30 @@ def test_errors_name_the_line_and_the_key(tmp_path: Path, edit: tuple[str, str],
     assert f"site.yaml:{line}: " in str(e.value) and message in str(e.value), str(e.value)
 
 
+def test_inference_reading_motion_topics_needs_the_filter_to_publish_them(tmp_path: Path) -> None:
+    """frameTopics on ggvision/v1/motion/+ without the Filter's motion.publish (default off) would leave cameras
+    unanalysed: refused at the camera, accepted once the camera or the stage's Filter defaults turn it on."""
+    reads = GOOD.replace("      com.ggvision.Uplink: {bandwidthKbps: 4000}\n",
+                         "      com.ggvision.Uplink: {bandwidthKbps: 4000}\n"
+                         "      com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}\n")
+    with pytest.raises(ConfigError) as e:
+        load_site(_write(tmp_path, reads))
+    assert "sites.lab.devices.lab-box.cameras.demo.filter.motion.publish: the stage's com.ggvision.Inference " \
+           "frameTopics read ggvision/v1/motion/+" in str(e.value) and "site.yaml:27: " in str(e.value), str(e.value)
+    ok = reads.replace("capture: {source: {type: synthetic}}",
+                       "capture: {source: {type: synthetic}}\n            filter: {motion: {publish: true}}")
+    assert load_site(_write(tmp_path, ok)).devices()["lab-box"][1].cameras["demo"].filter.motion.publish
+    stage = reads.replace("com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}",
+                          "com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}\n"
+                          "      com.ggvision.Filter: {defaults: {motion: {publish: true}}}")
+    load_site(_write(tmp_path, stage))
+    off = ok.replace("filter: {motion: {publish: true}}", "filter: {motion: {publish: false}}")
+    with pytest.raises(ConfigError, match="demo.filter.motion.publish"):
+        load_site(_write(tmp_path, off.replace("com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}",
+                                               "com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}\n"
+                                               "      com.ggvision.Filter: {defaults: {motion: {publish: true}}}")))
+
+
 def test_a_thing_belongs_to_one_site_and_bad_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already a device of site site-7"):
         load_site(_write(tmp_path, GOOD.replace("lab-box:", "site-7-box:")))
