@@ -78,6 +78,7 @@ def test_metrics_are_published(capture: Runtime) -> None:
     assert m["schema"] == "capture-metrics/1.0"
     cam = m["cameras"]["synthetic-1"]
     assert cam["status"] == "connected" and cam["decoded_fps"] >= 0 and "reconnects" in cam
+    assert cam["decoder"] == "cpu"  # a synthetic camera is rendered, never hardware-decoded (docs/messages.md)
 
 
 def test_cameras_added_and_removed_by_configuration(capture: Runtime, tmp_path: Path) -> None:
