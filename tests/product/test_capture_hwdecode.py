@@ -105,9 +105,13 @@ def test_auto_gives_the_same_bgr_frames_as_the_cpu(long_video: Path) -> None:
 def test_rtsp_auto_decodes_and_says_which_decoder(rtsp_server: RtspServer, workers: list[CameraWorker]) -> None:
     sink = Sink()
     w = start(workers, make_worker("door", rtsp_camera(rtsp_server.url, hwDecode="auto", maxWidth=640), sink))
-    sink.wait_frames(5, 20)
+    sink.wait_frames(12, 20)
     assert sink.frames[0][0] == (360, 640, 3)
-    assert w.stats()["decoder"] == EXPECTED
+    stats = w.stats()
+    assert stats["decoder"] == EXPECTED
+    # non-reference frames skipped by the decoder whichever decodes (FFmpeg drops them before the hwaccel sees
+    # them): fewer frames decoded than packets received (vtest: 127 of 341 at 5 fps, bench/capture.py)
+    assert 0 < stats["decoded_fps"] < 0.8 * stats["input_fps"], stats
     connected = next(s for s in sink.statuses if s.state == "connected")
     assert connected.reason.endswith("(NVDEC)") == HAVE_CUDA, connected.reason
 
