@@ -224,7 +224,7 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     """PyAV decode with the worker's frame skipping + LoadedModel.infer batched, one process, no IPC."""
     import av
 
-    from ggvision.capture.sources import hw_decoder
+    from ggvision.capture.sources import decoded_on_gpu, hw_decoder
     from ggvision.capture.worker import _Sampler
     from ggvision.model.loader import load_model
 
@@ -258,6 +258,8 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
                     if want != skip:
                         ctx.skip_frame = skip = want
                     for frame in ctx.decode(packet):
+                        if decoded[k] == 0 and ctx.is_hwaccel and not decoded_on_gpu(frame):
+                            decoders[k] = "cpu"  # FFmpeg's software fallback, as Capture reports it
                         decoded[k] += 1
                         ft = float(frame.pts * tb) if frame.pts is not None else (t or 0.0)
                         if not sampler.take(ft):

@@ -20,6 +20,7 @@ the CPU. Whether a CUDA device opens is probed once per process (`cuda_decode_pr
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -62,6 +63,13 @@ HW_DEVICE = "cuda"
 # AV_CUDA_USE_PRIMARY_CONTEXT). An option, not HWAccel(flags=): PyAV 15's HWAccel.create() passes options on
 # to the per-stream device context but drops flags.
 CUDA_DEVICE_OPTIONS = {"primary_ctx": "1"}
+# What PyAV's download of an NVDEC surface gives (av_hwframe_transfer_data picks the CUDA frames' sw_format):
+# NV12 for 8-bit 4:2:0, P010/P016 for more bits, planar 4:4:4. FFmpeg's software H.264/HEVC decoders never output
+# the semi-planar ones, so a 4:2:0 frame in another format came from the CPU decoder.
+NVDEC_FORMATS = frozenset({"nv12", "p010le", "p016le", "yuv444p", "yuv444p16le"})
+# NVDEC lives in the driver's libnvcuvid; libcuda alone opens a device that cannot decode (a container started
+# without the `video` driver capability), and FFmpeg would then quietly decode on the CPU.
+NVDEC_LIBRARY = "libnvcuvid.so.1"
 _probe_lock = threading.Lock()
 _probe: tuple[bool, str] | None = None  # (a CUDA device opened, why not)
 _fallback_logged = False
@@ -78,10 +86,25 @@ def cuda_decode_probe(retry_failed: bool = False) -> tuple[bool, str]:
             else:
                 try:  # av_hwdevice_ctx_create for the H.264 decoder's CUDA config; freed when dropped
                     HWAccel(HW_DEVICE, options=CUDA_DEVICE_OPTIONS).create(av.Codec("h264", "r"))
-                    _probe = (True, "")
+                    missing = _missing_library(NVDEC_LIBRARY)
+                    _probe = (False, missing) if missing else (True, "")
                 except Exception as e:  # no driver/device: FFmpeg reports e.g. EPERM from cuInit
                     _probe = (False, f"no CUDA device opens ({type(e).__name__}: {e})")
         return _probe
+
+
+def _missing_library(name: str) -> str | None:
+    try:
+        ctypes.CDLL(name)
+    except OSError as e:
+        return f"{name} does not load ({e}); NVDEC needs the driver's video decode library"
+    return None
+
+
+def decoded_on_gpu(frame: av.VideoFrame) -> bool:
+    """Whether a frame from a codec context with a hwaccel came from NVDEC, not from FFmpeg's software fallback
+    (a profile NVDEC refuses, a decoder that failed to start): by its pixel format, NVDEC_FORMATS."""
+    return frame.format.name in NVDEC_FORMATS
 
 
 def hw_decoder(mode: str) -> HWAccel | None:

@@ -44,7 +44,15 @@ from ..component.storage import StorageFaults, condition_of
 from ..config.capture import CameraConfig, FileSource, RtspSource, SourceConfig, UsbSource
 from ..sim.scenes import ObjectBox
 from .recorder import RecordError, SegmentInfo, SegmentRecorder
-from .sources import ImageDirSource, PermanentError, PtsGuesser, Redactor, hw_decoder, open_container
+from .sources import (
+    ImageDirSource,
+    PermanentError,
+    PtsGuesser,
+    Redactor,
+    decoded_on_gpu,
+    hw_decoder,
+    open_container,
+)
 from .synthetic import H264Encoder, SyntheticSource, h264_encoder_name
 from .urls import parse_credentials, redact_url, with_credentials
 
@@ -154,6 +162,7 @@ class _Conn:
     frame_s: float = 0.0
     end_t: float = 0.0  # end of the last frame, stream seconds
     recorder: SegmentRecorder | None = None
+    hw_unchecked: bool = False  # NVDEC set up; the first decoded frame says whether it really decodes
 
 
 def _describe(src: SourceConfig) -> str:
@@ -391,7 +400,8 @@ class CameraWorker(threading.Thread):
             self.decoder = "cuda" if ctx.is_hwaccel else "cpu"
             # A live stream's first packet was sent when we asked for it (RTSP PLAY), not when PyAV's
             # probing handed it to us up to a second later: anchor its clock at the connect time.
-            conn = _Conn(stream.time_base, _Sampler(cfg.detect_fps), anchor=opened_at if cfg.is_live else None)
+            conn = _Conn(stream.time_base, _Sampler(cfg.detect_fps), anchor=opened_at if cfg.is_live else None,
+                         hw_unchecked=ctx.is_hwaccel)
             self._set_status("connected", f"{_describe(src)} {ctx.name} {ctx.width}x{ctx.height}"
                                           + (" (NVDEC)" if ctx.is_hwaccel else ""))
             self._check_recordable(ctx.name)
@@ -476,6 +486,12 @@ class CameraWorker(threading.Thread):
         return frames
 
     def _frame(self, frame: av.VideoFrame, conn: _Conn) -> None:
+        if conn.hw_unchecked:
+            conn.hw_unchecked = False
+            if not decoded_on_gpu(frame):  # FFmpeg fell back to its software decoder: say so
+                self.decoder = "cpu"
+                log.warning("camera %s: NVDEC was set up but frames come from the CPU decoder (%s); decoding on "
+                            "the CPU", self.camera_id, frame.format.name)
         ts = conn.guess(frame.pts, frame.dts)
         t = float(ts * conn.time_base) if ts is not None else conn.last_t
         conn.last_t = t

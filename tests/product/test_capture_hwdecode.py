@@ -20,7 +20,7 @@ import test_capture_worker as capture_tests
 from test_capture_worker import RtspServer, Sink, make_worker, rtsp_camera, start
 
 from ggvision.capture import CameraConfig, CameraWorker
-from ggvision.capture.sources import HwDecodeUnavailable, cuda_decode_probe, hw_decoder
+from ggvision.capture.sources import HwDecodeUnavailable, cuda_decode_probe, decoded_on_gpu, hw_decoder
 
 # the RTSP server, the looped test video and the workers' clean-up, as the worker's own tests have them
 gst_rtsp, long_video = capture_tests.gst_rtsp, capture_tests.long_video
@@ -65,6 +65,15 @@ def test_hw_decoder_by_mode() -> None:
         with pytest.raises(HwDecodeUnavailable, match="hwDecode is cuda but NVDEC is unavailable: .*set hwDecode "
                                                        "to auto"):
             hw_decoder("cuda")
+
+
+def test_frames_from_the_software_fallback_are_told_apart() -> None:
+    """PyAV downloads an NVDEC surface as NV12 (P010 for 10 bits); FFmpeg's software decoders give YUV420P for the
+    same streams: a hwaccel context whose frames come as YUV420P fell back to the CPU (stats say "cpu")."""
+    import av
+
+    for fmt, gpu in (("nv12", True), ("p010le", True), ("yuv420p", False), ("yuvj420p", False)):
+        assert decoded_on_gpu(av.VideoFrame(64, 32, fmt)) is gpu, fmt
 
 
 def _first_frames(video: Path, mode: str, n: int) -> tuple[list[np.ndarray], str | None]:
