@@ -8,6 +8,9 @@ Steps, each a subprocess whose output goes to OUT/gpu-run.log (OUT: --out, else 
    registers TensorRT and CUDA (a tiny graph: ONNX Runtime falls back to the CPU quietly when CUDA's libraries are
    missing), PyAV/FFmpeg's hwaccels and whether NVDEC opens (ggvision.capture.sources.cuda_decode_probe). Without
    a GPU provider it stops here (exit 3; --force goes on), saving the machine's minutes.
+1b. tests: tests/product/test_capture_hwdecode.py and test_gpu_inference.py, which take the GPU branch where a
+   device works (NVDEC frames = the CPU decoder's BGR within rounding; YOLOX on CUDA and TensorRT finds what the
+   CPU finds) and are skipped or take the fallback branch elsewhere.
 2. bench/inference.py --provider tensorrt, then cuda: batches 1 and 8, one alternation, 2 s per bare row
    (OUT/inference-tensorrt.json, OUT/inference-cuda.json).
 3. bench/suite.py --provider tensorrt --hwdecode auto: the ramp over --cameras (warm-up 5 s, window 10 s, --stop;
@@ -15,13 +18,14 @@ Steps, each a subprocess whose output goes to OUT/gpu-run.log (OUT: --out, else 
 OUT/summary.json: each step's command, exit status, seconds and headline figures (providers used, decoders,
 capacities, ratios).
 
-Budget: --budget seconds for everything (default 480). Preflight and the two inference runs are capped (60, 150,
-70 s); the two ramps share what is left, the NVDEC ramp first. A step that runs out of time is interrupted
-(SIGINT: its runtimes, servers and moto are cleaned up) and suite.py keeps the rows it finished (its JSON is
-rewritten after each N), so a short budget gives fewer N, never nothing. TensorRT engines go to --trt-cache
-(default .trt-cache/ in the repo, ignored by git) and are built once: the inference run builds the YOLOX-Nano
-engines (as exported, and the dynamic-batch graph the ramps then load: the same cache entry). On a cold cache the
-builds take part of the budget (not measured yet); a second run on the same box starts from the cache.
+Budget: --budget seconds for everything (default 480). Preflight, tests and the two inference runs are capped
+(60, 90, 150, 70 s; typically much less); the two ramps share what is left, the NVDEC ramp first. A step that
+runs out of time is interrupted (SIGINT: its runtimes, servers and moto are cleaned up) and suite.py keeps the
+rows it finished (its JSON is rewritten after each N), so a short budget gives fewer N, never nothing. TensorRT
+engines go to --trt-cache (default .trt-cache/ in the repo, ignored by git) and are built once: the tests build
+the YOLOX-Nano export's engine, the inference run the dynamic-batch graph's, which the ramps then load (the same
+cache entry). On a cold cache the builds take part of the budget (not measured yet); a second run on the same box
+starts from the cache.
 
 Libraries: CUDA/cuDNN/TensorRT from pip wheels (nvidia-*, tensorrt-cu12-libs) live in site-packages, where
 ONNX Runtime does not look by default; their lib folders are put on LD_LIBRARY_PATH for every step (the
@@ -39,10 +43,12 @@ import glob
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -221,6 +227,14 @@ def main() -> int:
     if not gpu_ready and not (args.dry_run or args.force):
         run.say("no GPU provider registers (preflight.json says why); stopping. --force runs the benches anyway.")
         return finish(run, args, 3)
+
+    # the GPU-conditional tests: NVDEC's frames against the CPU decoder's, YOLOX on CUDA/TensorRT against the CPU
+    # (skipped without a device; -rs lists why in the log)
+    tests = ["tests/product/test_capture_hwdecode.py", "tests/product/test_gpu_inference.py"]
+    scratch = Path(tempfile.mkdtemp(prefix="ggv-gpu-tests-"))  # test videos stay out of OUT
+    run.step("tests", [py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--basetemp", str(scratch),
+                       *tests], 90, {**env, "GGVISION_TEST_TRT_CACHE": str(args.trt_cache)})
+    shutil.rmtree(scratch, ignore_errors=True)
 
     providers = ["cpu"] if args.dry_run else ["tensorrt", "cuda"]
     inf_args = (["--batches", "1", "--frames", "16", "--min-seconds", "0.5"] if args.dry_run

@@ -57,7 +57,7 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=380, cwd=REPO)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     doc = json.loads((out / "summary.json").read_text())
-    assert [s["step"] for s in doc["steps"]] == ["preflight", "inference cpu", "suite cpu hwdecode auto",
+    assert [s["step"] for s in doc["steps"]] == ["preflight", "tests", "inference cpu", "suite cpu hwdecode auto",
                                                   "suite cpu hwdecode off"]
     assert doc["failed"] == [] and doc["dry_run"] is True
     fig = doc["figures"]
