@@ -32,8 +32,8 @@ ONNX Runtime does not look by default; their lib folders are put on LD_LIBRARY_P
 components inherit it through the runtime). The preflight says whether that worked.
 
 --dry-run: provider cpu instead of tensorrt/cuda (and no stop without a GPU), inference on 16 frames and batch 1,
-ramps of 1 camera with the null model (warm-up 3 s, window 4 s): the same scripts and code paths, about 1.5 min
-on 2 cores (tests/test_bench_suite.py runs it).
+ramps of 1 camera with the null model (warm-up 3 s, window 4 s): the same scripts and code paths, about 80 s on
+2 cores (tests/test_bench_suite.py runs it).
 """
 
 from __future__ import annotations
