@@ -16,7 +16,7 @@ Steps, each a subprocess whose output goes to OUT/gpu-run.log (OUT: --out, else 
 3. bench/suite.py --provider tensorrt --hwdecode auto: the ramp over --cameras (warm-up 5 s, window 10 s, --stop;
    OUT/suite-tensorrt-hwdecode-auto.json), then the same with --hwdecode off (OUT/suite-tensorrt-hwdecode-off.json).
 OUT/summary.json: each step's command, exit status, seconds and headline figures (providers used, decoders,
-capacities, ratios).
+capacities, ratios), also printed as markdown tables at the end of the log (`--report OUT` prints them again).
 
 Budget: --budget seconds for everything (default 480). Preflight, tests and the two inference runs are capped
 (60, 90, 150, 70 s; typically much less); the two ramps share what is left, the NVDEC ramp first. A step that
@@ -210,8 +210,12 @@ def main() -> int:
     ap.add_argument("--trt-cache", type=Path, default=REPO / ".trt-cache", help="TensorRT engine cache folder")
     ap.add_argument("--dry-run", action="store_true", help="provider cpu, tiny sizes: the code paths on any box")
     ap.add_argument("--force", action="store_true", help="go on when no GPU provider registers")
+    ap.add_argument("--report", type=Path, metavar="OUT", help="print an earlier run's summary as markdown tables")
     ap.add_argument("--preflight-only", type=Path, help=argparse.SUPPRESS)  # the preflight step itself
     args = ap.parse_args()
+    if args.report:
+        print(markdown(json.loads((args.report / "summary.json").read_text())))
+        return 0
     if args.preflight_only:
         return preflight(args.preflight_only, args.trt_cache)
 
@@ -257,6 +261,42 @@ def main() -> int:
     return finish(run, args, 0)
 
 
+def markdown(doc: dict[str, Any]) -> str:
+    """summary.json as the tables docs/performance.md wants: inference per provider, then cameras per GPU."""
+    fig = doc["figures"]
+    pre = fig.get("preflight") or {}
+    ort_ = pre.get("onnxruntime", {})
+    lines = [f"GPU: {pre.get('nvidia_smi', '?')}; onnxruntime {ort_.get('version', '?')} sessions "
+             f"{ort_.get('sessions', {})}; NVDEC {pre.get('pyav', {}).get('nvdec', '?')}", "",
+             "| inference run | provider used | row | bare fps | component fps | component ÷ bare |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for step, f in fig.items():
+        if step.startswith("inference") and f:
+            for r in f["rows"]:
+                cells = [step, str(f.get("provider")), r["row"], f"{r['bare_fps']:.1f}",
+                         f"{r['component_fps']:.1f}" if "component_fps" in r else "–",
+                         f"{r['ratio']:.2f}" if "ratio" in r else "–"]
+                lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| suite ramp | N | bare analysed | suite analysed | bare / suite ms CPU per frame "
+              "| provider, decoders (bare; suite) |", "| --- | --- | --- | --- | --- | --- |"]
+    caps = []
+    for step, f in fig.items():
+        if not step.startswith("suite") or not f:
+            continue
+        for r in f["rows"]:
+            b, su = r.get("bare"), r.get("suite")
+            ms = "/".join("–" if x is None or x.get("ms_per_frame") is None else f"{x['ms_per_frame']:.1f}"
+                          for x in (b, su))
+            who = "; ".join(f"{x['provider']}, {x['decoders']}" for x in (b, su) if x)
+            lines.append(f"| {step} | {r['n']} | {b['ratio'] if b else '–'} | {su['ratio'] if su else '–'} | {ms} | "
+                         f"{who} |")
+        c = f["capacity"]
+        ratio = f"{c['suite'] / c['bare']:.2f}" if c["bare"] else "–"
+        caps.append(f"{step}: cameras per box suite {c['suite']}, bare {c['bare']}, ratio {ratio}"
+                    + (" (ramp cut short by the budget)" if f.get("partial") else ""))
+    return "\n".join([*lines, "", *caps])
+
+
 def finish(run: Run, args: argparse.Namespace, rc: int) -> int:
     figures = {s["step"]: headline(run.out / s["json"]) for s in run.steps if s.get("json")}
     # preflight's 3 = no GPU provider: a finding (gpu_ready false), not a failure, when the run went on anyway
@@ -265,6 +305,7 @@ def finish(run: Run, args: argparse.Namespace, rc: int) -> int:
     doc = {"dry_run": args.dry_run, "gpu_ready": gpu_ready, "budget_s": args.budget,
            "seconds": round(time.monotonic() - run.t0, 1), "steps": run.steps, "figures": figures, "failed": failed}
     (run.out / "summary.json").write_text(json.dumps(doc, indent=2, default=str))
+    run.say("\n" + markdown(doc))
     run.say(f"\nsummary: {run.out / 'summary.json'}; {doc['seconds']} s in all; "
             + (f"steps that failed or were cut: {', '.join(failed)}" if failed else "every step finished"))
     run.log.close()

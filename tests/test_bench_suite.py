@@ -72,3 +72,7 @@ def test_gpu_run_dry_run_exercises_every_step(tmp_path: Path) -> None:
             assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {want: 1}, row
     log = (out / "gpu-run.log").read_text()
     assert "=== preflight" in log and "=== suite cpu hwdecode off" in log and "capacity:" in log
+    report = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--report", str(out)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert report.returncode == 0 and report.stdout.strip() in log  # the tables the log ends with
+    assert "suite cpu hwdecode auto: cameras per box suite" in report.stdout and "| inference cpu |" in report.stdout
