@@ -2,7 +2,15 @@
 
     .venv/bin/python bench/suite.py [--cameras 1 2 4 6 8] [--warmup 10] [--window 30] [--model yolox|null]
                                     [--video 720p|low] [--only suite|bare] [--json [PATH]]
+                                    [--provider cpu|auto|tensorrt|cuda] [--hwdecode off|auto|cuda] [--trt-cache DIR]
     .venv/bin/python bench/suite.py --quick             # cameras 1 2 4, warm-up 6 s, window 12 s
+
+--provider is ONNX Runtime's execution provider on both sides (the suite's Inference `provider`, the bare loop's
+load_model); --hwdecode is Capture's `hwDecode` on every camera and the bare loop's PyAV decoding
+(ggvision.capture.sources.hw_decoder, the same code path). Both are recorded per side and N: the provider the
+session registered (inference-metrics `provider`, LoadedModel.provider) and the decoders the cameras got
+(capture-metrics `cameras.<id>.decoder`, the bare readers' codec contexts), so a fallback shows. TensorRT engines
+are cached in --trt-cache (default: one folder for the whole run), built once, not once per N.
 
 Streams: ../shared/data/video/vtest.avi (1280x720 H.264, 25 fps) looped without re-encoding, served by ONE
 GStreamer RTSP server process on loopback (tests/rtsp_server.py --paths N: /cam0 .. /cam{N-1}; every
@@ -211,14 +219,17 @@ def cpu_delta(a: dict[int, tuple[str, float, int]], b: dict[int, tuple[str, floa
 # --------------------------------------------------------------------------- bare loop
 
 
-def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window: float) -> dict[str, Any]:
+def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window: float, provider: str = "cpu",
+         hwdecode: str = "off", trt_cache: Path | None = None) -> dict[str, Any]:
     """PyAV decode with the worker's frame skipping + LoadedModel.infer batched, one process, no IPC."""
     import av
 
+    from ggvision.capture.sources import decoded_on_gpu, hw_decoder
     from ggvision.capture.worker import _Sampler
     from ggvision.model.loader import load_model
 
-    model = load_model(model_path, provider="cpu", threads=threads)
+    model = load_model(model_path, provider=provider, threads=threads, trt_cache_dir=trt_cache)
+    decoders: dict[int, str] = {}
     lock = threading.Lock()
     have = threading.Condition(lock)
     slots: dict[int, tuple[float, np.ndarray]] = {}
@@ -229,9 +240,10 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     def reader(k: int, url: str) -> None:
         try:
             opened = time.time()
-            with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10) as c:
+            with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10, hwaccel=hw_decoder(hwdecode)) as c:
                 st = c.streams.video[0]
                 ctx = st.codec_context
+                decoders[k] = "cuda" if ctx.is_hwaccel else "cpu"
                 ctx.thread_count = 1
                 ctx.thread_type = "SLICE"
                 tb, epoch0, sampler, skip = st.time_base, None, _Sampler(DETECT_FPS), "DEFAULT"
@@ -246,6 +258,8 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
                     if want != skip:
                         ctx.skip_frame = skip = want
                     for frame in ctx.decode(packet):
+                        if decoded[k] == 0 and ctx.is_hwaccel and not decoded_on_gpu(frame):
+                            decoders[k] = "cpu"  # FFmpeg's software fallback, as Capture reports it
                         decoded[k] += 1
                         ft = float(frame.pts * tb) if frame.pts is not None else (t or 0.0)
                         if not sampler.take(ft):
@@ -293,20 +307,30 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     stop.set()
     for t in ts_:
         t.join(15)
+    provider_used = model.provider
     model.close()
     asked = len(urls) * DETECT_FPS * window
-    return {"analysed": analysed, "asked": asked, "ratio": analysed / asked, "det_p50": pct(lat, 0.5),
+    return {"provider": provider_used, "decoders": _count(decoders.values()),
+            "analysed": analysed, "asked": asked, "ratio": analysed / asked, "det_p50": pct(lat, 0.5),
             "det_p95": pct(lat, 0.95), "cpu_s": cpu,
             "ms_per_frame": 1000 * cpu / analysed if analysed else None, "cpu": {"bare": cpu},
             "rss": {"bare": me.memory_info().rss},
             "dropped": {"replaced in the slot": dropped["replaced"] - drop0}}
 
 
+def _count(names: Any) -> dict[str, int]:
+    """{"cpu": 3, "cuda": 1}: how many cameras got each decoder (None: not connected yet)."""
+    out: dict[str, int] = {}
+    for n in names:
+        out[str(n)] = out.get(str(n), 0) + 1
+    return out
+
+
 # --------------------------------------------------------------------------- the suite
 
 
 def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: str, warmup: float, window: float,
-          sample: int) -> dict[str, Any]:
+          sample: int, provider: str = "cpu", hwdecode: str = "off", trt_cache: Path | None = None) -> dict[str, Any]:
     from capture_dev import NAME as CAPTURE
     from capture_dev import capture_dev_recipe
     from filter_dev import NAME as FILTER
@@ -324,11 +348,12 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
         "operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["ggvision/v1/*"]}}}
     rt = Runtime(tmp, [AGENT], config={AGENT: {"accessControl": acl}})
     capture_dev_recipe(rt.recipes, cameras={c: {
-        "source": {"type": "rtsp", "url": u, "transport": "tcp"}, "detectFps": DETECT_FPS,
+        "source": {"type": "rtsp", "url": u, "transport": "tcp"}, "detectFps": DETECT_FPS, "hwDecode": hwdecode,
         "record": {"enabled": True, "segmentSeconds": 4, "retainS": 60, "dir": "segments"}}
         for c, u in zip(cams, urls, strict=True)}, metricsPeriodS=1)
     inference_dev_recipe(rt.recipes, models={"detector": {"path": str(model_path), "cameras": ["*"]}},
-                         provider="cpu", threads=threads, metricsPeriodS=1, batch={"maxSize": BATCH})
+                         provider=provider, threads=threads, metricsPeriodS=1, batch={"maxSize": BATCH},
+                         **({"trtCacheDir": str(trt_cache)} if trt_cache else {}))
     filter_dev_recipe(rt.recipes, cameras={c: {"policy": "events"} for c in cams}, metricsPeriodS=5)
     uplink_dev_recipe(rt.recipes, iot={"enabled": False}, metricsPeriodS=5, sink={
         "type": "s3", "bucket": "ggv-suite", "region": "us-east-1", "endpointUrl": moto_url, "timeoutS": 5})
@@ -345,6 +370,13 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
         a.call("subscribe", id="cap", topic="ggvision/v1/metrics/capture")
         for c in cams[:sample]:
             a.call("subscribe", id=f"det-{c}", topic=f"ggvision/v1/detections/{c}")
+        # a model served (a TensorRT engine may be built on a cold cache: minutes), then the warm-up in wall time
+        deadline, seen = time.monotonic() + 600, 0
+        while time.monotonic() < deadline:
+            got = a.call("events", id="inf", count=seen + 1, timeout=2.0)
+            if any(e.get("json", {}).get("frames") for e in got):
+                break
+            seen = len(got)
         time.sleep(warmup)  # the streams play in real time: a warm-up is wall time, there is nothing to await
         root = psutil.Process(rt.proc.pid)  # type: ignore[union-attr]
         inf_before = [e["json"] for e in a.call("events", id="inf", timeout=0.01) if "json" in e]
@@ -385,7 +417,9 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
     asked = len(urls) * DETECT_FPS * span
     counted = sum(v for k, v in cpu.items() if k in PARTS)
     threads = thread_report(th0, th1, analysed * wall / span if span else 0.0)
-    return {"analysed": analysed, "asked": asked, "ratio": analysed / asked if asked else 0.0,
+    return {"provider": prim[-1].get("provider") if prim else None,
+            "decoders": _count((cap[-1]["cameras"].get(c) or {}).get("decoder") for c in cams) if cap else {},
+            "analysed": analysed, "asked": asked, "ratio": analysed / asked if asked else 0.0,
             "det_p50": pct(det_lat, 0.5), "det_p95": pct(det_lat, 0.95), "ev_p50": pct(ev_lat, 0.5),
             "ev_p95": pct(ev_lat, 0.95), "events": len(ev_lat), "cpu_s": counted * window / wall,
             "ms_per_frame": 1000 * counted / (analysed * wall / span) if analysed and span else None,
@@ -421,7 +455,13 @@ def main() -> int:
     ap.add_argument("--per-thread", action="store_true", help="print the suite's CPU per thread per analysed frame")
     ap.add_argument("--stop", action="store_true", help="stop the ramp after the first N that fails both sides")
     ap.add_argument("--quick", action="store_true", help="cameras 1 2 4, warm-up 6 s, window 12 s")
-    ap.add_argument("--json", nargs="?", const="-", help="also write the results as JSON (to PATH or stdout)")
+    ap.add_argument("--provider", choices=["cpu", "auto", "tensorrt", "cuda"], default="cpu",
+                    help="ONNX Runtime execution provider, suite and bare alike")
+    ap.add_argument("--hwdecode", choices=["off", "auto", "cuda"], default="off",
+                    help="Capture's hwDecode on every camera and the bare loop's decoding (NVDEC when cuda opens)")
+    ap.add_argument("--trt-cache", type=Path, help="TensorRT engine cache folder (default: one for this run)")
+    ap.add_argument("--json", nargs="?", const="-",
+                    help="also write the results as JSON (to PATH, rewritten after each N, or stdout)")
     args = ap.parse_args()
     if args.quick:
         args.cameras, args.warmup, args.window = [1, 2, 4], 6.0, 12.0
@@ -441,6 +481,7 @@ def main() -> int:
     mdir = model_dir(tmp, args.model)
     moto = MotoProcess(tmp / "moto.log")
     moto.client().create_bucket(Bucket="ggv-suite")
+    trt_cache = args.trt_cache or tmp / "trt-cache"
     rows: list[dict[str, Any]] = []
     try:
         for n in args.cameras:
@@ -452,14 +493,16 @@ def main() -> int:
                 try:
                     urls = [server.url(k) for k in range(n)]
                     if side == "bare":
-                        row[side] = bare(urls, mdir, args.threads, args.warmup, args.window)
+                        row[side] = bare(urls, mdir, args.threads, args.warmup, args.window, args.provider,
+                                         args.hwdecode, trt_cache)
                     else:
                         row[side] = suite(tmp / f"rt-{n}", urls, mdir, args.threads, moto.url, args.warmup,
-                                          args.window, args.sample)
+                                          args.window, args.sample, args.provider, args.hwdecode, trt_cache)
                 finally:
                     server.stop()
                 r = row[side]
-                print(f"N={n} {side}: analysed {r['analysed']:.0f}/{r['asked']:.0f} ({r['ratio']:.3f}), "
+                print(f"N={n} {side} [{r['provider']}, decode {r['decoders']}]: "
+                      f"analysed {r['analysed']:.0f}/{r['asked']:.0f} ({r['ratio']:.3f}), "
                       f"det p50/p95 {fmt(r['det_p50'])}/{fmt(r['det_p95'])} s"
                       + (f", event p50/p95 {fmt(r['ev_p50'])}/{fmt(r['ev_p95'])} s ({r['events']})"
                          if side == "suite" else "")
@@ -469,6 +512,8 @@ def main() -> int:
                 if args.per_thread and side == "suite":
                     print("\n".join(r["threads"][:25]))
             rows.append(row)
+            if args.json and args.json != "-":  # a run cut short (a time budget: bench/gpu.py) keeps its rows
+                write_json(rows, args, partial=True)
             if args.stop and all(not ok(row[s]) for s in ("bare", "suite") if s in row):
                 break
     finally:
@@ -480,12 +525,14 @@ def main() -> int:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, total: float) -> None:
     video = "vtest.avi 1280x720 25 fps" if args.video == "720p" else "LOW-RES VARIANT 320x180 10 fps"
+    used = sorted({str(r[s].get("provider")) for r in rows for s in ("bare", "suite") if s in r})
     print(f"\n{cpu_model()} x{os.cpu_count()}, load {os.getloadavg()[0]:.1f}; model {args.model}, {video}, "
-          f"detect {DETECT_FPS:g} fps, batch {BATCH}, {args.threads} ORT thread(s), window {args.window:g} s")
+          f"detect {DETECT_FPS:g} fps, batch {BATCH}, {args.threads} ORT thread(s), window {args.window:g} s; "
+          f"provider {args.provider} (used: {', '.join(used)}), hwdecode {args.hwdecode}")
     print("| N | bare analysed | suite analysed | det p50/p95 s (suite) | event p50/p95 s | suite CPU %/cam "
           "(cap/inf/fil/upl/hea/rt) | suite RSS MiB | bare ms CPU/frame | suite ms CPU/frame | plumbing ms/frame "
-          "| suite dropped (cap/ring/inf) |")
-    print("|" + " --- |" * 11)
+          "| suite dropped (cap/ring/inf) | provider, decoders (bare; suite) |")
+    print("|" + " --- |" * 12)
     for row in rows:
         n, b, s = row["n"], row.get("bare"), row.get("suite")
         cells = [str(n), f"{b['ratio']:.3f}" + (" ✓" if ok(b) else " ✗") if b else "–"]
@@ -500,20 +547,44 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, total: float) -
                       fmt(sms - bms if bms is not None and sms is not None else None), "/".join(f"{x:.0f}" for x in d)]
         else:
             cells += ["–"] * 9
+        cells.append("; ".join(f"{r['provider']}, {_decoders(r['decoders'])}" for r in (b, s) if r))
         print("| " + " | ".join(cells) + " |")
     cap_b = max([r["n"] for r in rows if "bare" in r and ok(r["bare"])], default=0)
     cap_s = max([r["n"] for r in rows if "suite" in r and ok(r["suite"])], default=0)
     print(f"\ncapacity: suite {cap_s}, bare {cap_b}, ratio {cap_s / cap_b if cap_b else float('nan'):.2f} "
           f"(of the N tried: {[r['n'] for r in rows]}); total {total:.0f} s")
     if args.json:
-        doc = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()},
-               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows,
-               "capacity": {"suite": cap_s, "bare": cap_b}}
-        text = json.dumps(doc, indent=2, default=str)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text)
+        write_json(rows, args)
+
+
+def _decoders(counts: dict[str, int]) -> str:
+    return " ".join(f"{k}×{v}" for k, v in sorted(counts.items())) or "–"
+
+
+def write_json(rows: list[dict[str, Any]], args: argparse.Namespace, partial: bool = False) -> None:
+    cap_b = max([r["n"] for r in rows if "bare" in r and ok(r["bare"])], default=0)
+    cap_s = max([r["n"] for r in rows if "suite" in r and ok(r["suite"])], default=0)
+    doc = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                       "gpu": gpu_name()},
+           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows,
+           "capacity": {"suite": cap_s, "bare": cap_b}, "partial": partial}
+    text = json.dumps(doc, indent=2, default=str)
+    if args.json == "-":
+        print(text)
+    else:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.json)
+
+
+def gpu_name() -> str | None:
+    """The first NVIDIA GPU nvidia-smi names, or None (no driver, no GPU)."""
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                           text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
 
 
 if __name__ == "__main__":

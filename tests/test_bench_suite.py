@@ -1,5 +1,5 @@
-"""bench/suite.py keeps working: one camera, the null model, a few seconds per side (the figures are not checked;
-they come from the benchmark, docs/performance.md)."""
+"""bench/suite.py and bench/gpu.py keep working: one camera, the null model, a few seconds per side (the figures
+are not checked; they come from the benchmarks, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from harness import REPO
 
+from ggvision.capture.sources import cuda_decode_probe
+
 SHARED = REPO.parent / "shared"
 
 
-def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
+def _needs() -> None:
     for need in (SHARED / "data" / "video" / "vtest.avi", SHARED / "models" / "yolox_nano.onnx"):
         if not need.exists():
             pytest.skip(f"{need} is absent (it lives in ../shared, outside the project)")
@@ -22,9 +24,13 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
     if not Path("/usr/bin/python3").exists() or subprocess.run(["/usr/bin/python3", "-c", probe],
                                                                capture_output=True, timeout=30).returncode:
         pytest.skip("the RTSP test server needs Debian's python3 with GstRtspServer")
+
+
+def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
+    _needs()
     out = tmp_path / "suite.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "suite.py"), "--cameras", "1", "--warmup", "3",
-                        "--window", "4", "--model", "null", "--json", str(out)],
+                        "--window", "4", "--model", "null", "--hwdecode", "auto", "--json", str(out)],
                        capture_output=True, text=True, timeout=150, cwd=REPO)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     doc = json.loads(out.read_text())
@@ -34,3 +40,39 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
         assert row[side]["analysed"] > 0, (side, row[side])
     assert set(row["suite"]["cpu"]) >= {"capture", "inference", "filter", "uplink", "health", "runtime"}
     assert "| N |" in r.stdout and "capacity:" in r.stdout
+    # the provider the sessions registered and the decoders the cameras got are recorded (hwdecode auto: NVDEC
+    # where a CUDA device opens, else the CPU; capture-metrics `decoder` on the suite's side)
+    decoder = "cuda" if cuda_decode_probe()[0] else "cpu"
+    for side in ("bare", "suite"):
+        assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {decoder: 1}, row[side]
+
+
+@pytest.mark.timeout(400)
+def test_gpu_run_dry_run_exercises_every_step(tmp_path: Path) -> None:
+    """bench/gpu.py --dry-run: the one-go GPU script's steps (preflight, inference bench, both suite ramps) on
+    provider cpu, with its log, JSON files and summary, on a box without a GPU."""
+    _needs()
+    out = tmp_path / "gpu-run"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--dry-run", "--out", str(out)],
+                       capture_output=True, text=True, timeout=380, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    doc = json.loads((out / "summary.json").read_text())
+    assert [s["step"] for s in doc["steps"]] == ["preflight", "tests", "inference cpu", "suite cpu hwdecode auto",
+                                                  "suite cpu hwdecode off"]
+    assert doc["failed"] == [] and doc["dry_run"] is True
+    fig = doc["figures"]
+    pre = fig["preflight"]
+    assert "CPUExecutionProvider" in pre["onnxruntime"]["available"] and "nvdec" in pre["pyav"]
+    assert pre["gpu_inference"] is doc["gpu_ready"]
+    assert fig["inference cpu"]["provider"] == "CPUExecutionProvider"
+    decoder = "cuda" if cuda_decode_probe()[0] else "cpu"
+    for hw, want in (("auto", decoder), ("off", "cpu")):
+        (row,) = fig[f"suite cpu hwdecode {hw}"]["rows"]
+        for side in ("bare", "suite"):
+            assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {want: 1}, row
+    log = (out / "gpu-run.log").read_text()
+    assert "=== preflight" in log and "=== suite cpu hwdecode off" in log and "capacity:" in log
+    report = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--report", str(out)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert report.returncode == 0 and report.stdout.strip() in log  # the tables the log ends with
+    assert "suite cpu hwdecode auto: cameras per box suite" in report.stdout and "| inference cpu |" in report.stdout

@@ -13,6 +13,11 @@ but are not due are never converted or scaled; due frames are converted to BGR a
 default (`decodeThreads: 1`): per camera that costs least CPU, and cameras run in parallel anyway;
 frame threading would also delay every frame by one frame per thread. See bench/capture.py.
 
+Hardware decoding (`hwDecode`, sources.hw_decoder): with NVDEC the same skipping applies (FFmpeg's H.264/HEVC
+decoders honour skip_frame with a hwaccel too) and PyAV hands back frames already downloaded to system memory.
+Those carry pts but no dts (PyAV copies only pts), so PtsGuesser follows pts: right for RTSP and MP4/MKV, not
+for AVI files whose pts are in decode order. `stats()["decoder"]` says which decoder a connection got.
+
 Timestamps given to `on_frame` and in SegmentInfo are epoch seconds: the stream clock of each
 connection is mapped to the wall clock at its first packet (a looping file continues exactly where
 the previous pass ended). Within a connection they follow the camera's own clock, so segments are
@@ -39,7 +44,15 @@ from ..component.storage import StorageFaults, condition_of
 from ..config.capture import CameraConfig, FileSource, RtspSource, SourceConfig, UsbSource
 from ..sim.scenes import ObjectBox
 from .recorder import RecordError, SegmentInfo, SegmentRecorder
-from .sources import ImageDirSource, PermanentError, PtsGuesser, Redactor, open_container
+from .sources import (
+    ImageDirSource,
+    PermanentError,
+    PtsGuesser,
+    Redactor,
+    decoded_on_gpu,
+    hw_decoder,
+    open_container,
+)
 from .synthetic import H264Encoder, SyntheticSource, h264_encoder_name
 from .urls import parse_credentials, redact_url, with_credentials
 
@@ -149,6 +162,7 @@ class _Conn:
     frame_s: float = 0.0
     end_t: float = 0.0  # end of the last frame, stream seconds
     recorder: SegmentRecorder | None = None
+    hw_unchecked: bool = False  # NVDEC set up; the first decoded frame says whether it really decodes
 
 
 def _describe(src: SourceConfig) -> str:
@@ -212,6 +226,8 @@ class CameraWorker(threading.Thread):
         self.record_errors = 0
         self.segments = 0
         self.segment_bytes = 0
+        # which decoder the current (last) connection uses: "cuda" (NVDEC) or "cpu"; None before the first
+        self.decoder: str | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -226,7 +242,8 @@ class CameraWorker(threading.Thread):
         the decoder (frame sources: rendered/read); decode_ms: decoder wall time per decoded frame;
         convert_ms: BGR conversion + scaling per delivered frame; dropped_frames: corrupt packets,
         unreadable images, frames a slow consumer made the synthetic source skip; bitrate_kbps: the
-        compressed stream's bitrate; segment_bytes: bytes of announced segments.
+        compressed stream's bitrate; segment_bytes: bytes of announced segments; decoder: "cuda" (NVDEC) or
+        "cpu" for the current (last) connection, None before the first (hwDecode; frame sources: "cpu").
         """
         decoded, converted = self._decoded.total(), self._converted.total()
         return {
@@ -245,6 +262,7 @@ class CameraWorker(threading.Thread):
             "segment_bytes": self.segment_bytes,
             "record_errors": self.record_errors,
             "bitrate_kbps": round(self._bits.rate() / 1000, 1),
+            "decoder": self.decoder,
         }
 
     def ground_truth(self, timestamp: float) -> list[ObjectBox] | None:
@@ -359,6 +377,7 @@ class CameraWorker(threading.Thread):
     def _container_session(self) -> str | None:
         cfg = self.config
         src = cfg.source
+        hwaccel = hw_decoder(cfg.hw_decode)  # before connecting: cuda without a device is retried, not opened
         url = self._connect_url(src) if isinstance(src, RtspSource) else None
         opened_at = time.time()
         container = open_container(
@@ -367,6 +386,7 @@ class CameraWorker(threading.Thread):
             open_timeout=cfg.stall_timeout_s,
             read_poll=READ_POLL_S,
             stall_timeout=cfg.stall_timeout_s,
+            hwaccel=hwaccel,
         )
         del url  # the credentialed URL lives only inside the container
         conn: _Conn | None = None
@@ -377,10 +397,13 @@ class CameraWorker(threading.Thread):
             ctx = stream.codec_context
             ctx.thread_count = cfg.decode_threads
             ctx.thread_type = "SLICE" if cfg.decode_threads == 1 else "AUTO"
+            self.decoder = "cuda" if ctx.is_hwaccel else "cpu"
             # A live stream's first packet was sent when we asked for it (RTSP PLAY), not when PyAV's
             # probing handed it to us up to a second later: anchor its clock at the connect time.
-            conn = _Conn(stream.time_base, _Sampler(cfg.detect_fps), anchor=opened_at if cfg.is_live else None)
-            self._set_status("connected", f"{_describe(src)} {ctx.name} {ctx.width}x{ctx.height}")
+            conn = _Conn(stream.time_base, _Sampler(cfg.detect_fps), anchor=opened_at if cfg.is_live else None,
+                         hw_unchecked=ctx.is_hwaccel)
+            self._set_status("connected", f"{_describe(src)} {ctx.name} {ctx.width}x{ctx.height}"
+                                          + (" (NVDEC)" if ctx.is_hwaccel else ""))
             self._check_recordable(ctx.name)
             pace = isinstance(src, FileSource) and src.realtime
             last_packet = time.monotonic()
@@ -463,6 +486,12 @@ class CameraWorker(threading.Thread):
         return frames
 
     def _frame(self, frame: av.VideoFrame, conn: _Conn) -> None:
+        if conn.hw_unchecked:
+            conn.hw_unchecked = False
+            if not decoded_on_gpu(frame):  # FFmpeg fell back to its software decoder: say so
+                self.decoder = "cpu"
+                log.warning("camera %s: NVDEC was set up but frames come from the CPU decoder (%s); decoding on "
+                            "the CPU", self.camera_id, frame.format.name)
         ts = conn.guess(frame.pts, frame.dts)
         t = float(ts * conn.time_base) if ts is not None else conn.last_t
         conn.last_t = t
@@ -565,6 +594,7 @@ class CameraWorker(threading.Thread):
         recorder: SegmentRecorder | None = None
         sampler = _Sampler(cfg.detect_fps)
         drops_seen = 0
+        self.decoder = "cpu"  # rendered or read by OpenCV
         self._set_status("connected", src.kind)
         try:
             for item in source.frames(self._stopping):

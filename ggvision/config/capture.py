@@ -246,6 +246,12 @@ def _by_type(v: Any, handler: Callable[[Any], Any]) -> Any:
 
 # -- a camera --------------------------------------------------------------------------------------------
 
+# Hardware decoding (ggvision/capture/sources.py, hw_decoder): off = the CPU (FFmpeg's software decoder); auto =
+# NVDEC when a CUDA device opens in this process, else the CPU (logged once); cuda = NVDEC or no frames (the
+# camera retries with backoff, its status says why). Default off until GPU figures say auto pays (docs/performance.md).
+HwDecode = Literal["off", "auto", "cuda"]
+HW_DECODE_MODES: tuple[str, ...] = get_args(HwDecode)
+
 class RecordConfig(_Entry):
     """Recording of the compressed stream into MPEG-TS segments (no re-encoding) under `dir`."""
 
@@ -277,6 +283,7 @@ class CameraConfig(_Entry):
     backoff_min_s: positive(3600) = 1.0
     backoff_max_s: positive(86400) = 30.0
     decode_threads: whole(0, 64) = 1  # 1 = most CPU-efficient per camera; 0 = FFmpeg's automatic count
+    hw_decode: Annotated[HwDecode, _one_of(HwDecode)] = "off"
     record: RecordConfig = RecordConfig()
     _camera_id: str = PrivateAttr("")
 
@@ -286,6 +293,9 @@ class CameraConfig(_Entry):
             raise _at("backoffMaxS", f"must be >= backoffMinS ({self.backoff_min_s:g})")
         if self.record.enabled and self.source.kind == "images":
             raise _at(("record", "enabled"), "an images source has no video stream to record")
+        if self.hw_decode == "cuda" and self.source.kind in ("images", "synthetic"):
+            raise _at("hwDecode", f"cuda needs a video stream to decode; a {self.source.kind} source has none "
+                                  "(use off or auto)")
         return self
 
     @property

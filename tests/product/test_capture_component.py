@@ -148,3 +148,13 @@ def test_kill_9_restarts_and_leaves_no_stale_rings(capture: Runtime) -> None:
     rings = [n for n in os.listdir("/dev/shm") if n.startswith("ggv-")]
     assert not [n for n in rings if n.endswith(f"-{pid}")], rings  # the dead writer's rings are gone
     assert all(n.endswith(f"-{new[0]}") for n in rings if "file-1" in n or "synthetic-1" in n)
+
+
+def test_metrics_name_each_cameras_decoder(capture: Runtime) -> None:
+    """capture-metrics `cameras.<id>.decoder` (docs/messages.md): this runtime's cameras (the synthetic one is
+    rendered; a file camera decodes with hwDecode off, the default) name the CPU; bench/suite.py reads the field to
+    record the decode path."""
+    a = capture.agent()
+    a.call("subscribe", id="metrics-decoder", topic="ggvision/v1/metrics/capture")
+    m = a.call("events", id="metrics-decoder", count=1, timeout=20)[0]["json"]
+    assert m["cameras"] and {c["decoder"] for c in m["cameras"].values()} == {"cpu"}, m["cameras"]
