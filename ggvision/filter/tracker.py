@@ -92,8 +92,8 @@ def _similarities(a: np.ndarray, b: np.ndarray, min_iou: float) -> np.ndarray:
 
 VECTOR_PAIRS = 32  # from this many (track, detection) pairs on, the matrix in numpy is cheaper than the loop
 # A box at least this much covered by two better boxes of its label is doubtful. Measured (bench/analytics.py
-# --video, 6 scenes): 0.6 -> 96.2 % precision, 0.5 -> 97.0 %, 0.4 the same; lower costs real people in crowds
-# their birth (the tracker-level rows lose a few tenths of recall at 0.5).
+# --video, scenes 1-6, precision / recall): none 89.2 / 95.0 %, 0.6 96.2 / 95.0 %, 0.5 97.0 / 94.9 %, 0.4
+# 97.4 / 94.5 %; lower also bars more real people in crowds from starting a track (tracker-level rows).
 COVER = 0.5
 
 
