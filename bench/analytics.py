@@ -5,6 +5,7 @@ spoils them, at the detect rate, into the real IoU tracker and Analytics.
     .venv/bin/python bench/analytics.py                  # the table for docs/filter.md (about a minute)
     .venv/bin/python bench/analytics.py --quick          # one seed, 300 s scenes
     .venv/bin/python bench/analytics.py --json out.json
+    .venv/bin/python bench/analytics.py --video --seeds 4,5,6   # other scenes, to check a change was not fitted
 
 What a detector does to the boxes (per sample, seeded): each edge moves by N(0, σ·size) (σ 3 %, "heavy": 6 %),
 a person is missed with probability 8 % (heavy: 15 %), a one-frame false positive appears in 2 % of the
@@ -285,7 +286,8 @@ def render_video(scene: ScriptedScene, duration_s: float, fps: int, out: Path) -
     return out
 
 
-def run_stack(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+def run_stack(scene: ScriptedScene, duration_s: float, fps: float, save: Path | None = None
+              ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """The real Capture -> Inference -> Filter path: the rendered video played in real time by Capture's file
     source (decoded at detectFps), the synthetic-detector model component in Inference, the Filter with the
     bench's line and zone, under the local runtime (tests/suite_dev.py's recipes). Returns the crossings the
@@ -327,9 +329,18 @@ def run_stack(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list
         if dets:  # kept with its logs when nothing came through
             shutil.rmtree(tmp, ignore_errors=True)
     # the same tracker + analytics on the same messages, for the per-crossing log; scene time = media time
+    dets.sort(key=lambda m: m["timestamp"])
+    if save is not None:  # to replay them through another version of the tracker (--replay)
+        save.write_text(json.dumps(dets))
+    return replay_stack(dets, scene, duration_s, {"component_totals": totals.get("crossings", {})})
+
+
+def replay_stack(dets: list[dict[str, Any]], scene: ScriptedScene, duration_s: float, info: dict[str, Any]
+                 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """The tracker and analytics over the detections/1.0 messages the Filter received in a --stack run."""
     from ggvision.filter.messages import parse_detections
 
-    dets.sort(key=lambda m: m["timestamp"])
+    cam = settings()
     t0 = dets[0]["timestamp"] if dets else 0.0
     tracker = IouTracker(cam.tracker, cam.stationary)
     an = Analytics(cam.analytics, cam.zones, cam.zone_anchor, cam.tracker.min_hits)
@@ -342,8 +353,7 @@ def run_stack(scene: ScriptedScene, duration_s: float, fps: float) -> tuple[list
     upd = tracker.update([], duration_s + 10)
     an.update(upd.started, upd.updated, upd.ended, tracker.tracks, duration_s + 10, (scene.width, scene.height))
     an.due(duration_s + 20, final=True)
-    return an.log, {"messages": len(dets), "component_totals": totals.get("crossings", {}),
-                    "replayed_totals": an.totals()["crossings"]}
+    return an.log, {"messages": len(dets), **info, "replayed_totals": an.totals()["crossings"]}
 
 
 VTEST_LINE = ((0.0, 0.6), (1.0, 0.6))  # across the plaza, 60 % down: "in" is walking down (towards the camera's bottom)
@@ -482,12 +492,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 3],
+                    help="the scenes (default 1,2,3: the table's; 4,5,6 were kept aside to check a change)")
     ap.add_argument("--video", action="store_true",
                     help="rendered frames through the synthetic-detector model into the Filter's pipeline instead")
     ap.add_argument("--vtest", nargs="?", const=REPO.parent / "shared" / "data" / "video" / "vtest.avi", type=Path,
                     help="count on the real test video with YOLOX-Nano (../shared) instead")
     ap.add_argument("--stack", type=float, metavar="SECONDS",
                     help="a rendered video of this length through Capture, Inference and the Filter instead")
+    ap.add_argument("--save", type=Path, metavar="JSON", help="--stack: keep the detections messages it received")
+    ap.add_argument("--replay", type=Path, metavar="JSON",
+                    help="--stack: replay messages kept by --save through this tree's tracker instead of running")
     ap.add_argument("--supervision", action="store_true",
                     help="also supervision's LineZone/PolygonZone over ByteTrack (a venv that has them)")
     args = ap.parse_args()
@@ -501,7 +516,10 @@ def main() -> int:
         return 0
     if args.stack:
         sc = counting_scene(640, 360, args.stack, seed=11, person_h=(0.22, 0.3))
-        log, info = run_stack(sc, args.stack, 5.0)
+        if args.replay:
+            log, info = replay_stack(json.loads(args.replay.read_text()), sc, args.stack, {})
+        else:
+            log, info = run_stack(sc, args.stack, 5.0, args.save)
         truth = true_crossings(sc)
         r = score(truth, log, False)
         n_true = {d: sum(1 for x in truth if x[1] == d) for d in ("in", "out")}
@@ -509,7 +527,7 @@ def main() -> int:
                           "recall": r["matched"] / max(r["true"], 1), "count_error": r["count_error"],
                           "false": false_kinds(truth, log), "machine": cpu_model()}, indent=1))
         return 0
-    seeds, duration = ((1,), 300.0) if args.quick else ((1, 2, 3), 600.0)
+    seeds, duration = ((1,), 300.0) if args.quick else (tuple(args.seeds), 600.0)
     variants = [  # (row name, noise, fps, band, handoverS)
         ("exact boxes, 5 fps", "clean", 5, 0.03, 2.0),
         ("detector noise, no occluder, 5 fps", "noisy", 5, 0.03, 2.0),

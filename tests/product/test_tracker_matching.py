@@ -52,3 +52,16 @@ def _run(frames: list[list[Detection]], vector_from: int, monkeypatch: pytest.Mo
 def test_numpy_matching_equals_the_loop(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     frames = _crowd(seed)
     assert _run(frames, 0, monkeypatch) == _run(frames, 1 << 30, monkeypatch)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_doubtful_boxes_in_numpy_equal_the_loop(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which boxes are doubtful (covered by two better ones of their label) is the same in both paths, and the
+    crowds have some."""
+    frames = _crowd(seed)
+    monkeypatch.setattr(tracker_mod, "VECTOR_PAIRS", 0)
+    fast = [tracker_mod._doubtful(dets) for dets in frames]
+    monkeypatch.setattr(tracker_mod, "VECTOR_PAIRS", 1 << 30)
+    assert fast == [tracker_mod._doubtful(dets) for dets in frames]
+    if sum(len(d) for d in frames) > 60 * 20:
+        assert any(any(f) for f in fast)
