@@ -52,22 +52,6 @@ METRICS = topics.metrics("capture")
 validate = validator(CaptureConfig)  # for ComponentApp: the reason a configuration is refused, or None
 
 
-@dataclass
-class Camera:
-    config: CameraConfig
-    worker: CameraWorker
-    ring: FrameRing | None = None
-    published: Published = field(default_factory=lambda: Published())
-
-
-@dataclass
-class Sensor:
-    config: SensorConfig
-    worker: ThermalWorker
-    ring: FrameRing
-    published: Published = field(default_factory=lambda: Published())
-
-
 class Published:
     """Frame descriptors published for one camera or sensor: what Health's camera-silent watchdog reads from the
     metrics instead of subscribing to every descriptor (docs/messages.md, capture-metrics/1.1)."""
@@ -88,6 +72,22 @@ class Published:
             return {"frames_published": 0, "last_frame_age_s": None, "last_frame_timestamp": None}
         return {"frames_published": self.count, "last_frame_age_s": round(max(0.0, now - self.at), 3),
                 "last_frame_timestamp": self.timestamp}
+
+
+@dataclass
+class Camera:
+    config: CameraConfig
+    worker: CameraWorker
+    ring: FrameRing | None = None
+    published: Published = field(default_factory=Published)
+
+
+@dataclass
+class Sensor:
+    config: SensorConfig
+    worker: ThermalWorker
+    ring: FrameRing
+    published: Published = field(default_factory=Published)
 
 
 class CaptureComponent:

@@ -427,11 +427,12 @@ class AppState:
             try:
                 if topic == METRICS + "inference":
                     m = parse_inference(msg)
-                    if m.role == "primary" and m.cameras is not None:  # the messages that carry per-camera counts
-                        if self.inference_at is not None and now - self.inference_at >= RATE_MIN_S:
+                    # the messages that carry per-camera counts; a period's several primaries count once
+                    if m.role == "primary" and m.cameras is not None and (
+                            self.inference_at is None or now - self.inference_at >= RATE_MIN_S):
+                        if self.inference_at is not None:
                             self.inference_interval = now - self.inference_at
-                        if self.inference_at is None or now - self.inference_at >= RATE_MIN_S:
-                            self.inference_at = now
+                        self.inference_at = now
                     self._on_inference(m, now)
                 elif topic == METRICS + "capture":
                     cams, sensors = parse_capture(msg)
