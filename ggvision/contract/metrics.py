@@ -65,6 +65,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ggvision_camera_detection_fps": ("gauge", "Detection messages per second for the camera", ("camera",)),
     "ggvision_camera_up": ("gauge", "1 when capture reports the camera connected", ("camera",)),
     "ggvision_camera_frame_age_seconds": ("gauge", "Seconds since the camera's last frame descriptor", ("camera",)),
+    "ggvision_camera_decoder_info": ("gauge", "The decoder the camera's connection got: cpu or cuda (NVDEC) "
+                                     "(capture's hwDecode; value 1)", ("camera", "decoder")),
     "ggvision_component_up": ("gauge", "1 when the component is RUNNING or FINISHED", ("component",)),
     "ggvision_component_state": ("gauge", "The component's lifecycle state (value 1)", ("component", "state")),
     "ggvision_component_restarts": ("counter", "Restarts seen (new process generation or ERRORED/BROKEN)",

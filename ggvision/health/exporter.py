@@ -116,6 +116,8 @@ def samples(c: Collected) -> dict[str, list[tuple[tuple[str, ...], float]]]:
             put("ggvision_camera_detection_fps", (cam,), c.detection_fps.get(cam, 0.0))
             put("ggvision_camera_up", (cam,), 1 if v.up else 0)
             put("ggvision_camera_frame_age_seconds", (cam,), v.frame_age_s)
+            if v.decoder is not None:
+                put("ggvision_camera_decoder_info", (cam, v.decoder), 1)
         for topic, n in c.app.malformed.items():
             put("ggvision_health_malformed_messages", (topic,), n)
         for comp, d in c.app.disk.items():
@@ -261,7 +263,8 @@ def summary(c: Collected, thing: str, period_s: float) -> dict[str, Any]:
         doc["inference_error_ratio"] = _r(max(ratios), 5) if ratios else None  # worst model
         doc["inference_p95_ms"] = max(p95s) if p95s else None
         cams = {cam: {"up": v.up, "input_fps": _r(v.input_fps, 2), "decoded_fps": _r(v.decoded_fps, 2),
-                      "detection_fps": _r(c.detection_fps.get(cam, 0.0), 2), "frame_age_s": _r(v.frame_age_s, 1)}
+                      "detection_fps": _r(c.detection_fps.get(cam, 0.0), 2), "frame_age_s": _r(v.frame_age_s, 1),
+                      "decoder": v.decoder}
                 for cam, v in sorted(app.cameras.items())}
         doc["cameras_total"] = len(cams)
         doc["cameras_up"] = sum(1 for v in app.cameras.values() if v.up)

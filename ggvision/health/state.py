@@ -29,6 +29,7 @@ from ..contract import disk, topics
 # topic prefix: what follows the last "/" names the component
 METRICS = topics.METRICS.removesuffix("{component}")
 _CAPTURE = re.compile(r"^capture-metrics/1\.\d+$")
+_DECODER = re.compile(r"^[a-z0-9_-]{1,16}$")  # it becomes a Prometheus label value
 _INFERENCE = re.compile(r"^inference-metrics/1\.\d+$")
 _UPLINK = re.compile(r"^uplink-metrics/1\.\d+$")
 _FILTER = re.compile(r"^filter-metrics/1\.\d+$")
@@ -209,6 +210,7 @@ class CaptureCamera:
     decoded_fps: float | None
     frames: float | None = None  # 1.1 `frames_published`, else `frames_out` (cumulative for the process)
     last_frame_age_s: float | None = None  # 1.1: seconds since the last descriptor, when the metrics were made
+    decoder: str | None = None  # "cuda" (NVDEC) or "cpu" once connected (hwDecode); None before, or not said
 
 
 def parse_capture(msg: Any) -> tuple[dict[str, CaptureCamera], set[str]]:
@@ -228,8 +230,12 @@ def parse_capture(msg: Any) -> tuple[dict[str, CaptureCamera], set[str]]:
         if not isinstance(status, str):
             raise Malformed(f"cameras.{cam}.status: expected a string")
         frames = _num(m, "frames_published")
+        decoder = m.get("decoder")
+        if decoder is not None and (not isinstance(decoder, str) or not _DECODER.match(decoder)):
+            raise Malformed(f"cameras.{cam}.decoder: expected a short name like cpu or cuda, got {str(decoder)[:40]!r}")
         out[cam] = CaptureCamera(status, _num(m, "input_fps"), _num(m, "decoded_fps"),
-                                 _num(m, "frames_out") if frames is None else frames, _num(m, "last_frame_age_s"))
+                                 _num(m, "frames_out") if frames is None else frames, _num(m, "last_frame_age_s"),
+                                 decoder)
     return out, set(sensors) - set(cams)
 
 
@@ -320,6 +326,7 @@ class CameraView:
     detection_last: float | None
     first_known: float
     detection_fps: float = 0.0
+    decoder: str | None = None
 
 
 @dataclass
@@ -551,7 +558,7 @@ class AppState:
                 up = cap.status == "connected" if cap is not None else age < silent_s
                 cams[cam] = CameraView(cam, cam in self.sensors, up, cap.input_fps if cap else None,
                                        cap.decoded_fps if cap else None, age, t.frame_last, t.detections,
-                                       t.detection_last, t.first_known, fps)
+                                       t.detection_last, t.first_known, fps, cap.decoder if cap else None)
             for model in [m for m, s in self.models.items() if now - s.received > MODEL_STALE_S]:
                 del self.models[model]
             for comp in [c for c, (_, at) in self.storage.items() if now - at > MODEL_STALE_S]:

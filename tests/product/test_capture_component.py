@@ -158,3 +158,5 @@ def test_metrics_name_each_cameras_decoder(capture: Runtime) -> None:
     a.call("subscribe", id="metrics-decoder", topic="ggvision/v1/metrics/capture")
     m = a.call("events", id="metrics-decoder", count=1, timeout=20)[0]["json"]
     assert m["cameras"] and {c["decoder"] for c in m["cameras"].values()} == {"cpu"}, m["cameras"]
+    cams, _ = parse_capture(m)  # Health exports it (ggvision_camera_decoder_info, health-summary cameras.decoder)
+    assert {cams[c].decoder for c in m["cameras"]} == {"cpu"}

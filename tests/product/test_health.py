@@ -38,7 +38,7 @@ from ggvision.health.collectors import SOCKET_ENV, DiskCollector, DiskSample, Ho
 from ggvision.health.component import HealthComponent
 from ggvision.health.exporter import IOT_MAX_BYTES, METRICS, Collected, HealthCollector, encode_summary, summary
 from ggvision.health.gpu import NvmlGpuSource
-from ggvision.health.state import AppState, Malformed, parse_inference
+from ggvision.health.state import AppState, Malformed, parse_capture, parse_inference
 from ggvision.health.watchdog import Watchdogs
 
 FAKE_INFERENCE = "com.ggvision.test.FakeInference"
@@ -57,7 +57,8 @@ def capture_msg(*cameras: str, status: str = "connected",
     return {"schema": "capture-metrics/1.1", "component": "com.ggvision.Capture", "timestamp": 1795000000.0,
             "cameras": {c: {"status": status, "reason": "", "input_fps": 10.0, "decoded_fps": 5.0,
                             "frames_published": frames.get(c, (0, 0.0))[0],
-                            "last_frame_age_s": frames[c][1] if c in frames else None} for c in cameras}}
+                            "last_frame_age_s": frames[c][1] if c in frames else None, "decoder": "cpu"}
+                        for c in cameras}}
 
 
 def inference_msg(errors: int, runs: int, model: str = "yolox", timestamp: float = 1795000000.0,
@@ -350,6 +351,7 @@ def test_prometheus_text_has_every_metric_name(tmp_path: Path, listener: str) ->
     assert ALL_NAMES - absent_source <= names, sorted(ALL_NAMES - absent_source - names)
     rows = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples}
     assert rows[("ggvision_storage_degraded", (("component", "uplink"), ("condition", "disk-full")))] == 1
+    assert rows[("ggvision_camera_decoder_info", (("camera", "door"), ("decoder", "cpu")))] == 1
     assert rows[("ggvision_storage_errors_total", (("component", "uplink"), ("condition", "disk-full")))] == 2
     assert rows[("ggvision_inference_errors_total", (("model", "yolox"),))] == 3
     assert rows[("ggvision_line_crossings_total", (("camera", "door"), ("direction", "in"), ("label", "person"),
@@ -540,6 +542,21 @@ def test_detection_fps_and_frame_age_come_from_the_producers_metrics() -> None:
     assert st.view(30, now=60.0).cameras["door"].detection_fps == 0.0  # no report for 34 s: not detecting
     with pytest.raises(Malformed, match=r"cameras\.door\.detection_msgs"):
         parse_inference(inference_msg(0, 1) | {"cameras": {"door": {"detection_msgs": "many"}}})
+
+
+def test_capture_decoder_is_kept_and_a_bad_one_is_refused() -> None:
+    """capture-metrics `decoder` becomes a Prometheus label value: anything but a short lowercase name is refused
+    (the message counts as malformed and the last good capture view stays)."""
+    st = AppState()
+    st.on_message("ggvision/v1/metrics/capture", capture_msg("door"), now=1.0)
+    assert st.view(30, now=1.0).cameras["door"].decoder == "cpu"
+    bad = capture_msg("door")
+    bad["cameras"]["door"]["decoder"] = 'cuda"} 1\nfake_metric{x="'
+    st.on_message("ggvision/v1/metrics/capture", bad, now=2.0)
+    assert st.malformed == {"ggvision/v1/metrics/capture": 1}
+    assert st.view(30, now=2.0).cameras["door"].decoder == "cpu"
+    with pytest.raises(Malformed, match=r"cameras\.door\.decoder"):
+        parse_capture(bad)
 
 
 def test_older_producers_without_the_per_camera_fields_still_work() -> None:
