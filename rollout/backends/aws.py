@@ -1,7 +1,7 @@
 """AWS backend: Greengrass v2 thing-group deployments (boto3 greengrassv2 + iot), health summaries from S3.
 
 - current(group): ListDeployments(targetArn, LATEST_ONLY) → GetDeployment: the revision a rollback redeploys
-  (components, deploymentPolicies, iotJobConfiguration kept as they were).
+  (components, deploymentPolicies, iotJobConfiguration and tags kept as they were).
 - deploy: CreateDeployment with the stage's iotJobConfiguration (jobExecutionsRolloutConfig + abortConfig +
   timeoutConfig; from the template revision, else rollout.yaml `aws.iot_job`); a canary is a subdeployment
   (parentTargetArn = the stage group): a core device applies it in place of the stage group's deployment, where a
@@ -76,6 +76,8 @@ class S3MetricsSource:
         return sorted(out, key=lambda d: d.get("timestamp") or 0)
 
 
+# What a stage's next revision (promote, canary, rollback) keeps from its current one besides the components.
+TEMPLATE_KEYS = ("deploymentPolicies", "iotJobConfiguration", "tags")
 DEFAULT_POLICIES = {"failureHandlingPolicy": "ROLLBACK",
                     "componentUpdatePolicy": {"action": "NOTIFY_COMPONENTS", "timeoutInSeconds": 120},
                     "configurationValidationPolicy": {"timeoutInSeconds": 60}}
@@ -148,7 +150,7 @@ class AwsBackend:
                           revision=str(d.get("revisionId", "")),
                           created=created.timestamp() if hasattr(created, "timestamp") else 0.0,
                           parent_group=parent.rsplit("/", 1)[-1] if parent else None,
-                          extra={k: d[k] for k in ("deploymentPolicies", "iotJobConfiguration") if d.get(k)})
+                          extra={k: d[k] for k in TEMPLATE_KEYS if d.get(k)})
 
     def deploy(self, group: str, components: dict[str, dict[str, Any]], *, parent_group: str | None = None,
                name: str = "", template: Deployment | None = None) -> Deployment:
@@ -170,12 +172,14 @@ class AwsBackend:
             "deploymentPolicies": extra.get("deploymentPolicies") or self.policies,
             "iotJobConfiguration": extra.get("iotJobConfiguration") or self.iot_job,
         }
+        if extra.get("tags"):  # the stage's own tags (cost allocation, ownership) stay on its next revision
+            req["tags"] = extra["tags"]
         if parent_group:
             req["parentTargetArn"] = self.group_arn(parent_group)
         resp = self._call(f"CreateDeployment {req['targetArn']}", self.gg.create_deployment, **req)
         return Deployment(group=group, components=components, deployment_id=resp["deploymentId"],
                           created=dt.datetime.now(dt.timezone.utc).timestamp(), parent_group=parent_group,
-                          extra={k: req[k] for k in ("deploymentPolicies", "iotJobConfiguration")})
+                          extra={k: req[k] for k in TEMPLATE_KEYS if req.get(k)})
 
     def devices(self, group: str) -> list[str]:
         things: list[str] = []

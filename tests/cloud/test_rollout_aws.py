@@ -43,6 +43,7 @@ JOB = {"jobExecutionsRolloutConfig": {"exponentialRate": {"baseRatePerMinute": 5
 POLICIES = {"failureHandlingPolicy": "ROLLBACK",
             "componentUpdatePolicy": {"action": "NOTIFY_COMPONENTS", "timeoutInSeconds": 120}}
 SUITE = {"com.ggvision.Suite": {"componentVersion": "0.1.0"}}
+TAGS = {"cost-centre": "vision", "owner": "ml-platform"}
 
 
 def config(tmp_path: Path) -> Any:
@@ -74,7 +75,7 @@ class Fleet:
             {"targetArn": arn, "historyFilter": "LATEST_ONLY"})
         got = {"targetArn": arn, "revisionId": "3", "deploymentId": dep, "deploymentName": "dev",
                "deploymentStatus": "ACTIVE", "components": {**SUITE, COMPONENT: {"componentVersion": version}},
-               "deploymentPolicies": POLICIES, "iotJobConfiguration": JOB,
+               "deploymentPolicies": POLICIES, "iotJobConfiguration": JOB, "tags": TAGS,
                "creationTimestamp": dt.datetime(2026, 1, 1), "isLatestForTarget": True}
         if parent:
             got["parentTargetArn"] = parent
@@ -132,8 +133,9 @@ def test_promote_canary_then_group(tmp_path: Path) -> None:
     canary, group = f.sent
     assert canary["targetArn"] == CANARY and canary["parentTargetArn"] == DEV
     assert canary["components"] == {**SUITE, COMPONENT: {"componentVersion": "1.1.0"}}
-    # The stage's rollout and abort settings are kept from its current revision.
+    # The stage's rollout and abort settings and its tags are kept from its current revision.
     assert canary["iotJobConfiguration"] == JOB and group["deploymentPolicies"] == POLICIES
+    assert canary["tags"] == TAGS and group["tags"] == TAGS
     assert group["targetArn"] == DEV and "parentTargetArn" not in group
     st = StateFile(tmp_path / "state.json")
     assert st.stage(MODEL, "dev")["version"] == "1.1.0" and st.rollouts()[-1]["status"] == "succeeded"
