@@ -6,6 +6,7 @@ spoils them, at the detect rate, into the real IoU tracker and Analytics.
     .venv/bin/python bench/analytics.py --quick          # one seed, 300 s scenes
     .venv/bin/python bench/analytics.py --json out.json
     .venv/bin/python bench/analytics.py --video --seeds 4,5,6   # other scenes, to check a change was not fitted
+    .venv/bin/python bench/analytics.py --tracker-cpu           # IouTracker.update alone, 3 / 8 / 35 people
 
 What a detector does to the boxes (per sample, seeded): each edge moves by N(0, σ·size) (σ 3 %, "heavy": 6 %),
 a person is missed with probability 8 % (heavy: 15 %), a one-frame false positive appears in 2 % of the
@@ -20,7 +21,8 @@ once, nearest first); precision = matched / counted, recall = matched / true, co
 / true per direction, summed over directions. Dwell: counted stays are matched one to one to true ones by
 interval overlap (IoU ≥ 0.3, best first); over the true stays of ≥ 2 s, the error |counted − true| in
 seconds (median, p90) and the stays nothing matched. CPU: tracker + analytics process time per detections
-message.
+message. --tracker-cpu: the tracker alone (`IouTracker.update`) on N random walkers (3, 8 and 35: a vtest-sized
+crowd) at 5 fps with the detector noise above, process time per message, the best of 3 runs of 600 messages.
 """
 
 from __future__ import annotations
@@ -356,6 +358,36 @@ def replay_stack(dets: list[dict[str, Any]], scene: ScriptedScene, duration_s: f
     return an.log, {"messages": len(dets), **info, "replayed_totals": an.totals()["crossings"]}
 
 
+def tracker_cpu(people: int, frames: int = 600, seed: int = 3) -> float:
+    """ms per IouTracker.update on `people` random walkers (1280x720, boxes 40x100 px, 20-120 px/s, bouncing off
+    the edges, each box's edges jittered by 3 % and 8 % missed), best of 3 runs."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform((50, 120), (W - 50, H - 5), (people, 2))
+    vel = rng.uniform(-120, 120, (people, 2))
+    msgs = []
+    for _ in range(frames):
+        pos += vel / 5
+        vel[(pos[:, 0] < 30) | (pos[:, 0] > W - 30), 0] *= -1
+        vel[(pos[:, 1] < 110) | (pos[:, 1] > H - 2), 1] *= -1
+        dets = []
+        for x, y in pos:
+            if rng.random() < 0.08:
+                continue
+            j = rng.normal(0, 0.03, 4)
+            dets.append(Detection("person", 0, float(rng.uniform(0.5, 0.95)),
+                                  (x - 20 + 40 * j[0], y - 100 + 100 * j[1], x + 20 + 40 * j[2], y + 100 * j[3])))
+        msgs.append(dets)
+    cfg = settings()
+    best = math.inf
+    for _ in range(3):
+        tracker = IouTracker(cfg.tracker, cfg.stationary)
+        c0 = time.process_time()
+        for k, dets in enumerate(msgs):
+            tracker.update(dets, k / 5)
+        best = min(best, (time.process_time() - c0) / frames)
+    return 1000 * best
+
+
 VTEST_LINE = ((0.0, 0.6), (1.0, 0.6))  # across the plaza, 60 % down: "in" is walking down (towards the camera's bottom)
 
 
@@ -505,7 +537,13 @@ def main() -> int:
                     help="--stack: replay messages kept by --save through this tree's tracker instead of running")
     ap.add_argument("--supervision", action="store_true",
                     help="also supervision's LineZone/PolygonZone over ByteTrack (a venv that has them)")
+    ap.add_argument("--tracker-cpu", action="store_true", help="the tracker alone: ms per message at 3, 8, 35 people")
     args = ap.parse_args()
+    if args.tracker_cpu:
+        for n in (3, 8, 35):
+            print(f"{n} people: IouTracker.update {tracker_cpu(n):.3f} ms per message (best of 3)", flush=True)
+        print(cpu_model())
+        return 0
     if args.vtest is not None:
         model = REPO.parent / "shared" / "models" / "yolox_nano.onnx"
         if not args.vtest.exists() or not model.exists():
