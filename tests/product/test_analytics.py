@@ -234,6 +234,20 @@ def test_a_person_behind_two_others_keeps_its_track() -> None:
     assert tracker_mod._doubtful([left, me, right], cfg.tracker.cover) == [False, True, False]
 
 
+def test_a_sudden_stop_and_a_turn_keep_the_track() -> None:
+    # a person walking (12 px a sample, 80 px high) who stops dead, or turns back, keeps one track; the turn-back
+    # past the line counts over and back (both true)
+    stop = lambda i: (320.0, 100 + 12 * min(i, 5))  # noqa: E731 (stops 20 px short of the line)
+    r = Run(lines()).feed([stop], 30)
+    assert r.started == 1 and r.crossings() == {"in": 0, "out": 0}
+    turn = lambda i: (320.0, 100 + 12 * (i if i <= 12 else 24 - i)) if i <= 24 else None  # noqa: E731
+    r = Run(lines()).feed([turn], 30)
+    assert r.started == 1 and r.crossings() == {"in": 1, "out": 1}
+    # sideways, 12 px a sample with a box 30 px wide, turning back: the prediction is 24 px off the box after
+    # the turn (0.8 of its width, out of the half-box reach), the last box 12 px: the last box keeps the track
+    side = lambda i: (200 + 12 * (i if i <= 10 else 20 - i), 150.0)  # noqa: E731
+    assert Run(lines()).feed([side], 20).started == 1
+
 def test_a_person_missed_for_a_few_frames_keeps_its_id() -> None:
     # four missed samples (0.8 s at 5 fps, under maxAgeS) while walking: it reappears where its velocity
     # predicts, and the same track takes it (one event, one crossing over the line it passed meanwhile)
