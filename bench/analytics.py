@@ -7,6 +7,8 @@ spoils them, at the detect rate, into the real IoU tracker and Analytics.
     .venv/bin/python bench/analytics.py --json out.json
     .venv/bin/python bench/analytics.py --video --seeds 4,5,6   # other scenes, to check a change was not fitted
     .venv/bin/python bench/analytics.py --tracker-cpu           # IouTracker.update alone, 3 / 8 / 35 people
+    .venv/bin/python bench/analytics.py --stack 240 --save stack.json   # the whole edge path, seed 11 (real time)
+    .venv/bin/python bench/analytics.py --stack 240 --seeds 12,13,14 --save s.json   # more scenes, then pooled
 
 What a detector does to the boxes (per sample, seeded): each edge moves by N(0, σ·size) (σ 3 %, "heavy": 6 %),
 a person is missed with probability 8 % (heavy: 15 %), a one-frame false positive appears in 2 % of the
