@@ -6,6 +6,9 @@ spoils them, at the detect rate, into the real IoU tracker and Analytics.
     .venv/bin/python bench/analytics.py --quick          # one seed, 300 s scenes
     .venv/bin/python bench/analytics.py --json out.json
     .venv/bin/python bench/analytics.py --video --seeds 4,5,6   # other scenes, to check a change was not fitted
+    .venv/bin/python bench/analytics.py --tracker-cpu           # IouTracker.update alone, 3 / 8 / 35 people
+    .venv/bin/python bench/analytics.py --stack 240 --save stack.json   # the whole edge path, seed 11 (real time)
+    .venv/bin/python bench/analytics.py --stack 240 --seeds 12,13,14 --save s.json   # more scenes, then pooled
 
 What a detector does to the boxes (per sample, seeded): each edge moves by N(0, σ·size) (σ 3 %, "heavy": 6 %),
 a person is missed with probability 8 % (heavy: 15 %), a one-frame false positive appears in 2 % of the
@@ -20,7 +23,8 @@ once, nearest first); precision = matched / counted, recall = matched / true, co
 / true per direction, summed over directions. Dwell: counted stays are matched one to one to true ones by
 interval overlap (IoU ≥ 0.3, best first); over the true stays of ≥ 2 s, the error |counted − true| in
 seconds (median, p90) and the stays nothing matched. CPU: tracker + analytics process time per detections
-message.
+message. --tracker-cpu: the tracker alone (`IouTracker.update`) on N random walkers (3, 8 and 35: a vtest-sized
+crowd) at 5 fps with the detector noise above, process time per message, the best of 3 runs of 600 messages.
 """
 
 from __future__ import annotations
@@ -286,13 +290,13 @@ def render_video(scene: ScriptedScene, duration_s: float, fps: int, out: Path) -
     return out
 
 
-def run_stack(scene: ScriptedScene, duration_s: float, fps: float, save: Path | None = None
-              ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+def run_stack(scene: ScriptedScene, duration_s: float, fps: float
+              ) -> tuple[list[tuple[Any, ...]], dict[str, Any], list[dict[str, Any]]]:
     """The real Capture -> Inference -> Filter path: the rendered video played in real time by Capture's file
     source (decoded at detectFps), the synthetic-detector model component in Inference, the Filter with the
     bench's line and zone, under the local runtime (tests/suite_dev.py's recipes). Returns the crossings the
     same tracker + analytics count on the detections/1.0 messages the Filter received (per-crossing timing
-    for scoring) and the Filter component's own totals from its last filter-metrics/1.0."""
+    for scoring), the Filter component's own totals from its last filter-metrics/1.0 and the messages."""
     sys.path.insert(0, str(REPO / "tests"))
     from capture_dev import NAME as CAPTURE
     from capture_dev import capture_dev_recipe
@@ -330,9 +334,8 @@ def run_stack(scene: ScriptedScene, duration_s: float, fps: float, save: Path | 
             shutil.rmtree(tmp, ignore_errors=True)
     # the same tracker + analytics on the same messages, for the per-crossing log; scene time = media time
     dets.sort(key=lambda m: m["timestamp"])
-    if save is not None:  # to replay them through another version of the tracker (--replay)
-        save.write_text(json.dumps(dets))
-    return replay_stack(dets, scene, duration_s, {"component_totals": totals.get("crossings", {})})
+    log, info = replay_stack(dets, scene, duration_s, {"component_totals": totals.get("crossings", {})})
+    return log, info, dets
 
 
 def replay_stack(dets: list[dict[str, Any]], scene: ScriptedScene, duration_s: float, info: dict[str, Any]
@@ -354,6 +357,36 @@ def replay_stack(dets: list[dict[str, Any]], scene: ScriptedScene, duration_s: f
     an.update(upd.started, upd.updated, upd.ended, tracker.tracks, duration_s + 10, (scene.width, scene.height))
     an.due(duration_s + 20, final=True)
     return an.log, {"messages": len(dets), **info, "replayed_totals": an.totals()["crossings"]}
+
+
+def tracker_cpu(people: int, frames: int = 600, seed: int = 3) -> float:
+    """ms per IouTracker.update on `people` random walkers (1280x720, boxes 40x100 px, 20-120 px/s, bouncing off
+    the edges, each box's edges jittered by 3 % and 8 % missed), best of 3 runs."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform((50, 120), (W - 50, H - 5), (people, 2))
+    vel = rng.uniform(-120, 120, (people, 2))
+    msgs = []
+    for _ in range(frames):
+        pos += vel / 5
+        vel[(pos[:, 0] < 30) | (pos[:, 0] > W - 30), 0] *= -1
+        vel[(pos[:, 1] < 110) | (pos[:, 1] > H - 2), 1] *= -1
+        dets = []
+        for x, y in pos:
+            if rng.random() < 0.08:
+                continue
+            j = rng.normal(0, 0.03, 4)
+            dets.append(Detection("person", 0, float(rng.uniform(0.5, 0.95)),
+                                  (x - 20 + 40 * j[0], y - 100 + 100 * j[1], x + 20 + 40 * j[2], y + 100 * j[3])))
+        msgs.append(dets)
+    cfg = settings()
+    best = math.inf
+    for _ in range(3):
+        tracker = IouTracker(cfg.tracker, cfg.stationary)
+        c0 = time.process_time()
+        for k, dets in enumerate(msgs):
+            tracker.update(dets, k / 5)
+        best = min(best, (time.process_time() - c0) / frames)
+    return 1000 * best
 
 
 VTEST_LINE = ((0.0, 0.6), (1.0, 0.6))  # across the plaza, 60 % down: "in" is walking down (towards the camera's bottom)
@@ -492,20 +525,30 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 3],
-                    help="the scenes (default 1,2,3: the table's; 4,5,6 were kept aside to check a change)")
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="the scenes (default 1,2,3: the table's; 4,5,6 were kept aside to check a change; "
+                         "--stack: default 11, the documented scene)")
     ap.add_argument("--video", action="store_true",
                     help="rendered frames through the synthetic-detector model into the Filter's pipeline instead")
     ap.add_argument("--vtest", nargs="?", const=REPO.parent / "shared" / "data" / "video" / "vtest.avi", type=Path,
                     help="count on the real test video with YOLOX-Nano (../shared) instead")
     ap.add_argument("--stack", type=float, metavar="SECONDS",
                     help="a rendered video of this length through Capture, Inference and the Filter instead")
-    ap.add_argument("--save", type=Path, metavar="JSON", help="--stack: keep the detections messages it received")
+    ap.add_argument("--save", type=Path, metavar="JSON",
+                    help="--stack: keep the detections messages it received (one seed: a list of messages; "
+                         "several: an object of lists keyed by seed, written after each seed)")
     ap.add_argument("--replay", type=Path, metavar="JSON",
-                    help="--stack: replay messages kept by --save through this tree's tracker instead of running")
+                    help="--stack: replay messages kept by --save through this tree's tracker instead of running "
+                         "(a file of several seeds: the --seeds given, else all of them)")
     ap.add_argument("--supervision", action="store_true",
                     help="also supervision's LineZone/PolygonZone over ByteTrack (a venv that has them)")
+    ap.add_argument("--tracker-cpu", action="store_true", help="the tracker alone: ms per message at 3, 8, 35 people")
     args = ap.parse_args()
+    if args.tracker_cpu:
+        for n in (3, 8, 35):
+            print(f"{n} people: IouTracker.update {tracker_cpu(n):.3f} ms per message (best of 3)", flush=True)
+        print(cpu_model())
+        return 0
     if args.vtest is not None:
         model = REPO.parent / "shared" / "models" / "yolox_nano.onnx"
         if not args.vtest.exists() or not model.exists():
@@ -515,19 +558,8 @@ def main() -> int:
         print(json.dumps(res, indent=1))
         return 0
     if args.stack:
-        sc = counting_scene(640, 360, args.stack, seed=11, person_h=(0.22, 0.3))
-        if args.replay:
-            log, info = replay_stack(json.loads(args.replay.read_text()), sc, args.stack, {})
-        else:
-            log, info = run_stack(sc, args.stack, 5.0, args.save)
-        truth = true_crossings(sc)
-        r = score(truth, log, False)
-        n_true = {d: sum(1 for x in truth if x[1] == d) for d in ("in", "out")}
-        print(json.dumps({**info, "true": n_true, "precision": r["matched"] / max(r["counted"], 1),
-                          "recall": r["matched"] / max(r["true"], 1), "count_error": r["count_error"],
-                          "false": false_kinds(truth, log), "machine": cpu_model()}, indent=1))
-        return 0
-    seeds, duration = ((1,), 300.0) if args.quick else (tuple(args.seeds), 600.0)
+        return stack_main(args)
+    seeds, duration = ((1,), 300.0) if args.quick else (tuple(args.seeds or (1, 2, 3)), 600.0)
     variants = [  # (row name, noise, fps, band, handoverS)
         ("exact boxes, 5 fps", "clean", 5, 0.03, 2.0),
         ("detector noise, no occluder, 5 fps", "noisy", 5, 0.03, 2.0),
@@ -600,6 +632,47 @@ def main() -> int:
               f"{r['stays_missed']} of {r['stays']} | {r['cpu_ms_per_msg']:.3f} ms |")
     if args.json:
         args.json.write_text(json.dumps({"machine": cpu_model(), "rows": rows}, indent=2))
+    return 0
+
+
+def stack_main(args: argparse.Namespace) -> int:
+    """--stack: per seed (default 11, the scene docs/filter.md quotes) the whole path run, or its saved messages
+    replayed; with several seeds, the pooled figures after the per-seed ones."""
+    saved: Any = json.loads(args.replay.read_text()) if args.replay else None
+    if isinstance(saved, dict):
+        seeds = args.seeds or [int(k) for k in saved]
+    else:
+        seeds = args.seeds or [11]
+        if saved is not None and len(seeds) != 1:
+            print("a --replay file of one seed's messages needs exactly one --seeds", file=sys.stderr)
+            return 2
+    kept: dict[str, Any] = {}
+    pooled: dict[str, Any] = {"true": 0, "counted": 0, "matched": 0, "false": {}}
+    for seed in seeds:
+        sc = counting_scene(640, 360, args.stack, seed=seed, person_h=(0.22, 0.3))
+        if saved is not None:
+            msgs = saved[str(seed)] if isinstance(saved, dict) else saved
+            log, info = replay_stack(msgs, sc, args.stack, {})
+        else:
+            log, info, msgs = run_stack(sc, args.stack, 5.0)
+            if args.save is not None:  # to replay them through another version of the tracker (--replay)
+                kept[str(seed)] = msgs
+                args.save.write_text(json.dumps(msgs if len(seeds) == 1 else kept))
+        truth = true_crossings(sc)
+        r = score(truth, log, False)
+        kinds = false_kinds(truth, log)
+        n_true = {d: sum(1 for x in truth if x[1] == d) for d in ("in", "out")}
+        print(json.dumps({"seed": seed, **info, "true": n_true, "counted": r["counted"], "matched": r["matched"],
+                          "precision": r["matched"] / max(r["counted"], 1),
+                          "recall": r["matched"] / max(r["true"], 1), "count_error": r["count_error"],
+                          "false": kinds, "machine": cpu_model()}, indent=1), flush=True)
+        for k in ("true", "counted", "matched"):
+            pooled[k] += r[k]
+        for k, v in kinds.items():
+            pooled["false"][k] = pooled["false"].get(k, 0) + v
+    if len(seeds) > 1:
+        print(json.dumps({"pooled_seeds": seeds, **pooled, "precision": pooled["matched"] / max(pooled["counted"], 1),
+                          "recall": pooled["matched"] / max(pooled["true"], 1), "machine": cpu_model()}, indent=1))
     return 0
 
 

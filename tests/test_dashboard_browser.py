@@ -31,6 +31,11 @@ IMG_LOADED = ("const imgs = [...document.querySelectorAll('[data-testid=\"stImag
               " && imgs.map(i => i.naturalWidth)")
 CHART_DRAWN = ("const c = document.querySelector('.vega-embed canvas, .vega-embed svg');"
                "return c && c.getBoundingClientRect().width > 50 && c.getBoundingClientRect().height > 50")
+CHART_IN_VIEW = ("const c = document.querySelector('.vega-embed canvas, .vega-embed svg');"
+                 "const t = [...document.querySelectorAll('[data-testid=\"stDataFrame\"]')];"
+                 "const r = c && c.getBoundingClientRect();"
+                 "return r && r.height > 50 && r.top >= 0 && r.bottom <= window.innerHeight"
+                 " && t.length > 0 && t.every(e => e.getBoundingClientRect().bottom <= window.innerHeight)")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,21 @@ def test_fleet_and_camera_pages(browser: Browser, edge_app: StreamlitServer) -> 
     browser.wait_text("zones: road")
     browser.wait_text("3 interval(s)")  # the counting analytics: totals table and the chart per interval
     assert browser.wait_js(CHART_DRAWN, what="the counts chart drawn")
-    browser.screenshot("cameras")
+    # the counts sit under the (tall, cropped) snapshot: the picture for the docs is taken in a window tall
+    # enough to show them, and only once the chart is inside it
+    size = browser.driver.get_window_size()
+    browser.driver.set_window_size(size["width"], 3200)
+    try:
+        assert browser.wait_js(CHART_IN_VIEW, what="the counts chart inside the window")
+        fit = browser.driver.execute_script(  # the window down to the chart's bottom and a margin
+            "const r = document.querySelector('.vega-embed canvas, .vega-embed svg').getBoundingClientRect();"
+            "return Math.ceil(r.bottom + 48 + window.outerHeight - window.innerHeight)")
+        browser.driver.set_window_size(size["width"], max(size["height"], fit))
+        assert browser.wait_js(CHART_IN_VIEW, what="the counts chart inside the fitted window")
+        time.sleep(1.0)  # the table is a canvas redrawn after the resize: a picture at once can catch it half done
+        browser.screenshot("cameras")
+    finally:
+        browser.driver.set_window_size(size["width"], size["height"])
 
 
 def test_events_page_lists_shows_charts_and_plays_the_clip(browser: Browser, edge_app: StreamlitServer) -> None:

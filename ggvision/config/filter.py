@@ -178,6 +178,9 @@ class TrackerConfig(Section):
     max_age_s: number(0.1, 600) = 1.5  # a moving track not seen for this long ends
     min_hits: whole(1, 100) = 2  # detections before a track becomes an event (one-frame false positives make none)
     max_tracks: whole(1, 10_000) = 100  # per camera; a frame with more detections tracks its best-scored ones
+    # a box at least this much covered by two better-scored boxes of its label is doubtful: matched after the
+    # others, never starts a track (one box over a pair of people); above 1 no box is (docs/filter.md)
+    cover: number(0.1, 2) = 0.5
 
 
 class StationaryConfig(Section):

@@ -9,7 +9,7 @@ velocity first (the last box is tried as well, for sudden stops and turns), and 
 within half a box of either still matches.
 
 Doubtful detections (ByteTrack's two-stage idea, with "doubtful" instead of "low score"): a detector's box
-that is mostly covered (COVER) by two other boxes of its label with higher scores is most likely one box over
+that is mostly covered (tracker.cover) by two other boxes of its label with higher scores is most likely one box over
 a pair or group of people, not a person of its own (the demo detector draws one between two people walking
 side by side; real ones do in crowds). Tracks take the other detections first; a doubtful one may continue a
 track that found nothing else (the person behind two others), but never starts a track: a track born on
@@ -91,16 +91,13 @@ def _similarities(a: np.ndarray, b: np.ndarray, min_iou: float) -> np.ndarray:
 
 
 VECTOR_PAIRS = 32  # from this many (track, detection) pairs on, the matrix in numpy is cheaper than the loop
-# A box at least this much covered by two better boxes of its label is doubtful. Measured (bench/analytics.py
-# --video, scenes 1-6, precision / recall): none 89.2 / 95.0 %, 0.6 96.2 / 95.0 %, 0.5 97.0 / 94.9 %, 0.4
-# 97.4 / 94.5 %; lower also bars more real people in crowds from starting a track (tracker-level rows).
-COVER = 0.5
 
 
-def _doubtful(dets: list[Detection]) -> list[bool]:
-    """Per detection: is at least COVER of its box covered by the union of two other detections of its label
-    with higher scores? In a crowd the neighbours (overlapping, better, same label) and the rows that can
-    reach COVER at all are found in numpy, with the same float operations as the loop: the same answer."""
+def _doubtful(dets: list[Detection], cover: float) -> list[bool]:
+    """Per detection: is at least `cover` (tracker.cover) of its box covered by the union of two other
+    detections of its label with higher scores? In a crowd the neighbours (overlapping, better, same label)
+    and the rows that can reach `cover` at all are found in numpy, with the same float operations as the loop:
+    the same answer."""
     n = len(dets)
     out = [False] * n
     if n < 3:
@@ -117,11 +114,11 @@ def _doubtful(dets: list[Detection]) -> list[bool]:
         iw = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
         ih = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
         ok = (iw > 0) & (ih > 0) & (sc[None, :] > sc[:, None]) & (lab[:, None] == lab[None, :])  # never i, i
-        # two overlaps cover at most their sum: only rows whose two largest reach COVER can be doubtful (the
+        # two overlaps cover at most their sum: only rows whose two largest reach `cover` can be doubtful (the
         # same float sums as the exact test below, so no row the loop would mark is skipped)
         top2 = np.sort(np.where(ok, iw * ih, 0.0), axis=1)[:, -2:].sum(axis=1)
         areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        near = {i: np.flatnonzero(ok[i]).tolist() for i in np.flatnonzero(top2 >= COVER * areas).tolist()}
+        near = {i: np.flatnonzero(ok[i]).tolist() for i in np.flatnonzero(top2 >= cover * areas).tolist()}
     for i, js in near.items():
         if len(js) < 2:
             continue
@@ -134,7 +131,7 @@ def _doubtful(dets: list[Detection]) -> list[bool]:
             p = parts[a]
             for q in parts[a + 1:]:
                 both = max(0.0, min(p[2], q[2]) - max(p[0], q[0])) * max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
-                if (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - both >= COVER * area:
+                if (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - both >= cover * area:
                     out[i] = True
                     break
             if out[i]:
@@ -162,7 +159,7 @@ class IouTracker:
         ended = self.expire(t)
         for tr in self.tracks:
             tr.detection = None
-        doubtful = _doubtful(dets)
+        doubtful = _doubtful(dets, self.cfg.cover)
         used_t: set[int] = set()
         used_d: set[int] = set()
         updated = []

@@ -180,7 +180,7 @@ def test_two_people_side_by_side_count_two() -> None:
     assert Run(lines()).feed([a, fl], 30).crossings() == {"in": 2, "out": 0}
 
 
-def test_a_pair_under_a_box_of_its_own_counts_two(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pair_under_a_box_of_its_own_counts_two() -> None:
     # what the demo detector does to two people walking close side by side: a third, lower-scored box over
     # both (docs/filter.md: the duplicates). It starts no track: two crossings, not three
     a, b = walk(100, 300, 0, 20, x=300.0), walk(100, 300, 0, 20, x=324.0)  # boxes 30 px wide, 6 px shared
@@ -195,10 +195,24 @@ def test_a_pair_under_a_box_of_its_own_counts_two(monkeypatch: pytest.MonkeyPatc
     r = Run(lines()).feed([a, b], 30, extra=pair_box)
     assert r.started == 2
     assert r.crossings() == {"in": 2, "out": 0}
-    # the tracker before doubtful boxes (docs/filter.md): the pair box got a track and counted a third time
-    monkeypatch.setattr(tracker_mod, "COVER", 2.0)
-    old = Run(lines()).feed([a, b], 30, extra=pair_box)
+    # `tracker.cover` above 1 (no box is doubtful) is the tracker before doubtful boxes (docs/filter.md): the
+    # pair box got a track and counted a third time
+    old = Run({**lines(), "tracker": {"cover": 2}}).feed([a, b], 30, extra=pair_box)
     assert old.started == 3 and old.crossings() == {"in": 3, "out": 0}
+
+
+def test_cover_is_a_camera_setting_through_the_filter_configuration() -> None:
+    # tracker.cover from the component's defaults reaches the camera's pipeline; out of range is refused
+    from ggvision.config.base import parse
+    from ggvision.config.filter import FilterConfig
+
+    cfg = parse(FilterConfig, {"defaults": {"tracker": {"cover": "0.7"}}, "cameras": {"a": {}, "b": {
+        "tracker": {"cover": 2}}}})
+    assert (cfg.cameras["a"].tracker.cover, cfg.cameras["b"].tracker.cover) == (0.7, 2.0)
+    pipe = CameraPipeline(cfg.cameras["a"], Path("/nonexistent-work-dir"))
+    assert pipe.tracker.cfg.cover == 0.7
+    with pytest.raises(ConfigError, match="cover"):
+        parse_camera("cam", {"tracker": {"cover": 0.05}})
 
 
 def test_a_person_behind_two_others_keeps_its_track() -> None:
@@ -217,8 +231,22 @@ def test_a_person_behind_two_others_keeps_its_track() -> None:
         mine |= {t.track_id for t in (*upd.started, *upd.updated) if t.detection is me}
         assert len(upd.started) == (3 if k == 0 else 0)
     assert len(mine) == 1
-    assert tracker_mod._doubtful([left, me, right]) == [False, True, False]
+    assert tracker_mod._doubtful([left, me, right], cfg.tracker.cover) == [False, True, False]
 
+
+def test_a_sudden_stop_and_a_turn_keep_the_track() -> None:
+    # a person walking (12 px a sample, 80 px high) who stops dead, or turns back, keeps one track; the turn-back
+    # past the line counts over and back (both true)
+    stop = lambda i: (320.0, 100 + 12 * min(i, 5))  # noqa: E731 (stops 20 px short of the line)
+    r = Run(lines()).feed([stop], 30)
+    assert r.started == 1 and r.crossings() == {"in": 0, "out": 0}
+    turn = lambda i: (320.0, 100 + 12 * (i if i <= 12 else 24 - i)) if i <= 24 else None  # noqa: E731
+    r = Run(lines()).feed([turn], 30)
+    assert r.started == 1 and r.crossings() == {"in": 1, "out": 1}
+    # sideways, 12 px a sample with a box 30 px wide, turning back: the prediction is 24 px off the box after
+    # the turn (0.8 of its width, out of the half-box reach), the last box 12 px: the last box keeps the track
+    side = lambda i: (200 + 12 * (i if i <= 10 else 20 - i), 150.0)  # noqa: E731
+    assert Run(lines()).feed([side], 20).started == 1
 
 def test_a_person_missed_for_a_few_frames_keeps_its_id() -> None:
     # four missed samples (0.8 s at 5 fps, under maxAgeS) while walking: it reappears where its velocity

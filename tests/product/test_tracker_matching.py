@@ -60,8 +60,8 @@ def test_doubtful_boxes_in_numpy_equal_the_loop(seed: int, monkeypatch: pytest.M
     crowds have some."""
     frames = _crowd(seed)
     monkeypatch.setattr(tracker_mod, "VECTOR_PAIRS", 0)
-    fast = [tracker_mod._doubtful(dets) for dets in frames]
+    fast = [tracker_mod._doubtful(dets, 0.5) for dets in frames]
     monkeypatch.setattr(tracker_mod, "VECTOR_PAIRS", 1 << 30)
-    assert fast == [tracker_mod._doubtful(dets) for dets in frames]
+    assert fast == [tracker_mod._doubtful(dets, 0.5) for dets in frames]
     if sum(len(d) for d in frames) > 60 * 20:
         assert any(any(f) for f in fast)
