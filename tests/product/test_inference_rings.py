@@ -2,7 +2,8 @@
 with the real Capture (synthetic cameras) and the real Inference: detections per frame with the right frame
 references and no frame/1.0 descriptor published, a camera that keeps its descriptors analysed once per frame, a
 malformed announcement refused while the followed rings stay, a camera's ring replaced, Inference restarted
-learning the rings from the periodic announcement, and descriptors from a feeder still served."""
+learning the rings from the periodic announcement, no ring followed while only motion topics are read, and
+descriptors from a feeder still served."""
 
 from __future__ import annotations
 
@@ -141,6 +142,21 @@ def test_inference_restarted_learns_the_rings_from_the_periodic_announcement(rt:
     a.call("subscribe", id="det-5", topic="ggvision/v1/detections/ring-cam")
     got = _detections(a, "det-5", 5, timeout=30)  # no ring is created meanwhile: only the periodic one tells
     assert len(got) >= 5 and all(d["frame"]["ring"].startswith("ggv-ring-cam-") for d in got)
+
+
+def test_reading_only_motion_topics_follows_no_ring(rt: Runtime) -> None:
+    """The Filter's motion gate decides which frames Inference sees: a configuration reading only motion topics
+    leaves the rings alone (and follows them again when it reads frames topics)."""
+    a = rt.agent()
+    d = rt.deploy(component_to_configuration={NAME: {"MERGE": {"frameTopics": ["ggvision/v1/motion/+"]}}})
+    assert d.status == "SUCCEEDED", d.deployment_status_details
+    time.sleep(1.0)  # a batch in flight may still answer
+    a.call("subscribe", id="det-6", topic="ggvision/v1/detections/ring-cam")
+    time.sleep(2.0)
+    assert a.call("events", id="det-6", count=0, timeout=0) == []
+    d = rt.deploy(component_to_configuration={NAME: {"MERGE": {"frameTopics": ["ggvision/v1/frames/+"]}}})
+    assert d.status == "SUCCEEDED", d.deployment_status_details
+    assert len(_detections(a, "det-6", 3, timeout=20)) >= 3  # the next announcement brings the ring back
 
 
 def test_descriptors_from_another_writer_are_still_served(rt: Runtime) -> None:
