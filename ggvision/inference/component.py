@@ -338,12 +338,14 @@ class InferenceComponent:
                 msg["queue_depth"] = arm.worker.batcher.depth if arm.worker is not None else 0
             out.append(msg)
         cameras = self.detections.sent.snapshot()  # component-wide: the same block on each primary's message
+        rings = self.rings.summary()
         for mid, slot, worker in items:
             model = slot.current
             if model is None:
                 continue
             msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
             msg["cameras"] = cameras
+            msg["rings"] = rings
             msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
             if mid in blocks:
                 msg.update(arm="a", ab=blocks[mid])

@@ -128,6 +128,11 @@ class RingFollower:
             f.ring.close()
             f.ring = None
 
+    def summary(self) -> dict[str, int]:
+        """inference-metrics' `rings` block: cameras followed now, frames handed on, header looks, rings replaced."""
+        return {"cameras": len(self._cams), "frames": self.followed_frames, "looks": self.looks,
+                "replaced": self.replaced}
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Camera -> its ring reader's counters (skipped: frames newer ones replaced between two looks)."""
         with self._lock:

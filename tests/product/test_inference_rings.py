@@ -86,6 +86,10 @@ def test_detections_per_frame_from_the_ring_without_descriptors(rt: Runtime) -> 
         assert f["slot"] == d["sequence"] % SLOTS and f["generation"] == 2 * (d["sequence"] // SLOTS + 1)
         assert d["detections"][0]["box"] == [80.0, 60.0, 240.0, 180.0]  # the model's box, in this frame's pixels
         assert d["timestamp"] > 1.7e9
+    a.call("subscribe", id="metrics-1", topic="ggvision/v1/metrics/inference")
+    m = a.call("events", id="metrics-1", count=1, timeout=10)[0]["json"]
+    assert m["rings"]["cameras"] == 2 and m["rings"]["frames"] >= 12  # ring-cam and desc-cam from their rings
+    assert m["rings"]["frames"] <= m["rings"]["looks"] <= 4 * m["rings"]["frames"] + 20
     frames = [e["json"] for e in a.call("events", id="frames-1", count=0, timeout=0)]
     cams = {m["camera"] for m in frames}
     assert "desc-cam" in cams and "ring-cam" not in cams  # none for ring-cam: it has no descriptors
