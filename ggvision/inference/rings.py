@@ -7,12 +7,14 @@ fields under the seqlock check (ring.py), never the pixels. A new sequence becom
 handed to `offer` (the workers read the pixels as for a published descriptor: view + unchanged).
 
 When to look: the thread sleeps until the earliest camera is due. A camera's next frame is first looked for where
-it is predicted: one observed period after the last look that missed (the frame came after it; plus
-AFTER_MISS_S), or, when the first look found it, one period after that look less DRIFT_S, so the prediction keeps
-creeping up on the frame's phase and a steady camera costs about one look per frame (1.35 measured with 4 cameras
-at 5 fps and ±10 ms jitter). A look that finds nothing is followed by another LOOK_EVERY of the detect period later
-(10 ms at 5 fps), so a frame that comes later than predicted is handed on at most that long after it was written;
-one that comes earlier than predicted waits for the predicted look (at most a period). A camera whose frames stop
+it is predicted: one detect period after the last look that missed (the frame came after it; plus
+AFTER_MISS_S), or, when the first look found it, one period after that look less DRIFT_S (doubled while first looks
+keep finding it), so the prediction keeps closing in on the frame's phase, and a steady camera costs about one and a
+half looks per frame (1.4 measured with 4 cameras at 5 fps, 1.5 with ±20 ms jitter). The detect period, not one
+measured from the looks: that one would feed the looks' own lag back into the prediction. A look that finds
+nothing is followed by another LOOK_EVERY of the detect period later (10 ms at 5 fps), so a frame that comes later
+than predicted is handed on at most that long after it was written; one that comes earlier than predicted waits
+for the predicted look (at most a period). A camera whose frames stop
 is looked at once per second. Between two looks the camera's newest frame wins (a latest-frame consumer: the
 batcher would have replaced the older one anyway); a frame skipped so is counted in the ring's `skipped`.
 
@@ -38,7 +40,8 @@ log = logging.getLogger("ggvision.inference")
 LOOK_EARLY = 0.9  # a camera's first frame: the next first looked for at this share of a period after it
 LOOK_EVERY = 0.05  # after a look that found nothing, the next this share of a period later
 AFTER_MISS_S = 0.002  # the next frame's first look: a period after the last look that missed, plus this
-DRIFT_S = 0.0005  # or, when the first look found the frame, a period after it less this (the phase creeps earlier)
+DRIFT_S = 0.001  # or, when the first look found the frame, a period after it less this, doubled each time in a row
+# (the prediction closes in on a frame it found late within a few frames), at most LOOK_EVERY of a period
 MIN_LOOK_S = 0.002  # never closer together than this (a camera at a very high rate)
 MAX_SLEEP_S = 0.25  # an announcement's new camera is first looked at within this
 STALLED_S = 1.0  # a camera without a new frame this long: looked at once a second, and its ring checked
@@ -53,7 +56,7 @@ class Followed:
     seen_at: float = 0.0  # monotonic: when that frame was seen
     due: float = 0.0  # monotonic: when to look next
     missed_at: float | None = None  # monotonic: the last look that found no new frame, in this frame's wait
-    period: float = 0.0  # the frames' observed period (seconds), 0 before two frames
+    drift: float = DRIFT_S  # how much earlier than a period after a first look that found the frame to look next
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -179,20 +182,20 @@ class RingFollower:
         self.looks += 1
         desc = f.ring.latest()
         if desc is not None and desc.sequence > f.last:
-            if f.last >= 0 and desc.sequence == f.last + 1:  # the interval between two frames seen in a row
-                gap = now - f.seen_at
-                f.period = gap if not f.period else 0.9 * f.period + 0.1 * gap
+            first = f.last < 0
             f.last, f.seen_at = desc.sequence, now
-            # The next frame's first look where it is predicted: a period after the last look that missed (the frame
-            # came after it), or, when no look missed, a period after this one less a little, so the looks keep
+            # The next frame's first look where it is predicted: a detect period after the last look that missed (the
+            # frame came after it), or, when no look missed, a period after this one less a little, so the looks keep
             # finding the phase; about one look per frame on a steady camera, the next after a miss LOOK_EVERY later.
-            step = min(max(f.period, 0.5 * period), 2 * period) if f.period else period
-            if f.missed_at is not None:
-                nxt = f.missed_at + step + AFTER_MISS_S
-            elif f.period:
-                nxt = now + step - DRIFT_S
+            # The nominal period, not one measured from these looks: a measured one would feed the looks' own lag back.
+            if first:
+                nxt = now + period * LOOK_EARLY
+            elif f.missed_at is not None:
+                nxt = f.missed_at + period + AFTER_MISS_S
+                f.drift = DRIFT_S
             else:
-                nxt = now + step * LOOK_EARLY
+                nxt = now + period - f.drift
+                f.drift = min(2 * f.drift, max(DRIFT_S, period * LOOK_EVERY))
             f.due = max(nxt, now + MIN_LOOK_S)
             f.missed_at = None
             self.followed_frames += 1
@@ -204,7 +207,6 @@ class RingFollower:
                 f.stats = f.ring.stats()
                 self._close(f)
                 f.last = -1
-                f.period = 0.0
             f.due = now + STALLED_S
         else:
             f.due = now + max(MIN_LOOK_S, period * LOOK_EVERY)
