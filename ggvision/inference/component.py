@@ -92,7 +92,7 @@ class InferenceComponent:
         self.malformed = 0
         self.unrouted = 0
         self.detections = AsyncPublisher(app.client)
-        self.rings = RingFollower(self._route, wanted=self._reads_frames)
+        self.rings = RingFollower(self._route, wanted=self._reads_frames, skipped=self._skipped)
         self.rings.start()
         self.loader = ModelLoader(self._load, self._resolve, self._options, self._on_staged, self._on_refused)
 
@@ -245,6 +245,13 @@ class InferenceComponent:
         """Whether the configuration reads this camera's own frames (not only the Filter's motion-gated ones)."""
         topic = topics.FRAMES.format(camera=camera)
         return any(mqtt_match(f, topic) for f in self._frame_topics)
+
+    def _skipped(self, camera: str, n: int) -> None:
+        """Frames of a followed ring that a newer one replaced between two looks: dropped by the latest-frame
+        policy, as a replaced pending frame is (the model's `dropped_frames`)."""
+        worker = self._video.get(camera)
+        if worker is not None:
+            worker.slot.stats.add_dropped(n)
 
     def _on_rings(self, topic: str, msg: Any) -> None:
         try:

@@ -64,14 +64,17 @@ class RingFollower:
     """One thread following every announced ring of the cameras `wanted` says yes to."""
 
     def __init__(self, offer: Callable[[FrameDescriptor], None],
-                 wanted: Callable[[str], bool] = lambda camera: True) -> None:
+                 wanted: Callable[[str], bool] = lambda camera: True,
+                 skipped: Callable[[str, int], None] = lambda camera, n: None) -> None:
         self._offer = offer
         self._wanted = wanted
+        self._skipped = skipped  # (camera, frames passed over between two looks): counted where the camera is served
         self._cams: dict[str, Followed] = {}
         self._component: dict[str, str] = {}  # camera -> the component that announced it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.followed_frames = 0  # frames handed on
+        self.skipped_frames = 0  # frames a newer one replaced between two looks
         self.looks = 0  # ring headers looked at (the cost: a few per frame)
         self.replaced = 0
         self._thread = threading.Thread(target=self._run, name="inference-rings", daemon=True)
@@ -133,8 +136,8 @@ class RingFollower:
 
     def summary(self) -> dict[str, int]:
         """inference-metrics' `rings` block: cameras followed now, frames handed on, header looks, rings replaced."""
-        return {"cameras": len(self._cams), "frames": self.followed_frames, "looks": self.looks,
-                "replaced": self.replaced}
+        return {"cameras": len(self._cams), "frames": self.followed_frames, "skipped": self.skipped_frames,
+                "looks": self.looks, "replaced": self.replaced}
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Camera -> its ring reader's counters (skipped: frames newer ones replaced between two looks)."""
@@ -148,16 +151,20 @@ class RingFollower:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                found: list[FrameDescriptor] = []
+                found: list[tuple[FrameDescriptor, int]] = []
                 due = now + MAX_SLEEP_S
                 with self._lock:
                     for cam, f in self._cams.items():
                         if f.due <= now:
+                            last = f.last
                             desc = self._look(cam, f, now)
                             if desc is not None:
-                                found.append(desc)
+                                found.append((desc, desc.sequence - last - 1 if last >= 0 else 0))
                         due = min(due, f.due)
-                for desc in found:  # outside the lock: offering takes the batcher's
+                for desc, passed in found:  # outside the lock: offering takes the batcher's
+                    if passed > 0:
+                        self.skipped_frames += passed
+                        self._skipped(desc.camera, passed)
                     self._offer(desc)
                 wait = due - time.monotonic()
                 if wait > 0:

@@ -131,6 +131,42 @@ def test_a_ring_recreated_under_its_name_is_followed_after_the_announcement(
     assert new[0].sequence <= 1 and f.replaced == 1  # its numbering starts again: not mistaken for old frames
 
 
+def test_a_stalled_camera_whose_ring_was_replaced_waits_for_the_announcement(
+        follower: tuple[RingFollower, Offers]) -> None:
+    """A stall makes the follower check the file under the ring's name (a stat, once a second) and let the old
+    mapping go; a file of that name that the last announcement did not describe (another `created`) is not read."""
+    f, offers = follower
+    w = Writer("follow-s").start()
+    f.announce("cap", {"follow-s": w.info()})
+    time.sleep(0.8)
+    w.stop()
+    w2 = Writer("follow-s", shape=(96, 128, 3)).start()  # re-created, not announced yet
+    try:
+        time.sleep(2.5)  # the stall is noticed, the old ring let go; the new one is refused (created differs)
+        assert not [d for _, d in offers.got if d.shape == (96, 128, 3)]
+        f.announce("cap", {"follow-s": w2.info()})
+        time.sleep(1.0)
+        assert [d for _, d in offers.got if d.shape == (96, 128, 3)]
+    finally:
+        w2.stop()
+
+
+def test_frames_passed_over_between_two_looks_are_counted_for_the_camera() -> None:
+    offers, passed = Offers(), []
+    f = RingFollower(offers, skipped=lambda camera, n: passed.append((camera, n)))
+    f.start()
+    w = Writer("follow-k").start()  # 5 fps, announced as 1 fps: the follower looks about once a second
+    try:
+        f.announce("cap", {"follow-k": RingInfo(w.ring.name, w.ring.created, 1.0)})
+        time.sleep(3.0)
+    finally:
+        w.stop()
+        f.close()
+    seqs = [d.sequence for _, d in offers.got]
+    assert len(seqs) >= 2 and sum(n for _, n in passed) == seqs[-1] - seqs[0] + 1 - len(seqs) > 0
+    assert {c for c, _ in passed} == {"follow-k"} and f.summary()["skipped"] == sum(n for _, n in passed)
+
+
 def test_a_camera_left_out_of_its_components_announcement_is_let_go(follower: tuple[RingFollower, Offers]) -> None:
     f, offers = follower
     a, b = Writer("follow-c").start(), Writer("follow-d").start()
