@@ -46,7 +46,8 @@ class Suite:
         self.rt = Runtime(tmp, [AGENT], config={AGENT: {"accessControl": AGENT_ACL}})
         source = {"type": "rtsp", "url": self.server.url, "transport": "tcp"}
         self.names = suite_recipes(self.rt, self.port, source,
-                                   camera={"backoffMinS": 0.2, "backoffMaxS": 1, "maxWidth": 1280, **camera},
+                                   camera={"backoffMinS": 0.2, "backoffMaxS": 1, "maxWidth": 1280,
+                                           "frameDescriptors": True, **camera},  # the agent watches frames
                                    health={"cameraSilentS": 3})
         self.a = start_suite(self.rt, self.names, {
             "frames": f"ggvision/v1/frames/{CAMERA}", "det": f"ggvision/v1/detections/{CAMERA}",

@@ -29,7 +29,8 @@ def test_the_clock_stepping_an_hour_back_and_forward(tmp_path: Path, monkeypatch
         monkeypatch.setenv(k, v)  # the runtime and every component it starts inherit them; this process does not
     port = free_port()
     rt = Runtime(tmp_path, [AGENT], config={AGENT: {"accessControl": AGENT_ACL}})
-    names = suite_recipes(rt, port, health={"cameraSilentS": 5, "hungAfterS": 10})
+    names = suite_recipes(rt, port, camera={"frameDescriptors": True},  # the agent counts frames
+                          health={"cameraSilentS": 5, "hungAfterS": 10})
     phases: dict[str, dict[str, Any]] = {}
     t_start = time.monotonic()
     try:

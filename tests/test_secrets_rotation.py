@@ -253,6 +253,7 @@ def test_a_rotated_camera_password_reconnects_the_camera_without_a_restart(tmp_p
         rt.start(wait_for={"com.ggvision.test.Agent": ("RUNNING",), NAME: ("RUNNING",)})
         a = rt.agent()
         a.call("subscribe", id="before", topic="ggvision/v1/frames/door")
+        door = {**door, "frameDescriptors": True}  # the agent watches its frames
         d = rt.deploy(root_component_versions_to_add={secrets.SECRET_MANAGER: secrets.SECRET_MANAGER_VERSION},
                       component_to_configuration={secrets.SECRET_MANAGER: {"MERGE": _secret_manager(doc)},
                                                   NAME: {"MERGE": {"cameras": {"door": door}}}})

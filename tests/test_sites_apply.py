@@ -173,7 +173,7 @@ def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Pat
                       component_to_configuration={shadows.SHADOW_MANAGER: {"MERGE": sync}})
         assert d.status == "SUCCEEDED", d.deployment_status_details
         a = rt.agent()
-        a.call("subscribe", id="b", topic="ggvision/v1/frames/cam-b")
+        a.call("subscribe", id="b", topic="ggvision/v1/frame-rings")
         first = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
                                     "--runtime", str(rt.root)])
         assert first.exit_code == 0, first.output
@@ -189,7 +189,8 @@ def test_a_camera_added_to_the_site_file_reaches_a_running_capture(tmp_path: Pat
         second = runner.invoke(app, ["apply", str(site), "--stage", "dev", "--deployments", str(deployments),
                                      "--runtime", str(rt.root)])
         assert second.exit_code == 0, second.output
-        assert a.call("events", id="b", count=1, timeout=60), "no frames from the camera the site file added"
+        wait_until(lambda: any("cam-b" in e["json"]["rings"] for e in a.call("events", id="b", count=0, timeout=0)),
+                   60, interval=0.5, what="frames (its ring announced) from the camera the site file added")
         wait_until(lambda: set(_reported(rt, thing).get("cameras", {})) == {"cam-a", "cam-b"}, 60,
                    what="cam-b reported")
         wait_until(lambda: "device pending" not in (status := runner.invoke(

@@ -1,4 +1,4 @@
-"""com.ggvision.Capture: one worker per camera, frames into shared-memory rings, descriptors over IPC.
+"""com.ggvision.Capture: one worker per camera, frames into shared-memory rings, the rings announced over IPC.
 
 Configuration (component DefaultConfiguration, deployment merges, live updates), the model CaptureConfig in
 ggvision/config/capture.py:
@@ -7,7 +7,11 @@ ggvision/config/capture.py:
                    "seed": 0, "fps": 8.7}} thermal + gas simulators (radiometric float32 °C frames
                    into a ring like video; SCD41 readings on ggvision/v1/sensors/{id}), null removes one
   ringSlots:      slots per camera ring (default 8)
-  metricsPeriodS: seconds between metrics messages (default 5)
+  metricsPeriodS: seconds between metrics messages and frame-rings announcements (default 5)
+Each camera's ring is announced on ggvision/v1/frame-rings (frame-rings/1.0: ring name, creation time, detect
+rate) when it is created and every metrics period; Inference reads the frames straight from it. A frame/1.0
+descriptor per frame goes on ggvision/v1/frames/{camera} only for cameras with `frameDescriptors` on (the
+Filter's motion gate needs them); sensors always have them (their tabular model reads descriptors).
 Cameras are added, changed and removed by a configuration update without a restart; an invalid
 configuration is refused through the validation IPC with the reason and the old one stays.
 Per device, the `desired` state of the named shadow `ggvision-capture` (its `cameras` and `sensors`, written by
@@ -38,6 +42,7 @@ from ..config.capture import CameraConfig, CaptureConfig, SensorConfig
 from ..contract import disk, shadows, topics
 from ..contract.topics import FRAMES, SEGMENTS, SENSORS
 from ..framebus import FrameRing
+from ..framebus.announce import RingInfo, rings_message
 from ..sim.thermal import HEIGHT, WIDTH
 from .recorder import evict_oldest, recorded
 from .thermal import ThermalWorker
@@ -53,8 +58,9 @@ validate = validator(CaptureConfig)  # for ComponentApp: the reason a configurat
 
 
 class Published:
-    """Frame descriptors published for one camera or sensor: what Health's camera-silent watchdog reads from the
-    metrics instead of subscribing to every descriptor (docs/messages.md, capture-metrics/1.1)."""
+    """Frames delivered into the ring of one camera or sensor (announced by descriptor or not): what Health's
+    camera-silent watchdog reads from the metrics instead of subscribing to every frame (docs/messages.md,
+    capture-metrics/1.1)."""
 
     __slots__ = ("count", "at", "timestamp")
 
@@ -186,9 +192,24 @@ class CaptureComponent:
                 ring.close()
             ring = cam.ring = FrameRing.create(cam.config.camera_id, slots=self.slots, max_frame_bytes=frame.nbytes,
                                                first_sequence=first)
+            announce = True
+        else:
+            announce = False
         desc = ring.write(frame, timestamp)
-        self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())
+        if announce:  # after the first write: a reader that attaches at once finds a frame
+            self.announce_rings()
+        if cam.config.frame_descriptors:
+            self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())
         cam.published.note(timestamp)
+
+    def rings(self) -> dict[str, RingInfo]:
+        """Camera id -> its ring, for the cameras that have one (a ring is made at a camera's first frame)."""
+        cams = list(self.cameras.items())  # a snapshot: worker threads call this too, without the lock
+        return {cam_id: RingInfo(ring.name, ring.created, cam.config.detect_fps)
+                for cam_id, cam in cams if (ring := cam.ring) is not None and not ring.closed}
+
+    def announce_rings(self) -> None:
+        self.app.publish(topics.FRAME_RINGS, rings_message(NAME, self.rings(), time.time()))
 
     def _on_segment(self, cam_id: str, seg: Any) -> None:
         self.app.publish(
@@ -261,6 +282,7 @@ class CaptureComponent:
         if time.monotonic() - self._last_metrics >= self.metrics_period:
             self._last_metrics = time.monotonic()
             self.publish_metrics()
+            self.announce_rings()  # a reader started (or restarted) since the last one learns the rings
 
     def close(self) -> None:
         with self._lock:

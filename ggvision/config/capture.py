@@ -4,7 +4,8 @@
 hands ComponentApp), with errors that name the key path the user wrote
 (`cameras.door.source.url: must start with rtsp:// or rtsps:// ...`):
 - `cameras`: camera id -> CameraConfig (null removes one): the source, chosen by its `type` (rtsp, file,
-  images, usb, synthetic), the detect rate, downscaling, reconnect timing and recording;
+  images, usb, synthetic), the detect rate, downscaling, reconnect timing, recording and whether each frame is
+  also announced by a frame/1.0 descriptor (`frameDescriptors`);
 - `sensors`: sensor id -> SensorConfig (null removes one): simulated thermal camera + gas sensor;
 - `ringSlots`, `metricsPeriodS`.
 Inside a camera or sensor a key set to null takes its default. Ids are checked (CAMERA_ID_RE) and each
@@ -285,6 +286,9 @@ class CameraConfig(_Entry):
     decode_threads: whole(0, 64) = 1  # 1 = most CPU-efficient per camera; 0 = FFmpeg's automatic count
     hw_decode: Annotated[HwDecode, _one_of(HwDecode)] = "off"
     record: RecordConfig = RecordConfig()
+    # one frame/1.0 per frame on ggvision/v1/frames/<id>: only the Filter's motion gate (motion.publish) needs
+    # them; Inference follows the rings announced on frame-rings/1.0
+    frame_descriptors: Flag = False
     _camera_id: str = PrivateAttr("")
 
     @model_validator(mode="after")

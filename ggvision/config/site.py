@@ -126,19 +126,24 @@ class SiteFile(ConfigModel):
         return self
 
     def _motion_published(self, stage: str, where: tuple[str, ...], cam: SiteCamera) -> None:
-        """Inference reading the Filter's motion topics gets a camera's frames only if the Filter publishes them
-        (`motion.publish`, off by default): refuse the file rather than leave a camera unanalysed."""
+        """The motion gate's two ends must meet: Inference reading the Filter's motion topics gets a camera's frames
+        only if the Filter publishes them (`motion.publish`, off by default), and the Filter's motion gate sees a
+        camera's frames only if Capture publishes their descriptors (`frameDescriptors`, off by default: Inference
+        reads the rings). Refuse the file rather than leave a camera unanalysed or ungated."""
         conf = self.stages[stage].configuration
-        read = [t for t in conf.get("com.ggvision.Inference", {}).get("frameTopics") or ()
-                if isinstance(t, str) and t.startswith(MOTION_PREFIX)]
-        if not read:
-            return
         if "motion" in cam.filter.model_fields_set and "publish" in cam.filter.motion.model_fields_set:
             publish = cam.filter.motion.publish
         else:  # the stage's Filter defaults (already validated with the stage)
             defaults = conf.get("com.ggvision.Filter", {}).get("defaults") or {}
             publish = MotionConfig.model_validate(defaults.get("motion") or {}).publish
-        if not publish:
+        if publish and not cam.capture.frame_descriptors:
+            raise error_at((*where, "capture", "frameDescriptors"),
+                           "the Filter's motion gate (motion.publish on for this camera) reads the camera's frame "
+                           "descriptors, which Capture publishes only with frameDescriptors on: set it here, or "
+                           "turn motion.publish off")
+        read = [t for t in conf.get("com.ggvision.Inference", {}).get("frameTopics") or ()
+                if isinstance(t, str) and t.startswith(MOTION_PREFIX)]
+        if read and not publish:
             raise error_at((*where, "filter", "motion", "publish"),
                            f"the stage's com.ggvision.Inference frameTopics read {', '.join(read)}, which the Filter "
                            "publishes only with motion.publish on: set it here or in the stage's com.ggvision.Filter "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from . import topics as t
 
 FRAME = "frame/1.0"
+FRAME_RINGS = "frame-rings/1.0"
 SEGMENT = "segment/1.0"
 GAS = "gas/1.0"
 DETECTIONS = "detections/1.0"
@@ -41,6 +42,7 @@ class Message:
 
 MESSAGES: tuple[Message, ...] = (
     Message(FRAME, "Capture", ("Inference", "Filter"), (t.FRAMES, t.MOTION)),
+    Message(FRAME_RINGS, "Capture", ("Inference",), (t.FRAME_RINGS,)),
     Message(SEGMENT, "Capture", ("Filter",), (t.SEGMENTS,)),
     Message(GAS, "Capture", ("Inference",), (t.SENSORS,)),
     Message(DETECTIONS, "Inference", ("Filter", "live view"), (t.DETECTIONS,)),

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 # -- local pub/sub (Greengrass IPC) -----------------------------------------------------------------------
-FRAMES = "ggvision/v1/frames/{camera}"  # frame/1.0: Capture -> Inference, Filter, Health
+FRAMES = "ggvision/v1/frames/{camera}"  # frame/1.0: Capture -> Filter (cameras with frameDescriptors on), Inference
+FRAME_RINGS = "ggvision/v1/frame-rings"  # frame-rings/1.0: Capture -> Inference (which ring holds each camera)
 SEGMENTS = "ggvision/v1/segments/{camera}"  # segment/1.0: Capture -> Filter
 SENSORS = "ggvision/v1/sensors/{sensor}"  # gas/1.0: Capture -> Inference (fire risk)
 DETECTIONS = "ggvision/v1/detections/{camera}"  # detections/1.0: Inference -> Filter, Health
@@ -51,7 +52,7 @@ def iot(template: str, thing: str) -> str:
     return template.format(thing=thing)
 
 
-LOCAL = (FRAMES, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS, DISK_BUDGET,
-         CLOUDWATCH_PUT, CLOUDWATCH_STATUS, CAPTURE_SHADOW_DELTA, CAPTURE_SHADOW_DOCUMENTS, FILTER_SHADOW_DELTA,
-         FILTER_SHADOW_DOCUMENTS)
+LOCAL = (FRAMES, FRAME_RINGS, SEGMENTS, SENSORS, DETECTIONS, EVENTS, MOTION, ALERTS, METRICS, UPLINK_PUT, UPLINK_ACKS,
+         DISK_BUDGET, CLOUDWATCH_PUT, CLOUDWATCH_STATUS, CAPTURE_SHADOW_DELTA, CAPTURE_SHADOW_DOCUMENTS,
+         FILTER_SHADOW_DELTA, FILTER_SHADOW_DOCUMENTS)
 IOT = (IOT_EVENTS, IOT_RESULTS, IOT_METRICS, IOT_STATUS)

@@ -1,6 +1,9 @@
 """com.ggvision.Inference: batched ONNX Runtime across cameras, model hot swap, A/B arms, fire risk.
 
-Frames arrive as frame/1.0 descriptors (`frameTopics`); each camera is routed to the vision model that serves it
+Frames come from the cameras' rings announced on frame-rings/1.0 (rings.py: one thread looks at each ring when its
+next frame is due) for cameras a `frameTopics` filter on ggvision/v1/frames/ matches, and as frame/1.0 descriptors
+(`frameTopics`) for the rest: motion topics, sensors, a Capture that announces no rings. A camera followed in its
+ring has its descriptors ignored (the same frames). Each camera is routed to the vision model that serves it
 (radiometric float32 frames to the tabular model of their sensor, with gas/1.0 readings). Every processed frame
 gets one detections/1.0 message on ggvision/v1/detections/{camera}; every model an inference-metrics/1.1
 message on ggvision/v1/metrics/inference each `metricsPeriodS`. Models come from model components (installed
@@ -27,9 +30,11 @@ from ..config.base import parse, validator
 from ..config.inference import ArmSpec, InferenceConfig, ModelSource, ModelSpec
 from ..contract import topics
 from ..framebus import FrameDescriptor
+from ..framebus.announce import parse_rings
 from .arms import Arm
 from .publisher import AsyncPublisher
 from .resolve import resolve
+from .rings import RingFollower
 from .swap import ModelLoader, ModelSlot
 from .tabular import TabularWorker, is_thermal, parse_gas
 from .worker import BatchSettings, VisionWorker
@@ -45,6 +50,7 @@ RETRY_MISSING_S = 10.0
 # `motion.keepaliveS` (default 5 s): this long without any on a configured motion topic is worth a warning.
 MOTION_QUIET_S = 15.0
 MOTION_PREFIX = topics.MOTION.removesuffix("{camera}")
+FRAMES_PREFIX = topics.FRAMES.removesuffix("{camera}")
 
 Worker = VisionWorker | TabularWorker
 
@@ -86,6 +92,8 @@ class InferenceComponent:
         self.malformed = 0
         self.unrouted = 0
         self.detections = AsyncPublisher(app.client)
+        self.rings = RingFollower(self._route, wanted=self._reads_frames, skipped=self._skipped)
+        self.rings.start()
         self.loader = ModelLoader(self._load, self._resolve, self._options, self._on_staged, self._on_refused)
 
     # -- models ----------------------------------------------------------------------------------
@@ -158,6 +166,8 @@ class InferenceComponent:
             elif not motion:
                 self._motion_wait = None
             self._frame_topics = cfg.frame_topics
+            self.rings.rewant()
+            self._subscribe(topics.FRAME_RINGS, self._on_rings)
             for topic in cfg.frame_topics:
                 self._subscribe(topic, self._on_frame)
             if any(s.kind == "tabular" for s in cfg.models.values()):
@@ -231,7 +241,29 @@ class InferenceComponent:
         if self.malformed in (1, 10, 100) or self.malformed % 1000 == 0:
             log.warning("dropped a malformed %s (%d so far): %s", what, self.malformed, e)
 
+    def _reads_frames(self, camera: str) -> bool:
+        """Whether the configuration reads this camera's own frames (not only the Filter's motion-gated ones)."""
+        topic = topics.FRAMES.format(camera=camera)
+        return any(mqtt_match(f, topic) for f in self._frame_topics)
+
+    def _skipped(self, camera: str, n: int) -> None:
+        """Frames of a followed ring that a newer one replaced between two looks: dropped by the latest-frame
+        policy, as a replaced pending frame is (the model's `dropped_frames`)."""
+        worker = self._video.get(camera)
+        if worker is not None:
+            worker.slot.stats.add_dropped(n)
+
+    def _on_rings(self, topic: str, msg: Any) -> None:
+        try:
+            component, rings = parse_rings(msg if msg is not None else b"")
+        except ValueError as e:
+            self._malformed("frame-rings announcement (the rings followed so far stay)", e)
+            return
+        self.rings.announce(component, rings)
+
     def _on_frame(self, topic: str, msg: Any) -> None:
+        if topic.startswith(FRAMES_PREFIX) and self.rings.follows(topic[len(FRAMES_PREFIX):]):
+            return  # read from its ring already: the same frames
         if not any(mqtt_match(f, topic) for f in self._frame_topics):
             return  # a topic no longer configured
         if self._motion_wait is not None and topic.startswith(MOTION_PREFIX):
@@ -245,6 +277,10 @@ class InferenceComponent:
         if last is not None and last[0] == desc.ring and desc.sequence <= last[1]:
             return  # seen already (overlapping topic filters)
         self._last_offer[desc.camera] = (desc.ring, desc.sequence)
+        self._route(desc)
+
+    def _route(self, desc: FrameDescriptor) -> None:
+        """Hand a frame to the worker (or A/B arm) serving its camera; from the IPC thread or the ring follower."""
         worker = (self._thermal if is_thermal(desc) else self._video).get(desc.camera)
         if worker is None:
             self.unrouted += 1
@@ -309,12 +345,14 @@ class InferenceComponent:
                 msg["queue_depth"] = arm.worker.batcher.depth if arm.worker is not None else 0
             out.append(msg)
         cameras = self.detections.sent.snapshot()  # component-wide: the same block on each primary's message
+        rings = self.rings.summary()
         for mid, slot, worker in items:
             model = slot.current
             if model is None:
                 continue
             msg = _model_metrics(slot, model, slot.stats.snapshot(), "primary", mid, now)
             msg["cameras"] = cameras
+            msg["rings"] = rings
             msg["queue_depth"] = worker.batcher.depth if isinstance(worker, VisionWorker) else worker.depth
             if mid in blocks:
                 msg.update(arm="a", ab=blocks[mid])
@@ -348,6 +386,7 @@ class InferenceComponent:
                     self.loader.request(slot)
 
     def close(self) -> None:
+        self.rings.close()
         if self._update_op is not None:
             try:
                 self._update_op.close()

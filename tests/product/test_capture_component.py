@@ -1,5 +1,6 @@
-"""com.ggvision.Capture under the local runtime: descriptors over IPC, pixels from the shared-memory ring,
-cameras added/removed by configuration updates, invalid configuration refused, metrics."""
+"""com.ggvision.Capture under the local runtime: rings announced over IPC (frame-rings/1.0), descriptors for the
+cameras that ask for them, pixels from the shared-memory ring, cameras added/removed by configuration updates,
+invalid configuration refused, metrics."""
 
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from capture_dev import NAME, capture_dev_recipe
 from harness import REPO, Runtime, wait_until
 
 from ggvision.framebus import FrameDescriptor, FrameRing
+from ggvision.framebus.announce import parse_rings
 from ggvision.health.state import parse_capture
 
 VIDEO = REPO.parent / "shared" / "data" / "video" / "vtest.avi"
-SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10, "seed": 1}, "detectFps": 5}
+SYNTH = {"source": {"type": "synthetic", "width": 320, "height": 240, "fps": 10, "seed": 1}, "detectFps": 5,
+         "frameDescriptors": True}
+QUIET = {"source": {"type": "synthetic", "width": 160, "height": 120, "fps": 10, "seed": 2}, "detectFps": 4}
 
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     tmp = tmp_path_factory.mktemp("cap")
     rt = Runtime(tmp, ["com.ggvision.test.Agent"])
-    capture_dev_recipe(rt.recipes, cameras={"synthetic-1": SYNTH}, metricsPeriodS=1,
+    capture_dev_recipe(rt.recipes, cameras={"synthetic-1": SYNTH, "quiet-1": QUIET}, metricsPeriodS=1,
                        sensors={"thermal-1": {"type": "thermal-sim", "scenario": "fire", "seed": 2, "fps": 4}})
     try:
         rt.start(wait_for={"com.ggvision.test.Agent": ("RUNNING",), NAME: ("RUNNING",)})
@@ -55,6 +59,30 @@ def test_descriptors_over_ipc_and_pixels_from_the_ring(capture: Runtime) -> None
         assert frame.std() > 0  # a real picture, not zeros
     finally:
         ring.close()
+
+
+def test_rings_announced_and_descriptors_only_for_cameras_that_ask(capture: Runtime) -> None:
+    """Every ring in each frame-rings/1.0, again every metricsPeriodS; frame/1.0 per frame only with frameDescriptors
+    on (off by default), while the frames still count in the metrics Health reads."""
+    a = capture.agent()
+    a.call("subscribe", id="rings", topic="ggvision/v1/frame-rings")
+    a.call("subscribe", id="quiet", topic="ggvision/v1/frames/quiet-1")
+    got = [e["json"] for e in a.call("events", id="rings", count=3, timeout=20)]
+    _, rings = parse_rings(got[-1])
+    assert set(rings) == {"synthetic-1", "quiet-1"}  # sensors are not announced: their descriptors carry them
+    quiet = rings["quiet-1"]
+    assert quiet.fps == 4.0 and quiet.ring.startswith("ggv-quiet-1-")
+    ring = FrameRing.attach(quiet.ring)
+    try:
+        assert ring.created == quiet.created
+        desc = ring.latest()
+        assert desc is not None and desc.shape == (120, 160, 3)
+    finally:
+        ring.close()
+    assert a.call("events", id="quiet", count=0, timeout=0) == []
+    a.call("subscribe", id="quiet-metrics", topic="ggvision/v1/metrics/capture")
+    m = a.call("events", id="quiet-metrics", count=1, timeout=20)[0]["json"]
+    assert m["cameras"]["quiet-1"]["frames_published"] > 0
 
 
 def test_thermal_sensor_frames_in_celsius_and_gas_readings(capture: Runtime) -> None:
@@ -99,7 +127,7 @@ def test_cameras_added_and_removed_by_configuration(capture: Runtime, tmp_path: 
     a.call("subscribe", id="file-frames", topic="ggvision/v1/frames/file-1")
     starts = capture.log(NAME).count("run: starting")
     cams = {"file-1": {"source": {"type": "file", "path": str(VIDEO), "loop": True, "realtime": True},
-                       "detectFps": 5, "maxWidth": 640}}
+                       "detectFps": 5, "maxWidth": 640, "frameDescriptors": True}}
     d = capture.deploy(component_to_configuration={NAME: {"MERGE": {"cameras": cams}}})
     assert d.status == "SUCCEEDED", d.deployment_status_details
     got = a.call("events", id="file-frames", count=2, timeout=30)

@@ -82,10 +82,12 @@ def test_inference_reading_motion_topics_needs_the_filter_to_publish_them(tmp_pa
         load_site(_write(tmp_path, reads))
     assert "sites.lab.devices.lab-box.cameras.demo.filter.motion.publish: the stage's com.ggvision.Inference " \
            "frameTopics read ggvision/v1/motion/+" in str(e.value) and "site.yaml:27: " in str(e.value), str(e.value)
-    ok = reads.replace("capture: {source: {type: synthetic}}",
-                       "capture: {source: {type: synthetic}}\n            filter: {motion: {publish: true}}")
+    gated = reads.replace("capture: {source: {type: synthetic}}",
+                          "capture: {source: {type: synthetic}, frameDescriptors: true}")
+    ok = gated.replace("frameDescriptors: true}",
+                       "frameDescriptors: true}\n            filter: {motion: {publish: true}}")
     assert load_site(_write(tmp_path, ok)).devices()["lab-box"][1].cameras["demo"].filter.motion.publish
-    stage = reads.replace("com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}",
+    stage = gated.replace("com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}",
                           "com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}\n"
                           "      com.ggvision.Filter: {defaults: {motion: {publish: true}}}")
     load_site(_write(tmp_path, stage))
@@ -94,6 +96,23 @@ def test_inference_reading_motion_topics_needs_the_filter_to_publish_them(tmp_pa
         load_site(_write(tmp_path, off.replace("com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}",
                                                "com.ggvision.Inference: {frameTopics: [ggvision/v1/motion/+]}\n"
                                                "      com.ggvision.Filter: {defaults: {motion: {publish: true}}}")))
+
+
+def test_the_motion_gate_needs_the_cameras_frame_descriptors(tmp_path: Path) -> None:
+    """Capture publishes a camera's frame descriptors only with frameDescriptors on (Inference reads the rings);
+    the Filter's motion gate needs them: motion.publish on without them is refused at the camera."""
+    gate = GOOD.replace("capture: {source: {type: synthetic}}",
+                        "capture: {source: {type: synthetic}}\n            filter: {motion: {publish: true}}")
+    with pytest.raises(ConfigError) as e:
+        load_site(_write(tmp_path, gate))
+    assert "sites.lab.devices.lab-box.cameras.demo.capture.frameDescriptors: the Filter's motion gate (motion.publish" \
+           " on for this camera) reads the camera's frame descriptors" in str(e.value), str(e.value)
+    load_site(_write(tmp_path, gate.replace("{type: synthetic}}", "{type: synthetic}, frameDescriptors: true}")))
+    stage = GOOD.replace("      com.ggvision.Uplink: {bandwidthKbps: 4000}\n",
+                         "      com.ggvision.Uplink: {bandwidthKbps: 4000}\n"
+                         "      com.ggvision.Filter: {defaults: {motion: {publish: true}}}\n")
+    with pytest.raises(ConfigError, match="demo.capture.frameDescriptors"):
+        load_site(_write(tmp_path, stage))
 
 
 def test_a_thing_belongs_to_one_site_and_bad_yaml_is_refused_with_its_line(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from ggvision.contract import shadows
 
 THING = "test-thing"
 SYNTH = {"source": {"type": "synthetic", "width": 160, "height": 120, "fps": 5, "seed": 1}, "detectFps": 5}
-SYNTH2 = {"source": {"type": "synthetic", "width": 160, "height": 120, "fps": 5, "seed": 2}, "detectFps": 5}
+SYNTH2 = {"source": {"type": "synthetic", "width": 160, "height": 120, "fps": 5, "seed": 2}, "detectFps": 5,
+          "frameDescriptors": True}
 
 
 @pytest.fixture
