@@ -55,6 +55,9 @@ SEGMENTS = topics.every(topics.SEGMENTS)
 ACKS = topics.UPLINK_ACKS
 METRICS = topics.metrics("filter")
 SNAPSHOT_TTL_S = 3600.0  # snapshots the Uplink never took are removed after this long
+# A camera with motion.publish on whose frame descriptors have not come for this long: Capture most likely has its
+# `frameDescriptors` off (the default since Inference reads the rings), so the gate sees nothing. Said once.
+MOTION_STARVED_S = 10.0
 DRAIN_S = 3.0  # at shutdown, messages received but not handled yet get this long (Greengrass waits longer)
 
 
@@ -110,6 +113,8 @@ class FilterComponent:
         self._frames_cv = threading.Condition()
         self._frames_op: Any = None  # the frames/+ subscription while a camera has motion.publish on
         self._frames_lock = threading.Lock()
+        self._frame_at: dict[str, float] = {}  # monotonic: a gated camera's last descriptor, or when gating began
+        self._starved: set[str] = set()  # gated cameras without descriptors for MOTION_STARVED_S (warned once)
         self._last_det: dict[str, float] = {}  # wall time of the last detections per camera
         self._last_metrics = 0.0
         self._last_prune = 0.0
@@ -175,6 +180,7 @@ class FilterComponent:
             return
         if not pipe.cfg.motion.publish:  # another camera's motion.publish brought it: not gated
             return
+        self._frame_at[cam] = time.monotonic()
         with self._frames_cv:
             if cam in self._frames:
                 self.motion_skipped += 1
@@ -351,6 +357,7 @@ class FilterComponent:
             idle = now - self._last_det.get(cam, now)
             if idle > 1.0 and (pipe.tracker.tracks or pipe.analytics.enabled):
                 self._publish(pipe.expire(pipe.clock + idle))
+        self._check_starved(now)
         if now - self._last_metrics >= self.cfg.metrics_period_s:
             self._last_metrics = now
             self.app.publish(METRICS, self.metrics())
@@ -360,6 +367,23 @@ class FilterComponent:
         if self.local is not None and now - self._last_expire >= EXPIRE_PERIOD_S:
             self._last_expire = now
             self.local.expire()
+
+    def _check_starved(self, now: float) -> None:
+        """Warn once per episode about a gated camera that gets no frame descriptors (see MOTION_STARVED_S)."""
+        gated = {cam for cam, p in self.pipelines.items() if p.cfg.motion.publish}
+        for cam in list(self._frame_at):
+            if cam not in gated:
+                del self._frame_at[cam]
+        for cam in gated:
+            since = self._frame_at.setdefault(cam, now)  # gating began now (or at the configuration change)
+            if now - since < MOTION_STARVED_S:
+                self._starved.discard(cam)
+            elif cam not in self._starved:
+                self._starved.add(cam)
+                log.warning("camera %s: motion.publish is on but no frame descriptor came for %.0f s: the motion gate "
+                            "sees nothing; Capture publishes them only for cameras with frameDescriptors on "
+                            "(cameras.%s.frameDescriptors in com.ggvision.Capture)", cam, now - since, cam)
+        self._starved &= gated
 
     def _prune(self) -> None:
         snaps = self.work_dir / "snapshots"
@@ -386,7 +410,8 @@ class FilterComponent:
         return {"schema": "filter-metrics/1.0", "component": NAME, "timestamp": time.time(), "cameras": cams,
                 "malformed": dict(self.malformed), "unconfigured": sum(self.unconfigured.values()),
                 "queue_depth": self.queue.qsize(), "queue_full": self.queue_full,
-                "motion_skipped": self.motion_skipped, "publish_errors": self.app.publish_errors,
+                "motion_skipped": self.motion_skipped, "motion_starved": sorted(self._starved),
+                "publish_errors": self.app.publish_errors,
                 "last_refusals": list(self.ledger.refusals), "storage": self.faults.metrics(),
                 "disk": {"held": self.local.held() if self.local else {},
                          "evicted": {"snapshots": self.local.evicted} if self.local else {}}}
