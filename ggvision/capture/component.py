@@ -183,7 +183,8 @@ class CaptureComponent:
 
     def _on_frame(self, cam: Camera, frame: np.ndarray, timestamp: float) -> None:
         ring = cam.ring
-        if ring is None or frame.nbytes > ring.max_frame_bytes:
+        new_ring = ring is None or frame.nbytes > ring.max_frame_bytes
+        if new_ring:
             # Sized by the first frame; a camera that changes resolution upwards gets a new ring (of the same name:
             # it continues the numbering, so readers tell its frames from the old ring's and re-attach).
             first = 0
@@ -192,11 +193,8 @@ class CaptureComponent:
                 ring.close()
             ring = cam.ring = FrameRing.create(cam.config.camera_id, slots=self.slots, max_frame_bytes=frame.nbytes,
                                                first_sequence=first)
-            announce = True
-        else:
-            announce = False
         desc = ring.write(frame, timestamp)
-        if announce:  # after the first write: a reader that attaches at once finds a frame
+        if new_ring:  # after the first write: a reader that attaches at once finds a frame
             self.announce_rings()
         if cam.config.frame_descriptors:
             self.app.publish(FRAMES.format(camera=cam.config.camera_id), desc.to_message())

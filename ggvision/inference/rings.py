@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..framebus import FrameDescriptor, FrameRing
 from ..framebus.announce import RingInfo
@@ -57,7 +57,6 @@ class Followed:
     due: float = 0.0  # monotonic: when to look next
     missed_at: float | None = None  # monotonic: the last look that found no new frame, in this frame's wait
     drift: float = DRIFT_S  # how much earlier than a period after a first look that found the frame to look next
-    stats: dict[str, int] = field(default_factory=dict)
 
 
 class RingFollower:
@@ -139,11 +138,6 @@ class RingFollower:
         return {"cameras": len(self._cams), "frames": self.followed_frames, "skipped": self.skipped_frames,
                 "looks": self.looks, "replaced": self.replaced}
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Camera -> its ring reader's counters (skipped: frames newer ones replaced between two looks)."""
-        with self._lock:
-            return {cam: (f.ring.stats() if f.ring is not None else f.stats) for cam, f in self._cams.items()}
-
     # -- the thread --------------------------------------------------------------------------------------------
     def _run(self) -> None:
         # A plain sleep between looks, not a condition variable: each wake is the cost here (a few per frame), and a
@@ -211,7 +205,6 @@ class RingFollower:
         quiet = now - f.seen_at
         if quiet >= max(STALLED_S, 2 * period):
             if f.ring.replaced() or not f.ring.writer_alive():  # re-attach on the next look
-                f.stats = f.ring.stats()
                 self._close(f)
                 f.last = -1
             f.due = now + STALLED_S
