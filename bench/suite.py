@@ -14,18 +14,21 @@ are cached in --trt-cache (default: one folder for the whole run), built once, n
 
 Streams: ../shared/data/video/vtest.avi (1280x720 H.264, 25 fps) looped without re-encoding, served by ONE
 GStreamer RTSP server process on loopback (tests/rtsp_server.py --paths N: /cam0 .. /cam{N-1}; every
-connection starts the file from its beginning, in real time). `--video low` serves a clearly labelled 320x180
-10 fps re-encode instead, so 32 cameras' decoding fits a small box (the plumbing measurement).
+connection starts the file from its beginning, in real time; `--servers K` spreads them over K processes).
+`--video low` serves a clearly labelled 320x180 10 fps re-encode instead, so 32 cameras' decoding fits a small
+box (the plumbing measurement).
 
 Per N, in the same run, alternated:
 - suite: `ggvision nucleus` with the real components (dev recipes = product code: Capture (RTSP, detect 5 fps,
-  recording on), Inference (batch.maxSize 8), Filter (events policy), Uplink (S3 sink on moto's server on
-  loopback), Health (on, Prometheus)) and the test agent as the observer. The agent subscribes to every event
+  recording on; the N cameras only: the recipe's demo thermal sensor is left out, the bare loop has none),
+  Inference (batch.maxSize 8), Filter (events policy), Uplink (S3 sink on moto's server on loopback), Health
+  (on, Prometheus)) and the test agent as the observer. The agent subscribes to every event
   and to the detections of the first `--sample` cameras (latency sample); analysed frames come from
   inference-metrics `frames` (cumulative), dropped frames from capture-, inference-metrics.
 - bare: one process, no IPC: a PyAV reader thread per stream doing the worker's frame skipping
-  (ggvision.capture.worker._Sampler, skip_frame NONREF) and BGR conversion into a latest-frame slot, and one
-  loop calling `LoadedModel.infer` on batches of up to 8.
+  (ggvision.capture.worker._Sampler, skip_frame NONREF) and BGR conversion into Inference's own batcher
+  (ggvision.inference.batcher: the same latest-frame policy, burst hold and deadline), and one loop calling
+  `LoadedModel.infer` on its batches of up to 8.
 
 Figures per N: analysed frames / asked (N x 5 fps x window), frame-to-detection and frame-to-event latency
 (receive time - the frame's timestamp, both wall clock) p50/p95, CPU per camera per component (% of one core)
@@ -138,6 +141,28 @@ class RtspServer:
             self.proc.wait(10)
 
 
+class RtspServers:
+    """N paths spread over `count` server processes (--servers): camera k is /cam{k // count} on server
+    k % count, so each process serves ceil(N / count) streams."""
+
+    def __init__(self, video: Path, paths: int, count: int = 1) -> None:
+        count = max(1, min(count, paths))
+        self.servers: list[RtspServer] = []
+        try:
+            for i in range(count):
+                self.servers.append(RtspServer(video, len(range(i, paths, count))))
+        except BaseException:
+            self.stop()
+            raise
+
+    def url(self, k: int) -> str:
+        return self.servers[k % len(self.servers)].url(k // len(self.servers))
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -226,15 +251,15 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
 
     from ggvision.capture.sources import decoded_on_gpu, hw_decoder
     from ggvision.capture.worker import _Sampler
+    from ggvision.inference.batcher import Batcher
+    from ggvision.inference.worker import BatchSettings
     from ggvision.model.loader import load_model
 
     model = load_model(model_path, provider=provider, threads=threads, trt_cache_dir=trt_cache)
     decoders: dict[int, str] = {}
-    lock = threading.Lock()
-    have = threading.Condition(lock)
-    slots: dict[int, tuple[float, np.ndarray]] = {}
+    settings = BatchSettings(max_size=BATCH)  # Inference's defaults: the same deadline and burst hold
+    batcher = Batcher(hold_s=settings.burst_s)  # the same latest-frame policy as Inference's
     stop = threading.Event()
-    dropped = {"replaced": 0}
     decoded = [0] * len(urls)
 
     def reader(k: int, url: str) -> None:
@@ -264,12 +289,7 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
                         ft = float(frame.pts * tb) if frame.pts is not None else (t or 0.0)
                         if not sampler.take(ft):
                             continue
-                        img = frame.to_ndarray(format="bgr24")
-                        with have:
-                            if k in slots:
-                                dropped["replaced"] += 1
-                            slots[k] = (epoch0 + ft, img)
-                            have.notify()
+                        batcher.offer(k, (epoch0 + ft, frame.to_ndarray(format="bgr24")))
         except Exception as e:  # noqa: BLE001 - a stream that fails shows as frames not analysed
             print(f"bare reader {k}: {e!r}", file=sys.stderr)
 
@@ -288,13 +308,10 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
         now = time.monotonic()
         if cpu0 is None and now >= t_win:
             c = me.cpu_times()
-            cpu0, drop0 = c.user + c.system, dropped["replaced"]
+            cpu0, drop0 = c.user + c.system, batcher.dropped
         if now >= t_end:
             break
-        with have:
-            if not slots:
-                have.wait(0.1)
-            batch = [slots.pop(k) for k in sorted(slots)[:BATCH]]
+        batch = [p.item for p in batcher.take(settings.max_size, settings.deadline_s, timeout=0.1)]
         if not batch:
             continue
         model.infer([img for _, img in batch])
@@ -315,7 +332,7 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
             "det_p95": pct(lat, 0.95), "cpu_s": cpu,
             "ms_per_frame": 1000 * cpu / analysed if analysed else None, "cpu": {"bare": cpu},
             "rss": {"bare": me.memory_info().rss},
-            "dropped": {"replaced in the slot": dropped["replaced"] - drop0}}
+            "dropped": {"replaced in the slot": batcher.dropped - drop0}}
 
 
 def _count(names: Any) -> dict[str, int]:
@@ -350,7 +367,7 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
     capture_dev_recipe(rt.recipes, cameras={c: {
         "source": {"type": "rtsp", "url": u, "transport": "tcp"}, "detectFps": DETECT_FPS, "hwDecode": hwdecode,
         "record": {"enabled": True, "segmentSeconds": 4, "retainS": 60, "dir": "segments"}}
-        for c, u in zip(cams, urls, strict=True)}, metricsPeriodS=1)
+        for c, u in zip(cams, urls, strict=True)}, sensors={}, metricsPeriodS=1)  # no demo thermal sensor
     inference_dev_recipe(rt.recipes, models={"detector": {"path": str(model_path), "cameras": ["*"]}},
                          provider=provider, threads=threads, metricsPeriodS=1, batch={"maxSize": BATCH},
                          **({"trtCacheDir": str(trt_cache)} if trt_cache else {}))
@@ -406,6 +423,9 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
         span = prim[-1]["timestamp"] - prim[0]["timestamp"]
         analysed = prim[-1]["frames"] - prim[0]["frames"]
         dropped_inf = prim[-1]["dropped_frames"] - prim[0]["dropped_frames"]
+    # of those, the frames Inference's ring follower passed over (a newer one in the ring at its look)
+    follower = [(m.get("rings") or {}).get("skipped", 0) for m in inf if "rings" in m]
+    passed_over = follower[-1] - follower[0] if len(follower) >= 2 else 0
     cap_drop = ring_drop = 0
     if len(cap) >= 2:
         for c in cams:
@@ -426,7 +446,8 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
             "cpu": {k: v * window / wall for k, v in cpu.items()}, "rss": rss, "sampled_per_cam": per_cam,
             "threads": threads,
             "dropped": {"capture (decode errors)": cap_drop, "ring (overwritten before read)": ring_drop,
-                        "inference (latest-frame + ring)": dropped_inf}}
+                        "inference (latest-frame + ring)": dropped_inf},
+            "passed_over": passed_over}
 
 
 def ok(r: dict[str, Any]) -> bool:
@@ -449,6 +470,8 @@ def main() -> int:
     ap.add_argument("--model", choices=["yolox", "null"], default="yolox")
     ap.add_argument("--video", choices=["720p", "low"], default="720p",
                     help="low: a 320x180 10 fps re-encode (labelled in the output), for many cameras on 2 cores")
+    ap.add_argument("--servers", type=int, default=1,
+                    help="RTSP server processes the N streams are spread over (default one, as in the tables)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads, suite and bare alike")
     ap.add_argument("--sample", type=int, default=2, help="cameras whose detections the observer receives")
     ap.add_argument("--only", choices=["suite", "bare"], help="run one side only")
@@ -489,7 +512,7 @@ def main() -> int:
             for side in ("bare", "suite"):
                 if args.only and side != args.only:
                     continue
-                server = RtspServer(video, n)
+                server = RtspServers(video, n, args.servers)
                 try:
                     urls = [server.url(k) for k in range(n)]
                     if side == "bare":
@@ -507,7 +530,9 @@ def main() -> int:
                       + (f", event p50/p95 {fmt(r['ev_p50'])}/{fmt(r['ev_p95'])} s ({r['events']})"
                          if side == "suite" else "")
                       + f", CPU {100 * r['cpu_s'] / args.window:.0f}% "
-                      f"({fmt(r['ms_per_frame'])} ms/frame), dropped {r['dropped']}",
+                      f"({fmt(r['ms_per_frame'])} ms/frame), dropped {r['dropped']}"
+                      + (f" (of Inference's: {r['passed_over']} passed over by the ring follower)"
+                         if r.get("passed_over") else ""),
                       flush=True)
                 if args.per_thread and side == "suite":
                     print("\n".join(r["threads"][:25]))
@@ -525,6 +550,7 @@ def main() -> int:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, total: float) -> None:
     video = "vtest.avi 1280x720 25 fps" if args.video == "720p" else "LOW-RES VARIANT 320x180 10 fps"
+    video += f", {args.servers} RTSP server processes" if args.servers > 1 else ", one RTSP server process"
     used = sorted({str(r[s].get("provider")) for r in rows for s in ("bare", "suite") if s in r})
     print(f"\n{cpu_model()} x{os.cpu_count()}, load {os.getloadavg()[0]:.1f}; model {args.model}, {video}, "
           f"detect {DETECT_FPS:g} fps, batch {BATCH}, {args.threads} ORT thread(s), window {args.window:g} s; "

@@ -256,12 +256,16 @@ def _named(models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
 # -- the whole configuration -------------------------------------------------------------------------------
 
 class BatchConfig(ConfigModel):
-    """Cross-camera batches: at most `maxSize` frames, waiting at most `deadlineMs` for more."""
+    """Cross-camera batches: at most `maxSize` frames, waiting at most `deadlineMs` for more. A camera's pending
+    frame that has waited less than `burstMs` when its next frame comes is kept and analysed too (the two came in
+    a burst); one that waited longer is replaced by the newer (the model is behind: latest-frame). 0: always
+    latest-frame."""
 
     max_size: whole(1, 64) = 8
     deadline_ms: number(0, 10_000) = 15.0
+    burst_ms: number(0, 10_000) = 100.0
 
-    _an_object = model_validator(mode="before")(_object("an object {maxSize, deadlineMs}"))
+    _an_object = model_validator(mode="before")(_object("an object {maxSize, deadlineMs, burstMs}"))
 
 
 def _provider(v: Any) -> Any:
@@ -335,6 +339,10 @@ class InferenceConfig(ComponentConfig):
     @property
     def deadline_ms(self) -> float:
         return self.batch.deadline_ms
+
+    @property
+    def burst_ms(self) -> float:
+        return self.batch.burst_ms
 
     @property
     def runtime_options(self) -> tuple[str, int | None, str]:

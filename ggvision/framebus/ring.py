@@ -381,21 +381,38 @@ class FrameRing:
     def latest(self) -> FrameDescriptor | None:
         """The newest stable frame's descriptor (None before the first frame, or if the writer keeps
         lapping the newest slot). Compare `sequence` with the last one to see whether it is new."""
-        gen, written, _ = self._views()
+        _gen, written, _ = self._views()
         for _ in range(4):
             w = int(written[0])
             if w == 0:
                 return None
-            seq = w - 1
-            slot = seq % self.slots
-            g1 = int(gen[slot])
-            _fence()
-            s, ts, h, wd, c, dtype, _n = SLOT_FIELDS.unpack_from(self._mm, SLOT_TABLE_OFF + slot * SLOT_HDR + 8)
-            _fence()
-            if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype in DTYPE_NAMES:
-                self._note(seq)
-                return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g1, timestamp=ts,
-                                       shape=(h, wd, c), ring=self.name, dtype=DTYPE_NAMES[dtype])
+            desc = self._stable(w - 1)
+            if desc is not None:
+                self._note(desc.sequence)
+                return desc
+        return None
+
+    def at(self, sequence: int) -> FrameDescriptor | None:
+        """The descriptor of frame `sequence` while its slot still holds it and is stable, else None: for a
+        reader that found `latest()` ahead by more than one (frames written between two looks) and wants the
+        ones in between. A frame got so no longer counts as skipped in stats()."""
+        if sequence < 0 or sequence >= int(self._views()[1][0]):
+            return None
+        desc = self._stable(sequence)
+        if desc is not None and self._last_seen is not None and sequence < self._last_seen and self._skipped > 0:
+            self._skipped -= 1  # latest() counted it as skipped when it jumped over it
+        return desc
+
+    def _stable(self, seq: int) -> FrameDescriptor | None:
+        gen, _, _ = self._views()
+        slot = seq % self.slots
+        g1 = int(gen[slot])
+        _fence()
+        s, ts, h, wd, c, dtype, _n = SLOT_FIELDS.unpack_from(self._mm, SLOT_TABLE_OFF + slot * SLOT_HDR + 8)
+        _fence()
+        if g1 % 2 == 0 and g1 and int(gen[slot]) == g1 and s == seq and dtype in DTYPE_NAMES:
+            return FrameDescriptor(camera=self.camera, sequence=seq, slot=slot, generation=g1, timestamp=ts,
+                                   shape=(h, wd, c), ring=self.name, dtype=DTYPE_NAMES[dtype])
         return None
 
     def _note(self, seq: int) -> None:

@@ -1,10 +1,16 @@
-"""Cross-camera batching with a latest-frame policy.
+"""Cross-camera batching with a latest-frame policy that lets a burst through.
 
-Each camera has at most one pending frame: a newer frame replaces the pending one (the replaced frame is
-counted as dropped), so a model that falls behind skips frames instead of queueing without bound, and works on
-the freshest picture. `take` gathers up to `max_size` frames, or what is there when the oldest pending frame
-has waited `deadline_s`, and serves cameras round-robin: the cameras left out of a full batch are first in the
-next one, and a camera contributes at most one frame per batch.
+A newer frame of a camera replaces its pending one (the replaced frame is counted as dropped), so a model that
+falls behind skips frames instead of queueing without bound, and works on the freshest picture — unless the
+pending frame has waited less than `hold_s` when the next one comes: then the two came in a burst (a network or
+decoder hiccup delivered them close together, or the ring follower found two new frames at one look), not
+because the model is behind, and both are kept and analysed in order. A camera has at most MAX_PER_CAMERA frames
+pending. With `hold_s` 0 it is the plain latest-frame policy.
+
+`take` gathers up to `max_size` frames, or what is there when the oldest pending frame has waited `deadline_s`,
+and serves cameras round-robin: each camera's oldest pending frame first, the cameras left out of a full batch
+first in the next one; a camera's second frame joins a batch only where the first frames of all the cameras
+pending left room.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+MAX_PER_CAMERA = 2  # a burst keeps one more frame; a longer one gives up the oldest
+
 
 @dataclass
 class Pending:
@@ -26,35 +34,47 @@ class Pending:
 
 
 class Batcher:
-    def __init__(self) -> None:
+    def __init__(self, hold_s: float = 0.0) -> None:
+        self.hold_s = hold_s
         self._cond = threading.Condition()
-        self._pending: dict[Hashable, Pending] = {}
+        self._pending: dict[Hashable, list[Pending]] = {}  # per camera, oldest first
+        self._frames = 0  # frames pending, all cameras
         self._order: deque[Hashable] = deque()  # round-robin order of every camera seen
         self._closed = False
         self._woken = False
         self.offered = 0
         self.dropped = 0  # replaced by a newer frame of the same camera before being taken
+        self.held = 0  # frames kept next to a newer one (a burst)
         self.taken = 0
 
-    def offer(self, key: Hashable, item: Any, now: float | None = None) -> Pending | None:
-        """Queue `item` as `key`'s latest frame; returns the pending frame it replaced (dropped), if any."""
+    def offer(self, key: Hashable, item: Any, now: float | None = None) -> list[Pending]:
+        """Queue `item` as `key`'s newest frame; returns the pending frames it replaced (dropped), if any."""
         t = time.monotonic() if now is None else now
         p = Pending(key, item, t, t)
         with self._cond:
             self.offered += 1
-            old = self._pending.get(key)
-            if old is not None:
-                self.dropped += 1
-                p.since = old.since
-            elif key not in self._order:
-                self._order.append(key)
-            self._pending[key] = p
+            queue = self._pending.get(key)
+            gone: list[Pending] = []
+            if queue:
+                p.since = queue[0].since
+                # stale frames (the model is behind) go; a fresh one stays next to the new one, within the bound
+                while queue and (t - queue[0].arrived >= self.hold_s or len(queue) >= MAX_PER_CAMERA):
+                    gone.append(queue.pop(0))
+                self.held += len(queue)
+                queue.append(p)
+            else:
+                self._pending[key] = [p]
+                if key not in self._order:
+                    self._order.append(key)
+            self.dropped += len(gone)
+            self._frames += 1 - len(gone)
             self._cond.notify()
-        return old
+        return gone
 
     def take(self, max_size: int, deadline_s: float, timeout: float | None = None) -> list[Pending]:
-        """Block until frames are pending (or `timeout`: []), gather until `max_size` cameras are pending or the
-        oldest has waited `deadline_s`, then return up to `max_size` of them in round-robin order."""
+        """Block until frames are pending (or `timeout`: []), gather until `max_size` frames are pending or the
+        oldest has waited `deadline_s`, then return up to `max_size` of them in round-robin order (each camera's
+        oldest first; a camera's frames in the order they came)."""
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
         with self._cond:
@@ -62,38 +82,47 @@ class Batcher:
             self._woken = False
             if not self._pending:
                 return []
-            due = min(p.since for p in self._pending.values()) + deadline_s
-            while not self._closed and len(self._pending) < max_size:
+            due = min(q[0].since for q in self._pending.values()) + deadline_s
+            while not self._closed and self._frames < max_size:
                 left = due - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             batch: list[Pending] = []
-            for key in self._order:
-                p = self._pending.pop(key, None)
-                if p is not None:
-                    batch.append(p)
-                    if len(batch) == max_size:
-                        break
-            for p in batch:  # served cameras go to the back of the line
-                self._order.remove(p.key)
-                self._order.append(p.key)
+            served: list[Hashable] = []
+            # first frames of every camera, then second ones where room is left: a camera's frames stay in order
+            for rank in range(MAX_PER_CAMERA):
+                for key in self._order:
+                    queue = self._pending.get(key)
+                    if queue is None or len(batch) == max_size:
+                        continue
+                    if rank == 0:
+                        batch.append(queue.pop(0))
+                        served.append(key)
+                    elif queue:
+                        batch.append(queue.pop(0))
+                    if not queue:
+                        del self._pending[key]
+            for key in served:  # served cameras go to the back of the line
+                self._order.remove(key)
+                self._order.append(key)
+            self._frames -= len(batch)
             self.taken += len(batch)
             return batch
 
-    def forget(self, key: Hashable) -> Pending | None:
-        """Stop serving `key` (camera removed or moved to another model); returns its dropped pending frame."""
+    def forget(self, key: Hashable) -> list[Pending]:
+        """Stop serving `key` (camera removed or moved to another model); returns its dropped pending frames."""
         with self._cond:
-            p = self._pending.pop(key, None)
-            if p is not None:
-                self.dropped += 1
+            gone = self._pending.pop(key, [])
+            self.dropped += len(gone)
+            self._frames -= len(gone)
             if key in self._order:
                 self._order.remove(key)
-            return p
+            return gone
 
     @property
     def depth(self) -> int:
-        """Cameras with a pending frame."""
+        """Cameras with a frame pending."""
         with self._cond:
             return len(self._pending)
 

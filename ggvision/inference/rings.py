@@ -15,8 +15,9 @@ measured from the looks: that one would feed the looks' own lag back into the pr
 nothing is followed by another LOOK_EVERY of the detect period later (10 ms at 5 fps), so a frame that comes later
 than predicted is handed on at most that long after it was written; one that comes earlier than predicted waits
 for the predicted look (at most a period). A camera whose frames stop
-is looked at once per second. Between two looks the camera's newest frame wins (a latest-frame consumer: the
-batcher would have replaced the older one anyway); a frame skipped so is counted in the ring's `skipped`.
+is looked at once per second. When a look finds more than one new frame (they came in a burst, or late), the one
+before the newest is handed on too while the ring still holds it, oldest first: the batcher keeps a burst when the
+model is not behind (batcher.py); frames passed over beyond that count as skipped (the model's dropped frames).
 
 A ring is re-attached when an announcement names another ring or a new `created` for the camera (a restarted
 Capture, a camera restarted or grown out of its ring), and when a camera stalls and the file under the ring's
@@ -46,6 +47,7 @@ MIN_LOOK_S = 0.002  # never closer together than this (a camera at a very high r
 MAX_SLEEP_S = 0.25  # an announcement's new camera is first looked at within this
 STALLED_S = 1.0  # a camera without a new frame this long: looked at once a second, and its ring checked
 RETRY_ATTACH_S = 1.0
+BETWEEN = 1  # frames written between two looks handed on besides the newest (the batcher's burst: batcher.py)
 
 
 @dataclass
@@ -145,7 +147,7 @@ class RingFollower:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                found: list[tuple[FrameDescriptor, int]] = []
+                found: list[tuple[list[FrameDescriptor], int]] = []
                 due = now + MAX_SLEEP_S
                 with self._lock:
                     for cam, f in self._cams.items():
@@ -153,18 +155,29 @@ class RingFollower:
                             last = f.last
                             desc = self._look(cam, f, now)
                             if desc is not None:
-                                found.append((desc, desc.sequence - last - 1 if last >= 0 else 0))
+                                found.append(self._with_between(f, last, desc))
                         due = min(due, f.due)
-                for desc, passed in found:  # outside the lock: offering takes the batcher's
+                for descs, passed in found:  # outside the lock: offering takes the batcher's
                     if passed > 0:
                         self.skipped_frames += passed
-                        self._skipped(desc.camera, passed)
-                    self._offer(desc)
+                        self._skipped(descs[-1].camera, passed)
+                    for desc in descs:
+                        self._offer(desc)
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
         except Exception:
             log.exception("following the frame rings stopped by an unexpected error")
+
+    def _with_between(self, f: Followed, last: int, desc: FrameDescriptor) -> tuple[list[FrameDescriptor], int]:
+        """The frames written since the last one handed on, oldest first, that the ring still holds (at most
+        BETWEEN before the newest: the batcher keeps a burst, not a backlog), and how many were passed over."""
+        if last < 0 or desc.sequence <= last + 1 or f.ring is None:
+            return [desc], 0
+        descs = [d for seq in range(max(last + 1, desc.sequence - BETWEEN), desc.sequence)
+                 if (d := f.ring.at(seq)) is not None]
+        self.followed_frames += len(descs)
+        return [*descs, desc], desc.sequence - last - 1 - len(descs)
 
     def _look(self, cam: str, f: Followed, now: float) -> FrameDescriptor | None:
         period = 1.0 / f.info.fps

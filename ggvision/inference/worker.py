@@ -32,9 +32,10 @@ IDLE_WAIT_S = 0.25  # how often an idle worker looks for a staged model
 class BatchSettings:
     """Live batch settings shared with the component (a configuration update changes them in place)."""
 
-    def __init__(self, max_size: int = 8, deadline_ms: float = 15.0) -> None:
+    def __init__(self, max_size: int = 8, deadline_ms: float = 15.0, burst_ms: float = 100.0) -> None:
         self.max_size = max_size
         self.deadline_s = deadline_ms / 1000
+        self.burst_s = burst_ms / 1000  # the batcher's hold_s (batcher.py)
 
 
 def detections_message(desc: FrameDescriptor, manifest: Any, result: dict[str, Any], timings: dict[str, float],
@@ -69,7 +70,7 @@ class VisionWorker:
                  fallback: Callable[[FrameDescriptor], None] | None = None) -> None:
         self.slot = slot
         self.settings = settings
-        self.batcher = Batcher()
+        self.batcher = Batcher(hold_s=settings.burst_s)
         self._publish = publish
         self._arm = arm  # -> the model's Arm (arms.py) while it has a candidate, else None
         self.tag = tag  # "b" for a split arm's worker; A's follows whether an arm exists
@@ -83,12 +84,14 @@ class VisionWorker:
         self._thread.start()
 
     def offer(self, desc: FrameDescriptor) -> None:
-        if self.batcher.offer(desc.camera, desc) is not None:
-            self.slot.stats.add_dropped()
+        gone = self.batcher.offer(desc.camera, desc)
+        if gone:
+            self.slot.stats.add_dropped(len(gone))
 
     def forget(self, camera: str) -> None:
-        if self.batcher.forget(camera) is not None:
-            self.slot.stats.add_dropped()
+        gone = self.batcher.forget(camera)
+        if gone:
+            self.slot.stats.add_dropped(len(gone))
 
     def wake(self) -> None:
         self.batcher.wake()
@@ -103,6 +106,7 @@ class VisionWorker:
                 size = self.settings.max_size
                 if model.max_batch is not None:
                     size = min(size, model.max_batch)
+                self.batcher.hold_s = self.settings.burst_s  # live: a configuration update changes it
                 batch = self.batcher.take(size, self.settings.deadline_s, timeout=IDLE_WAIT_S)
                 if batch:
                     self._process(model, batch)

@@ -1,4 +1,5 @@
-"""The inference batcher in-process: latest-frame policy, round-robin fairness across cameras, the deadline."""
+"""The inference batcher in-process: latest-frame policy, the burst hold, round-robin fairness across cameras, the
+deadline."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def keys(batch) -> list:
 
 def test_latest_frame_replaces_pending_and_counts_the_drop() -> None:
     b = Batcher()
-    assert b.offer("door", 1) is None
-    assert b.offer("door", 2).item == 1
-    assert b.offer("door", 3).item == 2
+    assert b.offer("door", 1) == []
+    assert [p.item for p in b.offer("door", 2)] == [1]
+    assert [p.item for p in b.offer("door", 3)] == [2]
     assert b.depth == 1
     batch = b.take(8, 0.0)
     assert [(p.key, p.item) for p in batch] == [("door", 3)]
@@ -111,7 +112,7 @@ def test_forget_drops_the_pending_frame_of_a_removed_camera() -> None:
     b = Batcher()
     b.offer("a", 1)
     b.offer("b", 1)
-    assert b.forget("a").item == 1
+    assert [p.item for p in b.forget("a")] == [1]
     assert keys(b.take(8, 0.0)) == ["b"]
     assert b.dropped == 1
 
@@ -140,3 +141,33 @@ def test_bounded_under_a_fast_producer_and_every_frame_accounted_for() -> None:
     assert len(taken) + b.dropped == b.offered  # each frame either processed once or counted as dropped
     assert len({p.item for p in taken}) == len(taken)
     assert b.dropped > 0
+
+
+def test_a_burst_is_kept_and_a_model_behind_gets_the_latest_frame() -> None:
+    """Two frames of a camera close together (a network hiccup, or the ring follower finding two at one look) are
+    both analysed, in order; a frame that waited `hold_s` before the next came means the model is behind: replaced."""
+    b = Batcher(hold_s=0.1)
+    t = 100.0
+    assert b.offer("door", 1, now=t) == []
+    assert b.offer("door", 2, now=t + 0.01) == []  # a burst: kept
+    assert b.depth == 1 and b.held == 1  # one camera waiting, with two frames
+    assert [p.item for p in b.offer("door", 3, now=t + 0.02)] == [1]  # at most two: the oldest goes
+    assert [(p.key, p.item) for p in b.take(8, 0.0)] == [("door", 2), ("door", 3)]
+    assert b.offer("door", 4, now=t + 1.0) == []
+    assert [p.item for p in b.offer("door", 5, now=t + 1.2)] == [4]  # waited 0.2 s: the model is behind
+    assert [p.item for p in b.take(8, 0.0)] == [5]
+    assert (b.offered, b.dropped, b.taken, b.depth) == (5, 2, 3, 0)
+
+
+def test_second_frames_only_where_the_first_frames_of_all_cameras_left_room() -> None:
+    b = Batcher(hold_s=1.0)
+    t = time.monotonic()
+    for i, c in enumerate(["a", "b", "c"]):
+        b.offer(c, 1, now=t + i * 0.001)
+    b.offer("a", 2, now=t + 0.01)
+    b.offer("b", 2, now=t + 0.011)
+    assert [(p.key, p.item) for p in b.take(4, 0.0)] == [("a", 1), ("b", 1), ("c", 1), ("a", 2)]
+    # b's second frame is first in the next batch, with the frames that came meanwhile
+    b.offer("c", 2, now=t + 0.02)
+    assert [(p.key, p.item) for p in b.take(4, 0.0)] == [("b", 2), ("c", 2)]
+    assert b.depth == 0 and b.dropped == 0

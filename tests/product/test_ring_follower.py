@@ -203,3 +203,55 @@ def test_announcements_round_trip_and_a_bad_one_names_the_field() -> None:
         with pytest.raises(ValueError, match=None) as e:
             parse_rings(bad)
         assert why in str(e.value), (why, str(e.value))
+
+
+def test_two_new_frames_at_one_look_are_both_handed_on_oldest_first() -> None:
+    """A burst (frames written close together, e.g. a stream catching up) found at one look: the frame before the
+    newest is handed on too while the ring holds it (the batcher keeps a burst); older ones count as passed over."""
+    got = threading.Condition()
+    offers: list[int] = []
+    passed: list[int] = []
+
+    def offer(desc: FrameDescriptor) -> None:
+        with got:
+            offers.append(desc.sequence)
+            got.notify_all()
+
+    f = RingFollower(offer, skipped=lambda camera, n: passed.append(n))
+    ring = FrameRing.create("follow-burst", slots=8, max_frame_bytes=48 * 64 * 3)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    try:
+        ring.write(frame, time.time())
+        f.announce("cap", {"follow-burst": RingInfo(ring.name, ring.created, FPS)})
+        f.start()
+        with got:
+            assert got.wait_for(lambda: offers == [0], 5)
+        with f._lock:  # no look while the burst is written: four frames at once
+            for _ in range(4):
+                ring.write(frame, time.time())
+        with got:
+            assert got.wait_for(lambda: offers[-1:] == [4], 5)
+    finally:
+        f.close()
+        ring.close()
+    assert offers == [0, 3, 4] and passed == [2]
+    assert f.summary()["skipped"] == 2 and f.summary()["frames"] == 3
+
+
+def test_ring_at_gives_a_frame_still_in_its_slot_and_none_once_overwritten() -> None:
+    ring = FrameRing.create("ring-at", slots=2, max_frame_bytes=16)
+    reader = FrameRing.attach(ring.name)
+    try:
+        ring.write(np.full((4, 4, 1), 0, np.uint8), 1000.0)
+        assert reader.latest().sequence == 0
+        for k in range(1, 4):
+            ring.write(np.full((4, 4, 1), k, np.uint8), 1000.0 + k)
+        assert reader.latest().sequence == 3 and reader.stats()["skipped"] == 2
+        two = reader.at(2)
+        assert two is not None and two.timestamp == 1002.0 and int(reader.view(two)[0, 0, 0]) == 2
+        assert reader.unchanged(two) and reader.stats()["skipped"] == 1  # got after all
+        assert reader.at(1) is None  # its slot holds frame 3 now
+        assert reader.at(4) is None and reader.at(-1) is None  # not written yet; no such frame
+    finally:
+        reader.close()
+        ring.close()
