@@ -231,6 +231,7 @@ def test_fire_risk_from_thermal_frames_and_gas_readings(env: dict[str, Any]) -> 
 def test_invalid_configuration_is_refused_with_the_reason(env: dict[str, Any]) -> None:
     rt = env["rt"]
     for merge, words in (({"batch": {"maxSize": 0}}, "batch.maxSize"),
+                         ({"batch": {"burstMs": -5}}, "batch.burstMs"),
                          ({"models": {"other": {"path": "/x", "cameras": ["*"]}}}, "models.other.cameras"),
                          ({"provider": "tpu"}, "provider"),
                          ({"shadow": {"model": "nope", "path": "/x"}}, "shadow.model")):
