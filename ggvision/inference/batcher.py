@@ -42,6 +42,7 @@ class Batcher:
         self._order: deque[Hashable] = deque()  # round-robin order of every camera seen
         self._closed = False
         self._woken = False
+        self._want = 1  # pending frames that complete the batch `take` is gathering (1: none being gathered)
         self.offered = 0
         self.dropped = 0  # replaced by a newer frame of the same camera before being taken
         self.held = 0  # frames kept next to a newer one (a burst)
@@ -53,6 +54,7 @@ class Batcher:
         p = Pending(key, item, t, t)
         with self._cond:
             self.offered += 1
+            was_empty = not self._pending
             queue = self._pending.get(key)
             gone: list[Pending] = []
             if queue:
@@ -68,7 +70,10 @@ class Batcher:
                     self._order.append(key)
             self.dropped += len(gone)
             self._frames += 1 - len(gone)
-            self._cond.notify()
+            # Wake the taker only when it has something to do: the first frame, or a full batch (before the
+            # deadline it would only count and sleep again; a wake-up per frame cost more than the count).
+            if was_empty or self._frames >= self._want:
+                self._cond.notify()
         return gone
 
     def take(self, max_size: int, deadline_s: float, timeout: float | None = None) -> list[Pending]:
@@ -83,11 +88,15 @@ class Batcher:
             if not self._pending:
                 return []
             due = min(q[0].since for q in self._pending.values()) + deadline_s
-            while not self._closed and self._frames < max_size:
-                left = due - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+            self._want = max_size
+            try:
+                while not self._closed and self._frames < max_size:
+                    left = due - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._want = 1
             batch: list[Pending] = []
             served: list[Hashable] = []
             # first frames of every camera, then second ones where room is left: a camera's frames stay in order

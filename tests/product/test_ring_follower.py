@@ -15,7 +15,7 @@ import pytest
 
 from ggvision.framebus import FrameDescriptor, FrameRing
 from ggvision.framebus.announce import RingInfo, parse_rings, rings_message
-from ggvision.inference.rings import LOOK_EARLY, LOOK_EVERY, RingFollower
+from ggvision.inference.rings import COALESCE_S, LOOK_EARLY, LOOK_EVERY, RingFollower
 
 FPS = 5.0
 
@@ -88,6 +88,34 @@ def test_each_frame_once_soon_after_it_is_written_with_a_few_looks(follower: tup
     assert f.looks <= 2 * len(seqs) + 10, (f.looks, len(seqs))  # about one header read per frame, no busy loop
     for _, d in offers.got:
         assert d.ring == w.ring.name and d.shape == (48, 64, 3) and d.slot == d.sequence % 4
+
+
+def test_many_cameras_share_wake_ups_and_every_frame_is_still_handed_on_soon(
+        follower: tuple[RingFollower, Offers]) -> None:
+    """32 cameras at 5 fps (160 frames a second, more than 1/COALESCE_S): the thread looks at the cameras due
+    together, so it wakes at most 1/COALESCE_S times a second, not about once per frame; no frame is skipped, and a
+    look made late by the coalescing does not push the next one later (the delay stays bounded, not drifting)."""
+    f, offers = follower
+    writers = [Writer(f"follow-m{i}") for i in range(32)]
+    for w in writers:
+        w.start()
+        time.sleep(0.2 / FPS / len(writers))  # spread the cameras' phases over a period, as on a site
+    try:
+        f.announce("cap", {f"follow-m{i}": w.info() for i, w in enumerate(writers)})
+        time.sleep(1.0)  # the follower finds each camera's phase
+        wakes, t0, n0 = f.wakes, time.monotonic(), len(offers.got)
+        time.sleep(4.0)
+        wakes, span, got = f.wakes - wakes, time.monotonic() - t0, offers.got[n0:]
+    finally:
+        for w in writers:
+            w.stop()
+    assert wakes / span <= 1 / COALESCE_S + 5, (wakes, span)  # about once per frame (160/s) without coalescing
+    assert len(got) >= 32 * FPS * span * 0.9, (len(got), span)
+    assert f.summary()["skipped"] == 0
+    delays = [at - writers[int(d.camera.removeprefix("follow-m"))].written[d.sequence] for at, d in got]
+    assert statistics.median(delays) <= COALESCE_S + LOOK_EVERY / FPS, statistics.median(delays)
+    late = sorted(delays)[int(len(delays) * 0.95)]
+    assert late <= 2 * COALESCE_S + LOOK_EVERY / FPS + 0.03, late  # no lateness piling up frame after frame
 
 
 def test_an_early_frame_waits_at_most_the_first_look(follower: tuple[RingFollower, Offers]) -> None:
