@@ -203,8 +203,9 @@ def cpu_snapshot(root: psutil.Process) -> dict[int, tuple[str, float, int]]:
     return out
 
 
-def thread_snapshot(root: psutil.Process) -> dict[tuple[int, int], tuple[str, str, float]]:
-    """(pid, tid) -> (role, thread name (comm), user+system seconds) for the runtime and its descendants."""
+def thread_snapshot(root: psutil.Process) -> dict[tuple[int, int], tuple[str, str, float, float]]:
+    """(pid, tid) -> (role, thread name (comm), user+system seconds, seconds runnable but waiting for a CPU (the
+    run queue, /proc schedstat)) for the runtime and its descendants."""
     out = {}
     tick = os.sysconf("SC_CLK_TCK")
     for p in [root, *root.children(recursive=True)]:
@@ -214,21 +215,24 @@ def thread_snapshot(root: psutil.Process) -> dict[tuple[int, int], tuple[str, st
                 stat = (task / "stat").read_text()
                 name = stat[stat.index("(") + 1 : stat.rindex(")")]
                 f = stat[stat.rindex(")") + 2 :].split()
-                out[(p.pid, int(task.name))] = (role, name, (int(f[11]) + int(f[12])) / tick)
+                waited = int((task / "schedstat").read_text().split()[1]) / 1e9
+                out[(p.pid, int(task.name))] = (role, name, (int(f[11]) + int(f[12])) / tick, waited)
         except (psutil.Error, OSError, ValueError):
             continue
     return out
 
 
-def thread_report(a: dict[tuple[int, int], tuple[str, str, float]], b: dict[tuple[int, int], tuple[str, str, float]],
-                  frames: float) -> list[str]:
-    """CPU ms per analysed frame by (role, thread name), largest first; each thread's own line."""
+def thread_report(a: dict[tuple[int, int], tuple[str, str, float, float]],
+                  b: dict[tuple[int, int], tuple[str, str, float, float]], frames: float) -> list[str]:
+    """CPU ms per analysed frame by (role, thread name), largest first, and how long the thread waited for a CPU
+    while runnable; each thread's own line."""
     rows = []
-    for key, (role, name, t1) in b.items():
-        t0 = a.get(key, (role, name, 0.0))[2]
+    n = max(frames, 1.0)
+    for key, (role, name, t1, w1) in b.items():
+        _, _, t0, w0 = a.get(key, (role, name, 0.0, 0.0))
         if t1 - t0 > 0:
-            rows.append((1000 * (t1 - t0) / max(frames, 1.0), f"{role}:{name}:{key[1]}"))
-    return [f"{ms:7.3f} ms/frame  {what}" for ms, what in sorted(rows, reverse=True)]
+            rows.append((1000 * (t1 - t0) / n, 1000 * (w1 - w0) / n, f"{role}:{name}:{key[1]}"))
+    return [f"{ms:7.3f} ms/frame (waited for a CPU {w:6.3f})  {what}" for ms, w, what in sorted(rows, reverse=True)]
 
 
 def cpu_delta(a: dict[int, tuple[str, float, int]], b: dict[int, tuple[str, float, int]]) -> tuple[
@@ -305,11 +309,12 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     t_end = t_win + window
     cpu0 = None
     drop0 = 0
+    loop0 = wait0 = 0.0
     while True:
         now = time.monotonic()
         if cpu0 is None and now >= t_win:
             c = me.cpu_times()
-            cpu0, drop0 = c.user + c.system, batcher.dropped
+            cpu0, drop0, loop0, wait0 = c.user + c.system, batcher.dropped, time.thread_time(), _runq_wait()
         if now >= t_end:
             break
         batch = [p.item for p in batcher.take(settings.max_size, settings.deadline_s, timeout=0.1)]
@@ -322,6 +327,8 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
             lat += [done - ts for ts, _ in batch]
     c = me.cpu_times()
     cpu = c.user + c.system - (cpu0 or 0.0)
+    loop_cpu = time.thread_time() - loop0 if cpu0 is not None else 0.0
+    loop_wait = _runq_wait() - wait0 if cpu0 is not None else 0.0
     stop.set()
     for t in ts_:
         t.join(15)
@@ -332,8 +339,18 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
             "analysed": analysed, "asked": asked, "ratio": analysed / asked, "det_p50": pct(lat, 0.5),
             "det_p95": pct(lat, 0.95), "cpu_s": cpu,
             "ms_per_frame": 1000 * cpu / analysed if analysed else None, "cpu": {"bare": cpu},
+            "model_thread_ms": 1000 * loop_cpu / analysed if analysed else None,
+            "model_thread_waited_ms": 1000 * loop_wait / analysed if analysed else None,
             "rss": {"bare": me.memory_info().rss},
             "dropped": {"replaced in the slot": batcher.dropped - drop0}}
+
+
+def _runq_wait() -> float:
+    """Seconds the calling thread has been runnable but waiting for a CPU (Linux schedstat; 0 where absent)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _count(names: Any) -> dict[str, int]:
@@ -532,7 +549,10 @@ def main() -> int:
                       + (f", event p50/p95 {fmt(r['ev_p50'])}/{fmt(r['ev_p95'])} s ({r['events']})"
                          if side == "suite" else "")
                       + f", CPU {100 * r['cpu_s'] / args.window:.0f}% "
-                      f"({fmt(r['ms_per_frame'])} ms/frame), dropped {r['dropped']}"
+                      f"({fmt(r['ms_per_frame'])} ms/frame"
+                      + (f"; its model thread {fmt(r['model_thread_ms'])}, waited for a CPU "
+                         f"{fmt(r['model_thread_waited_ms'])}" if r.get("model_thread_ms") else "")
+                      + f"), dropped {r['dropped']}"
                       + (f" (of Inference's: {r['passed_over']} passed over by the ring follower)"
                          if r.get("passed_over") else ""),
                       flush=True)
