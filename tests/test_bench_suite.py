@@ -45,6 +45,20 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
     decoder = "cuda" if cuda_decode_probe()[0] else "cpu"
     for side in ("bare", "suite"):
         assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {decoder: 1}, row[side]
+    assert row["bare"]["model_thread_ms"] > 0 and row["bare"]["model_thread_waited_ms"] >= 0, row["bare"]
+
+
+def test_wakeups_bench_runs(tmp_path: Path) -> None:
+    """bench/wakeups.py: both ring follower runs and both batcher runs, with their ratios (figures not checked)."""
+    out = tmp_path / "wakeups.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "wakeups.py"), "--cameras", "12", "--seconds", "1",
+                        "--json", str(out)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert [f["coalesce"] for f in doc["follower"]] == [False, True]
+    assert [b["shipped"] for b in doc["batcher"]] == [False, True]
+    assert all(f["frames"] > 0 for f in doc["follower"]), doc["follower"]
+    assert "ratio thread CPU shipped / baseline" in r.stdout and "ratio taker CPU shipped / baseline" in r.stdout
 
 
 @pytest.mark.timeout(400)
