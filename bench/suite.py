@@ -164,6 +164,21 @@ class RtspServers:
             server.stop()
 
 
+def place(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` and of its descendants on `cpus` (--model-cpu: what is not part of the edge box — the
+    camera streams' server, moto, the test agent — kept off the model's CPU)."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            for t in p.threads():
+                os.sched_setaffinity(t.id, cpus)
+        except (psutil.Error, OSError):
+            continue
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -250,8 +265,9 @@ def cpu_delta(a: dict[int, tuple[str, float, int]], b: dict[int, tuple[str, floa
 
 
 def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window: float, provider: str = "cpu",
-         hwdecode: str = "off", trt_cache: Path | None = None) -> dict[str, Any]:
-    """PyAV decode with the worker's frame skipping + LoadedModel.infer batched, one process, no IPC."""
+         hwdecode: str = "off", trt_cache: Path | None = None, model_cpu: int | None = None) -> dict[str, Any]:
+    """PyAV decode with the worker's frame skipping + LoadedModel.infer batched, one process, no IPC (with
+    `model_cpu`, the model loop on that CPU and the readers on the rest, as the suite's threads are placed)."""
     import av
 
     from ggvision.capture.sources import decoded_on_gpu, hw_decoder
@@ -267,7 +283,11 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     stop = threading.Event()
     decoded = [0] * len(urls)
 
+    everywhere = set(os.sched_getaffinity(0))
+    rest = everywhere - {model_cpu} if model_cpu is not None else everywhere
+
     def reader(k: int, url: str) -> None:
+        os.sched_setaffinity(0, rest)  # this thread only (Linux)
         try:
             opened = time.time()
             with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10, hwaccel=hw_decoder(hwdecode)) as c:
@@ -304,6 +324,8 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     lat: list[float] = []
     analysed = 0
     me = psutil.Process()
+    if model_cpu is not None:
+        os.sched_setaffinity(0, {model_cpu})  # the model loop (this thread) on its own CPU
     t_start = time.monotonic()
     t_win = t_start + warmup
     t_end = t_win + window
@@ -329,6 +351,7 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     cpu = c.user + c.system - (cpu0 or 0.0)
     loop_cpu = time.thread_time() - loop0 if cpu0 is not None else 0.0
     loop_wait = _runq_wait() - wait0 if cpu0 is not None else 0.0
+    os.sched_setaffinity(0, everywhere)
     stop.set()
     for t in ts_:
         t.join(15)
@@ -365,7 +388,8 @@ def _count(names: Any) -> dict[str, int]:
 
 
 def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: str, warmup: float, window: float,
-          sample: int, provider: str = "cpu", hwdecode: str = "off", trt_cache: Path | None = None) -> dict[str, Any]:
+          sample: int, provider: str = "cpu", hwdecode: str = "off", trt_cache: Path | None = None,
+          model_cpu: int | None = None) -> dict[str, Any]:
     from capture_dev import NAME as CAPTURE
     from capture_dev import capture_dev_recipe
     from filter_dev import NAME as FILTER
@@ -379,21 +403,28 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
     from uplink_dev import free_port, uplink_dev_recipe
 
     cams = [f"cam{k}" for k in range(len(urls))]
+    # --model-cpu K: Inference's model threads on CPU K, every component's other threads on the other CPUs (the
+    # components' `cpus` and Inference's `modelCpus`, docs/inference.md "CPUs"); the runtime is left alone
+    pin: dict[str, Any] = {}
+    model_pin: dict[str, Any] = {}
+    if model_cpu is not None:
+        rest = sorted(set(os.sched_getaffinity(0)) - {model_cpu})
+        pin, model_pin = {"cpus": rest}, {"modelCpus": [model_cpu]}
     acl = {"aws.greengrass.ipc.pubsub": {f"{AGENT}:pubsub:1": {
         "operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["ggvision/v1/*"]}}}
     rt = Runtime(tmp, [AGENT], config={AGENT: {"accessControl": acl}})
     capture_dev_recipe(rt.recipes, cameras={c: {
         "source": {"type": "rtsp", "url": u, "transport": "tcp"}, "detectFps": DETECT_FPS, "hwDecode": hwdecode,
         "record": {"enabled": True, "segmentSeconds": 4, "retainS": 60, "dir": "segments"}}
-        for c, u in zip(cams, urls, strict=True)}, sensors={}, metricsPeriodS=1)  # no demo thermal sensor
+        for c, u in zip(cams, urls, strict=True)}, sensors={}, metricsPeriodS=1, **pin)  # no demo thermal sensor
     inference_dev_recipe(rt.recipes, models={"detector": {"path": str(model_path), "cameras": ["*"]}},
                          provider=provider, threads=threads, metricsPeriodS=1, batch={"maxSize": BATCH},
-                         **({"trtCacheDir": str(trt_cache)} if trt_cache else {}))
-    filter_dev_recipe(rt.recipes, cameras={c: {"policy": "events"} for c in cams}, metricsPeriodS=5)
+                         **({"trtCacheDir": str(trt_cache)} if trt_cache else {}), **pin, **model_pin)
+    filter_dev_recipe(rt.recipes, cameras={c: {"policy": "events"} for c in cams}, metricsPeriodS=5, **pin)
     uplink_dev_recipe(rt.recipes, iot={"enabled": False}, metricsPeriodS=5, sink={
-        "type": "s3", "bucket": "ggv-suite", "region": "us-east-1", "endpointUrl": moto_url, "timeoutS": 5})
+        "type": "s3", "bucket": "ggv-suite", "region": "us-east-1", "endpointUrl": moto_url, "timeoutS": 5}, **pin)
     health_dev_recipe(rt.recipes, promPort=free_port(), promBind="127.0.0.1", periodS=5, summaryPeriodS=3600,
-                      hungAfterS=600, inferenceComponent=INFERENCE)
+                      hungAfterS=600, inferenceComponent=INFERENCE, **pin)
     names = (CAPTURE, INFERENCE, FILTER, UPLINK, HEALTH)
     try:
         rt.start(wait_for={AGENT: ("RUNNING",)}, timeout=90)
@@ -415,6 +446,10 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
             seen = len(got)
         time.sleep(warmup)  # the streams play in real time: a warm-up is wall time, there is nothing to await
         root = psutil.Process(rt.proc.pid)  # type: ignore[union-attr]
+        if model_cpu is not None:  # the test agent is not part of the box
+            for p in root.children(recursive=True):
+                if role_of(p, root.pid) == "observer":
+                    place(p.pid, set(os.sched_getaffinity(0)) - {model_cpu})
         inf_before = [e["json"] for e in a.call("events", id="inf", timeout=0.01) if "json" in e]
         cap_before = [e["json"] for e in a.call("events", id="cap", timeout=0.01) if "json" in e]
         for sub in (*(f"ev-{c}" for c in cams[:sample]), *(f"det-{c}" for c in cams[:sample])):
@@ -499,6 +534,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="cameras 1 2 4, warm-up 6 s, window 12 s")
     ap.add_argument("--provider", choices=["cpu", "auto", "tensorrt", "cuda"], default="cpu",
                     help="ONNX Runtime execution provider, suite and bare alike")
+    ap.add_argument("--model-cpu", type=int, default=None,
+                    help="the model threads on this CPU, every other thread on the rest: the suite's through "
+                         "Inference's modelCpus and the components' cpus (not the runtime), the bare loop's model "
+                         "loop and readers alike; the RTSP servers, moto and the observer on the rest")
     ap.add_argument("--hwdecode", choices=["off", "auto", "cuda"], default="off",
                     help="Capture's hwDecode on every camera and the bare loop's decoding (NVDEC when cuda opens)")
     ap.add_argument("--trt-cache", type=Path, help="TensorRT engine cache folder (default: one for this run)")
@@ -532,14 +571,18 @@ def main() -> int:
                 if args.only and side != args.only:
                     continue
                 server = RtspServers(video, n, args.servers)
+                if args.model_cpu is not None:  # the cameras and the cloud are not part of the box
+                    for pid in [*(s.proc.pid for s in server.servers), moto.proc.pid]:
+                        place(pid, set(os.sched_getaffinity(0)) - {args.model_cpu})
                 try:
                     urls = [server.url(k) for k in range(n)]
                     if side == "bare":
                         row[side] = bare(urls, mdir, args.threads, args.warmup, args.window, args.provider,
-                                         args.hwdecode, trt_cache)
+                                         args.hwdecode, trt_cache, args.model_cpu)
                     else:
                         row[side] = suite(tmp / f"rt-{n}", urls, mdir, args.threads, moto.url, args.warmup,
-                                          args.window, args.sample, args.provider, args.hwdecode, trt_cache)
+                                          args.window, args.sample, args.provider, args.hwdecode, trt_cache,
+                                          args.model_cpu)
                 finally:
                     server.stop()
                 r = row[side]
@@ -576,7 +619,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, total: float) -
     used = sorted({str(r[s].get("provider")) for r in rows for s in ("bare", "suite") if s in r})
     print(f"\n{cpu_model()} x{os.cpu_count()}, load {os.getloadavg()[0]:.1f}; model {args.model}, {video}, "
           f"detect {DETECT_FPS:g} fps, batch {BATCH}, {args.threads} ORT thread(s), window {args.window:g} s; "
-          f"provider {args.provider} (used: {', '.join(used)}), hwdecode {args.hwdecode}")
+          f"provider {args.provider} (used: {', '.join(used)}), hwdecode {args.hwdecode}"
+          + (f"; model threads on CPU {args.model_cpu}, the other threads on the rest (--model-cpu)"
+             if args.model_cpu is not None else ""))
     print("| N | bare analysed | suite analysed | det p50/p95 s (suite) | event p50/p95 s | suite CPU %/cam "
           "(cap/inf/fil/upl/hea/rt) | suite RSS MiB | bare ms CPU/frame | suite ms CPU/frame | plumbing ms/frame "
           "| suite dropped (cap/ring/inf) | provider, decoders (bare; suite) |")

@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..config.cpulist import parse_cpus
+from . import cpus
+
 log = logging.getLogger("ggvision.component")
 
 Validator = Callable[[dict[str, Any]], str | None]  # returns the reason a configuration is refused
@@ -58,6 +61,7 @@ class ComponentApp:
             self.report_errored()
             raise ValueError(f"{self.name}: invalid configuration: {reason}")
         self.config = config
+        self._apply_cpus(config)
         _, op = self.client.subscribe_to_validate_configuration_updates(
             on_stream_event=self._on_validate, on_stream_error=self._on_stream_error)
         self._ops.append(op)
@@ -101,11 +105,19 @@ class ComponentApp:
                 log.warning("%s: ignoring invalid configuration change: %s", self.name, reason)
                 return
             self.config = config
+        self._apply_cpus(config)
         for cb in list(self._config_callbacks):
             try:
                 cb(config)
             except Exception:
                 log.exception("%s: configuration callback failed", self.name)
+
+    def _apply_cpus(self, config: dict[str, Any]) -> None:
+        """`cpus` (every component's configuration, validated already): the CPUs this process's threads run on."""
+        try:
+            cpus.apply_process(parse_cpus(config.get("cpus")))
+        except ValueError as e:  # a validator that let it through: keep running where the threads are
+            log.error("%s: cpus: %s", self.name, e)
 
     def _on_stream_error(self, error: Exception) -> bool:
         log.error("%s: IPC stream error: %s", self.name, error)

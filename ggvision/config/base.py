@@ -17,6 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from .cpulist import parse_cpus
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -30,11 +32,18 @@ class ConfigModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+# A Linux cpu list ("1", "0-3", "0,2-3") or a list of CPU numbers; absent/empty: every CPU (ggvision/component/cpus.py)
+CpuList = Annotated[Any, BeforeValidator(parse_cpus), WithJsonSchema({
+    "type": ["string", "array", "null"], "items": {"type": "integer", "minimum": 0},
+    "description": "CPUs: a cpu list (\"1\", \"0-3\", \"0,2-3\") or a list of CPU numbers; empty: every CPU"})]
+
+
 class ComponentConfig(ConfigModel):
     """A component's whole configuration. `accessControl` travels in the same tree (the nucleus reads it); the
-    component ignores it."""
+    component ignores it. `cpus`: the CPUs the component's threads run on (applied by ComponentApp)."""
 
     access_control: Annotated[Any, Field(exclude=True)] = None
+    cpus: CpuList = None
 
 
 # -- value types ------------------------------------------------------------------------------------------

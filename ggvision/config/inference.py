@@ -35,7 +35,7 @@ from pydantic import (
 from topicmatch import valid_topic_filter
 
 from ..contract import topics
-from .base import ComponentConfig, ConfigModel, entries, explain, number, whole
+from .base import ComponentConfig, ConfigModel, CpuList, entries, explain, number, whole
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
@@ -313,6 +313,9 @@ class InferenceConfig(ComponentConfig):
     warmup_timeout_s: number(0.1, 86_400) = 900.0
     frame_topics: Annotated[tuple[str, ...], BeforeValidator(_topic_filters)] = DEFAULT_FRAME_TOPICS
     metrics_period_s: number(0.2, 3600) = 5.0
+    # the CPUs of the model threads (the workers), apart from `cpus` (every other thread): a model on the CPU can
+    # have a core of its own when no component's `cpus` includes it (docs/inference.md, "CPUs")
+    model_cpus: CpuList = None
 
     @model_validator(mode="after")
     def _routes(self) -> InferenceConfig:

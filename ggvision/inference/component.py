@@ -141,6 +141,7 @@ class InferenceComponent:
             self.cfg = cfg
             self.settings.max_size, self.settings.deadline_s = cfg.max_batch, cfg.deadline_ms / 1000
             self.settings.burst_s = cfg.burst_ms / 1000
+            self.settings.model_cpus = cfg.model_cpus
             reload_all = old is not None and old.runtime_options != cfg.runtime_options
             for mid in list(self.slots):
                 new = cfg.models.get(mid)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..component import cpus
 from ..contract.topics import DETECTIONS
 from ..framebus import FrameDescriptor
 from .batcher import Batcher, Pending
@@ -36,6 +37,7 @@ class BatchSettings:
         self.max_size = max_size
         self.deadline_s = deadline_ms / 1000
         self.burst_s = burst_ms / 1000  # the batcher's hold_s (batcher.py)
+        self.model_cpus: tuple[int, ...] | None = None  # the workers' CPUs (modelCpus; None: the process's)
 
 
 def detections_message(desc: FrameDescriptor, manifest: Any, result: dict[str, Any], timings: dict[str, float],
@@ -97,8 +99,12 @@ class VisionWorker:
         self.batcher.wake()
 
     def _run(self) -> None:
+        pinned: object = ()  # what modelCpus this thread was last set to (() : not yet)
         try:
             while not self._stop.is_set():
+                if self.settings.model_cpus != pinned:  # live: a configuration update moves the thread
+                    pinned = self.settings.model_cpus
+                    cpus.pin_thread(self.settings.model_cpus)  # refused: logged once, the thread stays put
                 model = self.slot.serving()
                 if model is None:
                     self._stop.wait(IDLE_WAIT_S)  # pending frames wait (latest per camera) for the first model
@@ -113,6 +119,7 @@ class VisionWorker:
         except Exception:
             log.exception("model %s: worker stopped by an unexpected error", self.slot.name)
         finally:
+            cpus.unpin_thread()
             self._reader.close()
 
     def _process(self, model: Any, batch: list[Pending]) -> None:

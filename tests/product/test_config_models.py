@@ -59,3 +59,22 @@ def test_recipe_defaults_validate_against_the_json_schema(component: str) -> Non
 def test_unknown_keys_are_refused_by_name(component: str) -> None:
     with pytest.raises(ConfigError, match=r"unknown configuration keys: bogusKey"):
         parse(model_of(component), {**_defaults(component), "bogusKey": 1})
+
+
+@pytest.mark.parametrize("component", sorted(MODELS))
+def test_every_component_takes_cpus_and_refuses_a_bad_list_by_name(component: str) -> None:
+    """`cpus` (ggvision/component/cpus.py applies it): a cpu list or a list of numbers, normalised; a bad one names
+    the key; the JSON schema accepts what the model accepts."""
+    from ggvision.config.cpulist import cpu_list
+
+    model = model_of(component)
+    assert parse(model, {"cpus": "0,2-3"}).cpus == (0, 2, 3)
+    assert parse(model, {"cpus": [3, 1]}).cpus == (1, 3)
+    assert parse(model, {"cpus": ""}).cpus is None and parse(model, {}).cpus is None
+    for bad, words in (("3-1", "runs backwards"), ("x", "cpu list"), ([True], "neither"), ([5000], "0 to 4095")):
+        with pytest.raises(ConfigError) as e:
+            parse(model, {"cpus": bad})
+        assert "cpus" in str(e.value) and words in str(e.value), (bad, str(e.value))
+    jsonschema.validate({"cpus": "0-1"}, schema_of(component))
+    jsonschema.validate({"cpus": [0, 1]}, schema_of(component))
+    assert cpu_list((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8"

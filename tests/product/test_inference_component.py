@@ -2,15 +2,18 @@
 (and by the real Capture component for the thermal sensor): detections per frame in the detections/1.0 shape,
 metrics Health accepts, hot swap under load without losing or repeating a frame, model components updated by
 deployments, a tampered model refused while the old one keeps serving, a shadow model's agreement, the fire-risk
-pipeline, invalid configuration refused."""
+pipeline, invalid configuration refused, the model threads on CPUs apart from the others (`cpus`, `modelCpus`)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from capture_dev import NAME as CAPTURE
 from capture_dev import capture_dev_recipe
@@ -242,6 +245,62 @@ def test_invalid_configuration_is_refused_with_the_reason(env: dict[str, Any]) -
     assert rt.state(NAME) == "RUNNING"
     st = _feed(rt.agent(), "after-bad", ["after-bad"], count=3, window=1, shape=[48, 64, 3])
     _exactly_once(st)
+
+
+def _thread_cpus(tmp: Path) -> dict[int, frozenset[int]]:
+    """thread id -> the CPUs it may run on, for this test's Inference process (the one working under `tmp`)."""
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if cmd and cmd[0] != "/bin/sh" and "ggvision.inference" in " ".join(cmd) and str(tmp) in p.cwd():
+                return {t.id: frozenset(os.sched_getaffinity(t.id)) for t in p.threads()}
+        except (psutil.Error, OSError):
+            continue
+    raise AssertionError("no Inference process under " + str(tmp))
+
+
+def test_cpus_put_the_model_threads_apart_from_every_other_thread(env: dict[str, Any]) -> None:
+    """`cpus` (every component) and `modelCpus`: the vision model's worker thread on its own CPU, every other thread
+    of the process on the rest, moved live by a deployment; a CPU the box does not have is logged and changes
+    nothing (the component keeps serving); invalid lists are refused by validation."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs to put the model apart")
+    rt, tmp = env["rt"], env["tmp"]
+    model_cpu, *rest = sorted(os.sched_getaffinity(0), reverse=True)
+    try:
+        d = _deploy_config(rt, {"cpus": sorted(rest), "modelCpus": str(model_cpu)})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+
+        seen: list[dict[int, frozenset[int]]] = []
+
+        def placed() -> dict[int, frozenset[int]] | None:
+            th = _thread_cpus(tmp)
+            seen[:] = [th]
+            on_model = [t for t, c in th.items() if c == {model_cpu}]
+            return th if on_model and len(on_model) < len(th) and all(
+                c == {model_cpu} or c == frozenset(rest) for c in th.values()) else None
+
+        try:
+            wait_until(placed, 10, interval=0.2, what="the model thread on its CPU, the others on the rest")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; threads: {seen}; log: {rt.log(NAME)[-1500:]}") from None
+        _exactly_once(_feed(rt.agent(), "pinned", ["pinned"], count=4, window=1, shape=[48, 64, 3]))
+
+        d = _deploy_config(rt, {"modelCpus": [4000]})  # valid syntax, but no such CPU here
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+        wait_until(lambda: "CPU 4000 is not available" in rt.log(NAME), 10, what="the refusal in the log")
+        assert placed() is not None and rt.state(NAME) == "RUNNING"  # nothing moved
+        _exactly_once(_feed(rt.agent(), "pinned-2", ["pinned-2"], count=3, window=1, shape=[48, 64, 3]))
+
+        for bad, words in (("1-0", "runs backwards"), ("a", "cpu list"), ([-1], "CPU numbers run from 0")):
+            d = _deploy_config(rt, {"cpus": bad})
+            assert d.status == "FAILED" and words in d.deployment_status_details.deployment_failure_cause, bad
+    finally:
+        d = _deploy_config(rt, {"cpus": "", "modelCpus": ""})
+        assert d.status == "SUCCEEDED", d.deployment_status_details
+    everywhere = frozenset(os.sched_getaffinity(0))
+    wait_until(lambda: all(c == everywhere for c in _thread_cpus(tmp).values()), 10, interval=0.2,
+               what="every thread back on every CPU")
 
 
 def test_reading_motion_topics_warns_when_no_motion_descriptor_comes(env: dict[str, Any]) -> None:
