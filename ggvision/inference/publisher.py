@@ -40,7 +40,8 @@ class AsyncPublisher:
         fut.add_done_callback(lambda f: self._done(topic, f))
         camera = message.get("camera")
         if isinstance(camera, str):
-            self.sent.note(camera)
+            ts = message.get("timestamp")
+            self.sent.note(camera, float(ts) if isinstance(ts, (int, float)) else None)
 
     def _done(self, topic: str, fut: Future) -> None:
         self._slots.release()

@@ -25,28 +25,37 @@ MAX_CAMERAS = 1024  # cameras counted by CameraCounts (a runaway camera set cann
 
 class CameraCounts:
     """detections/1.x messages published per camera, for inference-metrics' `cameras` block: Health's detection fps
-    and hung-inference watchdog read these instead of subscribing to every detections message."""
+    and hung-inference watchdog read these instead of subscribing to every detections message. The last message's
+    frame timestamp makes the count exact over frames: between two metrics messages, the frames of that camera
+    analysed against the frames its timestamps span (bench/suite.py's analysed-vs-asked)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, list[float]] = {}  # camera -> [messages, monotonic time of the last]
+        # camera -> [messages, monotonic time of the last, the last one's frame timestamp (None: not known)]
+        self._counts: dict[str, list[Any]] = {}
 
-    def note(self, camera: str) -> None:
+    def note(self, camera: str, frame_ts: float | None = None) -> None:
         now = time.monotonic()
         with self._lock:
             c = self._counts.get(camera)
             if c is None:
                 if len(self._counts) >= MAX_CAMERAS:
                     return
-                c = self._counts[camera] = [0, now]
+                c = self._counts[camera] = [0, now, None]
             c[0] += 1
             c[1] = now
+            if frame_ts is not None:
+                c[2] = frame_ts
 
     def snapshot(self, now: float | None = None) -> dict[str, dict[str, float]]:
         now = time.monotonic() if now is None else now
         with self._lock:
-            return {cam: {"detection_msgs": int(n), "last_age_s": round(max(0.0, now - at), 3)}
-                    for cam, (n, at) in sorted(self._counts.items())}
+            out: dict[str, dict[str, float]] = {}
+            for cam, (n, at, ts) in sorted(self._counts.items()):
+                out[cam] = {"detection_msgs": int(n), "last_age_s": round(max(0.0, now - at), 3)}
+                if ts is not None:
+                    out[cam]["last_frame_ts"] = round(ts, 6)
+            return out
 
 
 class ModelStats:

@@ -118,6 +118,9 @@ def test_detections_per_frame_in_the_contract_shape(env: dict[str, Any]) -> None
     assert 1 <= m["batch_size_mean"] <= 4 and m["queue_depth"] >= 0 and m["dropped_frames"] >= 0
     # per camera: the detections messages published (12 frames each, exactly once) and how long since the last
     assert m["cameras"]["shape-a"]["detection_msgs"] == 12 and 0 <= m["cameras"]["shape-a"]["last_age_s"] < 30
+    # and the last one's frame timestamp: a camera's messages go out in order, so it is the last one received
+    last = a.call("events", id="det-shape", count=12, timeout=10)[-1]["json"]
+    assert m["cameras"]["shape-a"]["last_frame_ts"] == pytest.approx(last["timestamp"], abs=1e-6)
     parsed = parse_inference(m)  # what Health reads of it
     assert parsed.model == "tiny-detector" and parsed.runs == m["runs"] and parsed.p95_ms == m["latency_ms"]["p95"]
     assert parsed.cameras is not None and parsed.cameras["shape-b"].messages == 12
