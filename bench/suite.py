@@ -25,18 +25,21 @@ Per N, in the same run, alternated:
   (on, Prometheus)) and the test agent as the observer. The agent subscribes to the events and the detections
   of the first `--sample` cameras (latency samples; until 2026-12-06 every camera's events, which on vtest with
   YOLOX kept the observer at 0.6 ms CPU per frame, 0.25-0.28 since, the runtime ~1.6-1.8 either way); analysed
-  frames come from inference-metrics `frames` (cumulative), dropped frames from capture-, inference-metrics.
+  frames come from inference-metrics' `cameras` block (per camera, detections messages and the last one's frame
+  timestamp), dropped frames from capture-, inference-metrics.
 - bare: one process, no IPC: a PyAV reader thread per stream doing the worker's frame skipping
   (ggvision.capture.worker._Sampler, skip_frame NONREF) and BGR conversion into Inference's own batcher
   (ggvision.inference.batcher: the same latest-frame policy, burst hold and deadline), and one loop calling
   `LoadedModel.infer` on its batches of up to 8.
 
-Figures per N: analysed frames / asked (N x 5 fps x window), frame-to-detection and frame-to-event latency
-(receive time - the frame's timestamp, both wall clock) p50/p95, CPU per camera per component (% of one core)
-and the runtime's, RSS, dropped frames by place. Capacity = the largest N with >= 99 % analysed and event p95
-<= 2 s (detection p95 where no event happened; the bare loop: detection p95). Plumbing = (suite CPU - bare
-CPU) per analysed frame: the same decoding and the same model work cancel out (use --model null, a constant
-ONNX graph on a 32x32 input, so that both are small). The RTSP server, moto and the observer are not counted.
+Figures per N: analysed frames / asked (per camera, 5 fps over the span of the frame timestamps it was analysed up
+to at the window's start and end, so neither end cuts a batch in two: exact to the frame; a camera whose last
+analysed frame is over LAG_S old at the end counts the frames since as asked), frame-to-detection and frame-to-event
+latency (receive time - the frame's timestamp, both wall clock) p50/p95, CPU per camera per component (% of one
+core) and the runtime's, RSS, dropped frames by place. Capacity = the largest N with >= 99 % analysed and event p95
+<= 2 s (detection p95 where no event happened; the bare loop: detection p95). Plumbing = (suite CPU - bare CPU) per
+analysed frame: the same decoding and the same model work cancel out (use --model null, a constant ONNX graph on a
+32x32 input, so that both are small). The RTSP server, moto and the observer are not counted.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ SERVER = REPO / "tests" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 AGENT = "com.ggvision.test.Agent"
 DETECT_FPS = 5.0
+LAG_S = 2.0  # a camera's last analysed frame older than this at the window's end: the frames since count as asked
 BATCH = 8
 ROLES = {"ggvision.capture": "capture", "ggvision.inference": "inference", "ggvision.filter": "filter",
          "ggvision.uplink": "uplink", "ggvision.health": "health", "agent.py": "observer", "gglocal.cli": "runtime"}
@@ -323,6 +327,7 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
         t.start()
     lat: list[float] = []
     analysed = 0
+    seen: dict[int, tuple[float, float | None]] = {}  # camera -> (frames analysed, the last one's timestamp)
     me = psutil.Process()
     if model_cpu is not None:
         os.sched_setaffinity(0, {model_cpu})  # the model loop (this thread) on its own CPU
@@ -332,21 +337,27 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
     cpu0 = None
     drop0 = 0
     loop0 = wait0 = 0.0
+    seen0: dict[int, tuple[float, float | None]] = {}
+    w0 = w1 = 0.0
     while True:
         now = time.monotonic()
         if cpu0 is None and now >= t_win:
             c = me.cpu_times()
             cpu0, drop0, loop0, wait0 = c.user + c.system, batcher.dropped, time.thread_time(), _runq_wait()
+            seen0, w0 = dict(seen), time.time()
         if now >= t_end:
             break
-        batch = [p.item for p in batcher.take(settings.max_size, settings.deadline_s, timeout=0.1)]
-        if not batch:
+        taken = batcher.take(settings.max_size, settings.deadline_s, timeout=0.1)
+        if not taken:
             continue
-        model.infer([img for _, img in batch])
+        model.infer([p.item[1] for p in taken])
         done = time.time()
+        for p in taken:
+            seen[p.key] = (seen.get(p.key, (0, None))[0] + 1, p.item[0])
         if cpu0 is not None:
-            analysed += len(batch)
-            lat += [done - ts for ts, _ in batch]
+            analysed += len(taken)
+            lat += [done - p.item[0] for p in taken]
+    w1 = time.time()
     c = me.cpu_times()
     cpu = c.user + c.system - (cpu0 or 0.0)
     loop_cpu = time.thread_time() - loop0 if cpu0 is not None else 0.0
@@ -357,9 +368,11 @@ def bare(urls: list[str], model_path: Path, threads: int, warmup: float, window:
         t.join(15)
     provider_used = model.provider
     model.close()
-    asked = len(urls) * DETECT_FPS * window
+    wall_ratio = analysed / (len(urls) * DETECT_FPS * window)
+    analysed, asked = frame_counts(seen0, seen, list(range(len(urls))), w0, w1)
     return {"provider": provider_used, "decoders": _count(decoders.values()),
-            "analysed": analysed, "asked": asked, "ratio": analysed / asked, "det_p50": pct(lat, 0.5),
+            "analysed": analysed, "asked": asked, "ratio": analysed / asked if asked else 0.0,
+            "ratio_wall": wall_ratio, "det_p50": pct(lat, 0.5),
             "det_p95": pct(lat, 0.95), "cpu_s": cpu,
             "ms_per_frame": 1000 * cpu / analysed if analysed else None, "cpu": {"bare": cpu},
             "model_thread_ms": 1000 * loop_cpu / analysed if analysed else None,
@@ -374,6 +387,23 @@ def _runq_wait() -> float:
         return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def frame_counts(before: dict[Any, tuple[float, float | None]], after: dict[Any, tuple[float, float | None]],
+                 cams: list[Any], start_t: float, end_t: float) -> tuple[float, float]:
+    """(analysed, asked) over a window from each camera's (frames analysed so far, the last one's frame timestamp)
+    at its start and end (wall-clock times start_t, end_t). Asked is the detect rate over the frame timestamps'
+    span: a batch in flight at either end moves both figures alike, which a wall-clock span (N x 5 fps x window
+    against a counter that steps by a batch) cannot do."""
+    analysed = asked = 0.0
+    for c in cams:
+        n0, t0 = before.get(c, (0, None))
+        n1, t1 = after.get(c, (n0, None))
+        first = t0 if t0 is not None else start_t
+        last = max(t1 if t1 is not None else first, end_t - LAG_S)  # a camera fallen behind or stopped misses those
+        analysed += n1 - n0
+        asked += DETECT_FPS * max(0.0, last - first)
+    return analysed, asked
 
 
 def _count(names: Any) -> dict[str, int]:
@@ -452,19 +482,20 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
                     place(p.pid, set(os.sched_getaffinity(0)) - {model_cpu})
         inf_before = [e["json"] for e in a.call("events", id="inf", timeout=0.01) if "json" in e]
         cap_before = [e["json"] for e in a.call("events", id="cap", timeout=0.01) if "json" in e]
-        for sub in (*(f"ev-{c}" for c in cams[:sample]), *(f"det-{c}" for c in cams[:sample])):
-            a.call("events", id=sub, timeout=0.01)  # drain: only what arrives in the window counts
+        # the agent keeps every event since its subscription: only those after these counts are the window's
+        n0 = {sub: len(a.call("events", id=sub, timeout=0.01))
+              for sub in (*(f"ev-{c}" for c in cams[:sample]), *(f"det-{c}" for c in cams[:sample]))}
         th0, snap0, t0 = thread_snapshot(root), cpu_snapshot(root), time.time()
         time.sleep(window)
         th1, snap1, t1 = thread_snapshot(root), cpu_snapshot(root), time.time()
         # the counters' span: from the last metrics message before the window to the last one in it
         inf = inf_before[-1:] + [e["json"] for e in a.call("events", id="inf", timeout=0.01) if "json" in e]
         cap = cap_before[-1:] + [e["json"] for e in a.call("events", id="cap", timeout=0.01) if "json" in e]
-        evs = [e for c in cams[:sample] for e in a.call("events", id=f"ev-{c}", timeout=0.01)]
+        evs = [e for c in cams[:sample] for e in a.call("events", id=f"ev-{c}", timeout=0.01)[n0[f"ev-{c}"]:]]
         det_lat: list[float] = []
         per_cam: dict[str, int] = {}
         for c in cams[:sample]:
-            got = [e for e in a.call("events", id=f"det-{c}", timeout=0.01) if "json" in e]
+            got = [e for e in a.call("events", id=f"det-{c}", timeout=0.01)[n0[f"det-{c}"]:] if "json" in e]
             det_lat += [e["rx"] - e["json"]["timestamp"] for e in got]
             per_cam[c] = len(got)
     finally:
@@ -472,11 +503,18 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
     cpu, rss = cpu_delta(snap0, snap1)
     wall = t1 - t0
     prim = [m for m in inf if m.get("role", "primary") == "primary"]
-    analysed = dropped_inf = span = 0.0
-    if len(prim) >= 2:  # cumulative counters between two metrics messages: asked over the same span
+    analysed = asked = dropped_inf = span = frames = 0.0
+    if len(prim) >= 2:  # cumulative counters between two metrics messages
         span = prim[-1]["timestamp"] - prim[0]["timestamp"]
-        analysed = prim[-1]["frames"] - prim[0]["frames"]
+        frames = prim[-1]["frames"] - prim[0]["frames"]
         dropped_inf = prim[-1]["dropped_frames"] - prim[0]["dropped_frames"]
+
+        def per_cam(m: dict[str, Any]) -> dict[Any, tuple[float, float | None]]:
+            return {c: (v.get("detection_msgs", 0), v.get("last_frame_ts"))
+                    for c, v in (m.get("cameras") or {}).items()}
+
+        analysed, asked = frame_counts(per_cam(prim[0]), per_cam(prim[-1]), cams, prim[0]["timestamp"],
+                                       prim[-1]["timestamp"])
     # of those, the frames Inference's ring follower passed over (a newer one in the ring at its look)
     follower = [(m.get("rings") or {}).get("skipped", 0) for m in inf if "rings" in m]
     passed_over = follower[-1] - follower[0] if len(follower) >= 2 else 0
@@ -488,15 +526,15 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
             ring_drop += (a1.get("ring") or {}).get("dropped", 0) - (a0.get("ring") or {}).get("dropped", 0)
     ev_lat = [e["rx"] - e["json"]["boxes"][-1][0] for e in evs
               if "json" in e and e["json"].get("kind") in ("new", "update") and e["json"].get("boxes")]
-    asked = len(urls) * DETECT_FPS * span
     counted = sum(v for k, v in cpu.items() if k in PARTS)
-    threads = thread_report(th0, th1, analysed * wall / span if span else 0.0)
+    threads = thread_report(th0, th1, frames * wall / span if span else 0.0)
     return {"provider": prim[-1].get("provider") if prim else None,
             "decoders": _count((cap[-1]["cameras"].get(c) or {}).get("decoder") for c in cams) if cap else {},
             "analysed": analysed, "asked": asked, "ratio": analysed / asked if asked else 0.0,
+            "ratio_wall": frames / (len(urls) * DETECT_FPS * span) if span else 0.0,
             "det_p50": pct(det_lat, 0.5), "det_p95": pct(det_lat, 0.95), "ev_p50": pct(ev_lat, 0.5),
             "ev_p95": pct(ev_lat, 0.95), "events": len(ev_lat), "cpu_s": counted * window / wall,
-            "ms_per_frame": 1000 * counted / (analysed * wall / span) if analysed and span else None,
+            "ms_per_frame": 1000 * counted / (frames * wall / span) if frames and span else None,
             "cpu": {k: v * window / wall for k, v in cpu.items()}, "rss": rss, "sampled_per_cam": per_cam,
             "threads": threads,
             "dropped": {"capture (decode errors)": cap_drop, "ring (overwritten before read)": ring_drop,

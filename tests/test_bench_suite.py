@@ -37,7 +37,7 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
     row = doc["rows"][0]
     assert row["n"] == 1
     for side in ("bare", "suite"):
-        assert row[side]["analysed"] > 0, (side, row[side])
+        assert row[side]["analysed"] > 0 and row[side]["asked"] > 0 and "ratio_wall" in row[side], (side, row[side])
     assert set(row["suite"]["cpu"]) >= {"capture", "inference", "filter", "uplink", "health", "runtime"}
     assert "| N |" in r.stdout and "capacity:" in r.stdout
     # the provider the sessions registered and the decoders the cameras got are recorded (hwdecode auto: NVDEC
@@ -46,6 +46,31 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
     for side in ("bare", "suite"):
         assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {decoder: 1}, row[side]
     assert row["bare"]["model_thread_ms"] > 0 and row["bare"]["model_thread_waited_ms"] >= 0, row["bare"]
+
+
+def test_frame_counts_are_exact_to_the_frame_and_count_a_stalled_camera() -> None:
+    """The analysed-vs-asked figure from per-camera (frames analysed, the last one's frame timestamp): a batch still
+    in flight at either end of the window leaves the ratio at 1 (a wall-clock span against a counter that steps by
+    a batch does not), and a camera whose last analysed frame is older than LAG_S at the end misses the frames
+    since."""
+    from bench.suite import DETECT_FPS, LAG_S, frame_counts
+
+    period = 1 / DETECT_FPS
+    # 20 s window at 5 fps; camera a analysed up to frame 3 at the start and frame 101 at the end (a batch of 8
+    # taken but not done at the end: those count on neither side), camera b likewise, a few frames later
+    before = {"a": (3, 100.0 + 3 * period), "b": (7, 100.0 + 7 * period)}
+    after = {"a": (101, 100.0 + 101 * period), "b": (99, 100.0 + 99 * period)}
+    analysed, asked = frame_counts(before, after, ["a", "b"], 100.7, 120.7)
+    assert analysed == 98 + 92 and asked == pytest.approx(98 + 92)
+    # one frame missed on b: one short
+    analysed, asked = frame_counts(before, {**after, "b": (98, 100.0 + 99 * period)}, ["a", "b"], 100.7, 120.7)
+    assert asked - analysed == pytest.approx(1)
+    # b stopped at frame 50 while the window ran to 120.7: its frames up to end - LAG_S are asked, not analysed
+    analysed, asked = frame_counts(before, {**after, "b": (50, 100.0 + 50 * period)}, ["a", "b"], 100.7, 120.7)
+    assert analysed == 98 + 43 and asked == pytest.approx(98 + DETECT_FPS * (120.7 - LAG_S - (100.0 + 7 * period)))
+    # a camera never analysed counts the whole window (less the lag allowance) as asked
+    analysed, asked = frame_counts({}, {}, ["c"], 100.0, 120.0)
+    assert analysed == 0 and asked == pytest.approx(DETECT_FPS * (20 - LAG_S))
 
 
 def test_wakeups_bench_runs(tmp_path: Path) -> None:
