@@ -405,3 +405,33 @@ def test_apply_deploy_to_a_fleet_keeps_the_group_components_and_brings_the_shado
         if backend is not None:
             backend.close()
         fleet.stop()
+
+
+def test_the_cpu_box_stage_of_the_inference_docs_validates_and_a_bad_list_names_its_place(tmp_path: Path) -> None:
+    """docs/inference.md "CPUs": the stage configuration it shows is a valid site file stage (each component's
+    model takes its `cpus`, Inference's its `modelCpus`); a list that is not one fails `ggvision site validate`
+    naming the file, the stage, the component and the key."""
+    from ggvision.config.components import model_of
+
+    doc = (REPO / "docs" / "inference.md").read_text().split("## CPUs", 1)[1]
+    stage = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    device = """sites:
+  shop:
+    stage: cpu-boxes
+    devices:
+      shop-box:
+        cameras:
+          door: {capture: {source: {type: rtsp, url: "rtsp://10.0.0.5/stream1"}}}
+"""
+    site = load_site(_write(tmp_path, stage + device))
+    conf = site.stages["cpu-boxes"].configuration
+    assert set(conf) == {"com.ggvision.Inference", "com.ggvision.Capture", "com.ggvision.Filter",
+                         "com.ggvision.Uplink", "com.ggvision.Health"}
+    inference = model_of("com.ggvision.Inference").model_validate(conf["com.ggvision.Inference"])
+    assert inference.model_cpus == (1,) and inference.cpus == (0,)
+    assert all(model_of(c).model_validate(v).cpus == (0,) for c, v in conf.items())
+    out = CliRunner().invoke(app, ["validate", str(_write(tmp_path, stage.replace('modelCpus: "1"',
+                                                                                  'modelCpus: "1-0"') + device))])
+    assert out.exit_code != 0, out.output
+    for where in ("example.yaml", "cpu-boxes", "com.ggvision.Inference", "modelCpus", "runs backwards"):
+        assert where in out.output, (where, out.output)
