@@ -509,11 +509,11 @@ def suite(tmp: Path, urls: list[str], model_path: Path, threads: int, moto_url: 
         frames = prim[-1]["frames"] - prim[0]["frames"]
         dropped_inf = prim[-1]["dropped_frames"] - prim[0]["dropped_frames"]
 
-        def per_cam(m: dict[str, Any]) -> dict[Any, tuple[float, float | None]]:
+        def counts_of(m: dict[str, Any]) -> dict[Any, tuple[float, float | None]]:
             return {c: (v.get("detection_msgs", 0), v.get("last_frame_ts"))
                     for c, v in (m.get("cameras") or {}).items()}
 
-        analysed, asked = frame_counts(per_cam(prim[0]), per_cam(prim[-1]), cams, prim[0]["timestamp"],
+        analysed, asked = frame_counts(counts_of(prim[0]), counts_of(prim[-1]), cams, prim[0]["timestamp"],
                                        prim[-1]["timestamp"])
     # of those, the frames Inference's ring follower passed over (a newer one in the ring at its look)
     follower = [(m.get("rings") or {}).get("skipped", 0) for m in inf if "rings" in m]

@@ -46,6 +46,7 @@ def test_suite_bench_runs_one_camera(tmp_path: Path) -> None:
     for side in ("bare", "suite"):
         assert row[side]["provider"] == "CPUExecutionProvider" and row[side]["decoders"] == {decoder: 1}, row[side]
     assert row["bare"]["model_thread_ms"] > 0 and row["bare"]["model_thread_waited_ms"] >= 0, row["bare"]
+    assert isinstance(row["suite"]["sampled_per_cam"], dict), row["suite"]  # the observer's detections per camera
 
 
 def test_frame_counts_are_exact_to_the_frame_and_count_a_stalled_camera() -> None:
